@@ -1,0 +1,11 @@
+//! millstream: stream processing for machine-tool telemetry.
+//!
+//! CNC machines (or the built-in simulator) speak NC-Link over MQTT; millstream ingests every
+//! sample and branches it into analytics and storage. `docs/DESIGN.md` is the contract.
+//!
+//! Layout:
+//! - [`sample`]: the unit of data, one value of one item of one device at one instant.
+//! - [`nclink`]: the device protocol: topics, decoding, encoding, device models.
+
+pub mod nclink;
+pub mod sample;
