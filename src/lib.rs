@@ -4,8 +4,10 @@
 //! sample and branches it into analytics and storage. `docs/DESIGN.md` is the contract.
 //!
 //! Layout:
+//! - [`config`]: the pipeline file (DESIGN.md §4), loaded with every problem reported at once.
 //! - [`sample`]: the unit of data, one value of one item of one device at one instant.
 //! - [`nclink`]: the device protocol: topics, decoding, encoding, device models.
 
+pub mod config;
 pub mod nclink;
 pub mod sample;

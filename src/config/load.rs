@@ -1,0 +1,719 @@
+//! Loading a pipeline file so that every problem is reported at once, each with the file, line
+//! and key it concerns.
+//!
+//! TOML is parsed into a tree that keeps source positions; `${VAR}`s are expanded in every
+//! string; each section (and each `[[sinks]]` entry) is then deserialized on its own, so a
+//! mistake in one does not hide a mistake in another; last come the checks that involve
+//! several keys. An error position is mapped back to the innermost key whose text contains it.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+use super::env::expand;
+use super::{
+    Config, DeadLetterConfig, HttpConfig, SinkConfig, SinkKind, SourceConfig, StreamKind,
+    WindowsConfig,
+};
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    /// 1-based line, when the problem has a position.
+    pub line: Option<usize>,
+    /// Dotted key path, e.g. `source.poll.interval` or `sinks[1].url`.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        write!(f, ": ")?;
+        if let Some(key) = &self.key {
+            write!(f, "{key}: ")?;
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+/// Every problem found in a config file, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Loads a pipeline file, expanding `${VAR}` from the process environment.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: file.clone(),
+            line: None,
+            key: None,
+            message: format!("cannot read: {e}"),
+        }])
+    })?;
+    load_str(&text, &file, |name| std::env::var(name).ok())
+}
+
+/// Loads pipeline text; `file` names it in errors; `lookup` resolves `${VAR}`.
+pub fn load_str(
+    text: &str,
+    file: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let mut ctx = Ctx {
+        text,
+        file,
+        errors: Vec::new(),
+        keys: Vec::new(),
+    };
+    let (root, syntax) = DeTable::parse_recoverable(text);
+    if !syntax.is_empty() {
+        for e in syntax {
+            let span = e.span();
+            ctx.push(span, None, e.message().trim().to_string());
+        }
+        return Err(ctx.finish());
+    }
+    let mut root = root.into_inner();
+    index_table(&root, "", &mut ctx.keys);
+    expand_table(&mut root, "", &lookup, &mut ctx);
+
+    let mut state_dir = PathBuf::from("millstream-data/state");
+    let mut source: Option<SourceConfig> = None;
+    let mut source_seen = false;
+    let mut windows = WindowsConfig::default();
+    let mut http = HttpConfig::default();
+    let mut dead_letters = DeadLetterConfig::default();
+    let mut sinks: Vec<(usize, SinkConfig)> = Vec::new();
+    for (key, value) in root {
+        let key_span = key.span();
+        match key.get_ref().as_ref() {
+            "state_dir" => {
+                if let Some(v) = ctx.section::<PathBuf>(value) {
+                    state_dir = v;
+                }
+            }
+            "source" => {
+                source_seen = true;
+                source = ctx.section(value);
+            }
+            "windows" => windows = ctx.section(value).unwrap_or(windows),
+            "http" => http = ctx.section(value).unwrap_or(http),
+            "dead_letters" => dead_letters = ctx.section(value).unwrap_or(dead_letters),
+            "sinks" => {
+                let span = value.span();
+                match value.into_inner() {
+                    DeValue::Array(entries) => {
+                        for (i, entry) in entries.into_iter().enumerate() {
+                            if let Some(sink) = ctx.section::<SinkConfig>(entry) {
+                                sinks.push((i, sink));
+                            }
+                        }
+                    }
+                    _ => ctx.push(
+                        Some(span),
+                        Some("sinks".into()),
+                        "must be an array of tables: write [[sinks]]".into(),
+                    ),
+                }
+            }
+            other => ctx.push(
+                Some(key_span),
+                Some(other.to_string()),
+                "unknown key (expected state_dir, source, windows, http, sinks or dead_letters)"
+                    .into(),
+            ),
+        }
+    }
+    if !source_seen {
+        ctx.errors.push(ConfigError {
+            file: file.to_string(),
+            line: None,
+            key: Some("source".into()),
+            message: "missing [source] section with the broker `url`".into(),
+        });
+    }
+    if let Some(source) = &source {
+        check_source(source, &mut ctx);
+    }
+    check_windows(&windows, &mut ctx);
+    check_sinks(&sinks, &mut ctx);
+    if !ctx.errors.is_empty() {
+        return Err(ctx.finish());
+    }
+    Ok(Config {
+        state_dir,
+        source: source.expect("checked above"),
+        windows,
+        http,
+        sinks: sinks.into_iter().map(|(_, s)| s).collect(),
+        dead_letters,
+    })
+}
+
+/// Key paths with the span of the key and of its value.
+type KeyIndex = Vec<(String, Range<usize>, Range<usize>)>;
+
+struct Ctx<'a> {
+    text: &'a str,
+    file: &'a str,
+    errors: Vec<ConfigError>,
+    keys: KeyIndex,
+}
+
+impl Ctx<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    /// The innermost key whose key or value text contains `span`.
+    fn key_at(&self, span: &Range<usize>) -> Option<String> {
+        self.keys
+            .iter()
+            .filter(|(_, key, value)| {
+                let inside =
+                    |r: &Range<usize>| r.start <= span.start && span.end <= r.end.max(r.start + 1);
+                inside(key) || inside(value)
+            })
+            .max_by_key(|(path, _, _)| path.len())
+            .map(|(path, _, _)| path.clone())
+    }
+
+    fn span_of(&self, path: &str) -> Option<Range<usize>> {
+        self.keys
+            .iter()
+            .find(|(p, _, _)| p == path)
+            .map(|(_, key, _)| key.clone())
+    }
+
+    fn push(&mut self, span: Option<Range<usize>>, key: Option<String>, message: String) {
+        let key = key.or_else(|| span.as_ref().and_then(|s| self.key_at(s)));
+        let line = span.map(|s| self.line_of(s.start));
+        self.errors.push(ConfigError {
+            file: self.file.to_string(),
+            line,
+            key,
+            message,
+        });
+    }
+
+    /// An error about the key at `path` (which must exist in the file for a line to be shown).
+    fn at(&mut self, path: &str, message: impl Into<String>) {
+        let span = self.span_of(path);
+        let line = span.map(|s| self.line_of(s.start));
+        self.errors.push(ConfigError {
+            file: self.file.to_string(),
+            line,
+            key: Some(path.to_string()),
+            message: message.into(),
+        });
+    }
+
+    fn section<T: DeserializeOwned>(&mut self, value: Spanned<DeValue<'_>>) -> Option<T> {
+        let whole = value.span();
+        match T::deserialize(ValueDeserializer::from(value)) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let span = e.span().unwrap_or(whole);
+                self.push(Some(span), None, e.message().trim().to_string());
+                None
+            }
+        }
+    }
+
+    fn finish(mut self) -> ConfigErrors {
+        self.errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+        ConfigErrors(self.errors)
+    }
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+fn index_table(table: &DeTable<'_>, prefix: &str, out: &mut KeyIndex) {
+    for (key, value) in table.iter() {
+        let path = join(prefix, key.get_ref());
+        out.push((path.clone(), key.span(), value.span()));
+        index_value(value, &path, out);
+    }
+}
+
+fn index_value(value: &Spanned<DeValue<'_>>, path: &str, out: &mut KeyIndex) {
+    match value.get_ref() {
+        DeValue::Table(t) => index_table(t, path, out),
+        DeValue::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let item_path = format!("{path}[{i}]");
+                out.push((item_path.clone(), item.span(), item.span()));
+                index_value(item, &item_path, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn expand_table(
+    table: &mut DeTable<'_>,
+    prefix: &str,
+    lookup: &impl Fn(&str) -> Option<String>,
+    ctx: &mut Ctx<'_>,
+) {
+    for (key, value) in table.iter_mut() {
+        let path = join(prefix, key.get_ref());
+        expand_value(value, &path, lookup, ctx);
+    }
+}
+
+fn expand_value(
+    value: &mut Spanned<DeValue<'_>>,
+    path: &str,
+    lookup: &impl Fn(&str) -> Option<String>,
+    ctx: &mut Ctx<'_>,
+) {
+    let span = value.span();
+    match value.get_mut() {
+        DeValue::String(s) => {
+            if s.contains('$') {
+                match expand(s, lookup) {
+                    Ok(expanded) => *s = expanded.into(),
+                    Err(message) => ctx.push(Some(span), Some(path.to_string()), message),
+                }
+            }
+        }
+        DeValue::Table(t) => expand_table(t, path, lookup, ctx),
+        DeValue::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                expand_value(item, &format!("{path}[{i}]"), lookup, ctx);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn check_source(source: &SourceConfig, ctx: &mut Ctx<'_>) {
+    if source.client_id.trim().is_empty() {
+        ctx.at(
+            "source.client_id",
+            "must not be empty (the broker keeps the session under it)",
+        );
+    }
+    if source.max_payload > source.max_packet_size {
+        ctx.at(
+            "source.max_payload",
+            format!(
+                "{} is larger than max_packet_size {}: oversized messages would drop the connection instead of being dead-lettered",
+                source.max_payload, source.max_packet_size
+            ),
+        );
+    }
+    if source.keep_alive.as_millis() < 1_000 {
+        ctx.at("source.keep_alive", "must be at least 1s");
+    }
+    if let Some(tls) = &source.tls {
+        if !source.url.tls {
+            ctx.at(
+                "source.tls",
+                "TLS settings given but source.url is mqtt://; use mqtts://",
+            );
+        }
+        if tls.client_cert.is_some() != tls.client_key.is_some() {
+            ctx.at("source.tls", "client_cert and client_key go together");
+        }
+    }
+    if let Some(poll) = &source.poll {
+        if poll.interval.as_millis() == 0 {
+            ctx.at("source.poll.interval", "must be more than 0");
+        }
+        if poll.items.is_empty() {
+            ctx.at(
+                "source.poll.items",
+                "list at least one NC-Link item id to poll",
+            );
+        }
+    }
+}
+
+fn check_windows(windows: &WindowsConfig, ctx: &mut Ctx<'_>) {
+    for (i, size) in windows.tumbling.iter().enumerate() {
+        if size.as_millis() == 0 {
+            ctx.at(
+                &format!("windows.tumbling[{i}]"),
+                "window size must be more than 0",
+            );
+        }
+    }
+    for (i, sliding) in windows.sliding.iter().enumerate() {
+        let at = format!("windows.sliding[{i}]");
+        if sliding.size.as_millis() == 0 || sliding.every.as_millis() == 0 {
+            ctx.at(&at, "size and every must be more than 0");
+        } else if sliding.every > sliding.size {
+            ctx.at(
+                &at,
+                format!(
+                    "every ({}) is longer than size ({})",
+                    sliding.every, sliding.size
+                ),
+            );
+        }
+    }
+}
+
+fn check_sinks(sinks: &[(usize, SinkConfig)], ctx: &mut Ctx<'_>) {
+    let mut names: Vec<&str> = Vec::new();
+    for (i, sink) in sinks {
+        let at = |key: &str| format!("sinks[{i}].{key}");
+        let name_ok = !sink.name.is_empty()
+            && sink
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !name_ok {
+            ctx.at(
+                &at("name"),
+                format!("{:?}: use letters, digits, - and _", sink.name),
+            );
+        } else if names.contains(&sink.name.as_str()) {
+            ctx.at(
+                &at("name"),
+                format!("{:?} is used by another sink", sink.name),
+            );
+        }
+        names.push(&sink.name);
+        if sink.streams.is_empty() {
+            ctx.at(&at("streams"), "list samples, windows or both");
+        }
+        if sink
+            .streams
+            .iter()
+            .filter(|s| **s == StreamKind::Samples)
+            .count()
+            > 1
+            || sink
+                .streams
+                .iter()
+                .filter(|s| **s == StreamKind::Windows)
+                .count()
+                > 1
+        {
+            ctx.at(&at("streams"), "a stream is listed twice");
+        }
+        let kind = sink.kind.as_str();
+        let forbid = |ctx: &mut Ctx<'_>, key: &str, present: bool| {
+            if present {
+                ctx.at(&at(key), format!("not used by kind {kind:?}"));
+            }
+        };
+        let url_scheme = |ctx: &mut Ctx<'_>, schemes: &[&str]| -> Option<url::Url> {
+            let Some(text) = &sink.url else {
+                ctx.at(&format!("sinks[{i}]"), format!("kind {kind:?} needs `url`"));
+                return None;
+            };
+            match url::Url::parse(text) {
+                Ok(u) if schemes.contains(&u.scheme()) => Some(u),
+                Ok(u) => {
+                    ctx.at(
+                        &at("url"),
+                        format!("scheme {:?} is not {}", u.scheme(), schemes.join(" or ")),
+                    );
+                    None
+                }
+                Err(e) => {
+                    ctx.at(
+                        &at("url"),
+                        format!("bad URL {:?}: {e}", super::broker::redact(text)),
+                    );
+                    None
+                }
+            }
+        };
+        let influx_keys = [
+            ("database", sink.database.is_some()),
+            ("org", sink.org.is_some()),
+            ("bucket", sink.bucket.is_some()),
+            ("token", sink.token.is_some()),
+        ];
+        match sink.kind {
+            SinkKind::Mysql => {
+                if let Some(u) = url_scheme(ctx, &["mysql", "mariadb"])
+                    && u.path().trim_start_matches('/').is_empty()
+                {
+                    ctx.at(
+                        &at("url"),
+                        "name the database: mysql://user@host:3306/<database>",
+                    );
+                }
+                for (key, present) in influx_keys {
+                    forbid(ctx, key, present);
+                }
+                forbid(ctx, "dir", sink.dir.is_some());
+            }
+            SinkKind::Sqlite => {
+                url_scheme(ctx, &["sqlite"]);
+                for (key, present) in influx_keys {
+                    forbid(ctx, key, present);
+                }
+                forbid(ctx, "dir", sink.dir.is_some());
+                forbid(ctx, "username", sink.username.is_some());
+                forbid(ctx, "password", sink.password.is_some());
+            }
+            SinkKind::Influx => {
+                url_scheme(ctx, &["http", "https"]);
+                forbid(ctx, "dir", sink.dir.is_some());
+                let v1 = sink.database.is_some();
+                let v2 = sink.org.is_some() || sink.bucket.is_some() || sink.token.is_some();
+                if v1 && v2 {
+                    ctx.at(
+                        &format!("sinks[{i}]"),
+                        "give either `database` (InfluxDB 1.x) or `org`, `bucket` and `token` (2.x/3.x/Cloud), not both",
+                    );
+                } else if v2
+                    && !(sink.org.is_some() && sink.bucket.is_some() && sink.token.is_some())
+                {
+                    ctx.at(
+                        &format!("sinks[{i}]"),
+                        "InfluxDB 2.x needs `org`, `bucket` and `token`",
+                    );
+                } else if !v1 && !v2 {
+                    ctx.at(
+                        &format!("sinks[{i}]"),
+                        "give `database` (InfluxDB 1.x) or `org`, `bucket` and `token` (2.x/3.x/Cloud)",
+                    );
+                }
+            }
+            SinkKind::Parquet => {
+                if sink.dir.is_none() {
+                    ctx.at(&format!("sinks[{i}]"), "kind \"parquet\" needs `dir`");
+                }
+                forbid(ctx, "url", sink.url.is_some());
+                for (key, present) in influx_keys {
+                    forbid(ctx, key, present);
+                }
+                forbid(ctx, "username", sink.username.is_some());
+                forbid(ctx, "password", sink.password.is_some());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "TOKEN" => Some("s3cr3t-token".into()),
+            "HOST" => Some("127.0.0.1".into()),
+            _ => None,
+        }
+    }
+
+    const DESIGN_EXAMPLE: &str = r#"
+state_dir = "millstream-data/state"        # spool, checkpoints
+
+[source]
+url = "mqtt://127.0.0.1:1883"
+client_id = "millstream"
+poll = { interval = "1s", items = ["0103502202"] }
+
+[windows]
+tumbling = ["1s", "10s", "1m"]
+sliding = [{ size = "1m", every = "10s" }]
+allowed_lateness = "2s"
+
+[http]
+listen = "127.0.0.1:8080"
+
+[[sinks]]
+name = "mysql"
+kind = "mysql"
+url = "mysql://root@${HOST}:3306/mqtt_data"
+streams = ["samples", "windows"]
+
+[[sinks]]
+name = "edge"
+kind = "influx"
+url = "http://127.0.0.1:8086"
+database = "class2down"
+
+[[sinks]]
+name = "cloud"
+kind = "influx"
+url = "${INFLUX_CLOUD_URL:-https://cloud.example.com}"
+org = "XJTU"
+bucket = "class2down"
+token = "${TOKEN}"
+streams = ["windows"]
+
+[[sinks]]
+name = "lake"
+kind = "parquet"
+dir = "millstream-data/lake"
+"#;
+
+    #[test]
+    fn loads_the_design_example() {
+        let c = load_str(DESIGN_EXAMPLE, "x.toml", env).unwrap();
+        assert_eq!(c.source.url.port, 1883);
+        assert_eq!(c.source.poll.as_ref().unwrap().interval.as_millis(), 1000);
+        assert_eq!(c.windows.tumbling.len(), 3);
+        assert_eq!(c.windows.sliding[0].every.as_millis(), 10_000);
+        assert_eq!(c.sinks.len(), 4);
+        assert_eq!(
+            c.sinks[0].url.as_deref(),
+            Some("mysql://root@127.0.0.1:3306/mqtt_data")
+        );
+        assert_eq!(c.sinks[2].token.as_ref().unwrap().expose(), "s3cr3t-token");
+        assert_eq!(c.sinks[2].url.as_deref(), Some("https://cloud.example.com"));
+        assert_eq!(
+            c.sinks[3].streams,
+            vec![StreamKind::Samples, StreamKind::Windows]
+        );
+        assert!(!format!("{c:?}").contains("s3cr3t"), "secrets never print");
+    }
+
+    #[test]
+    fn reports_every_problem_with_line_and_key() {
+        let text = r#"
+[source]
+url = "mqtt://127.0.0.1:1883"
+colour = "blue"
+
+[windows]
+tumbling = ["10s", "5x"]
+
+[[sinks]]
+name = "cloud"
+kind = "influx"
+url = "http://x:8086"
+org = "o"
+bucket = "b"
+token = "${MISSING_TOKEN}"
+
+[[sinks]]
+name = "lake"
+kind = "parquet"
+"#;
+        let errors = load_str(text, "bad.toml", env).unwrap_err().0;
+        let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errors.len(), 4, "{lines:#?}");
+        assert_eq!(errors[0].line, Some(4), "{lines:#?}");
+        assert_eq!(
+            errors[0].key.as_deref(),
+            Some("source.colour"),
+            "{lines:#?}"
+        );
+        assert!(errors[0].message.contains("unknown field"), "{lines:#?}");
+        assert_eq!(errors[1].line, Some(7), "{lines:#?}");
+        assert!(
+            errors[1]
+                .key
+                .as_deref()
+                .unwrap()
+                .starts_with("windows.tumbling"),
+            "{lines:#?}"
+        );
+        assert!(
+            errors[1].message.contains("bad duration \"5x\""),
+            "{lines:#?}"
+        );
+        assert_eq!(errors[2].line, Some(15), "{lines:#?}");
+        assert_eq!(
+            errors[2].key.as_deref(),
+            Some("sinks[0].token"),
+            "{lines:#?}"
+        );
+        assert!(
+            errors[2].message.contains("MISSING_TOKEN is not set"),
+            "{lines:#?}"
+        );
+        assert!(lines[3].contains("needs `dir`"), "{lines:#?}");
+        assert!(
+            lines[0].starts_with("bad.toml:4: source.colour: "),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_have_lines() {
+        let errors = load_str("[source]\nurl = \"mqtt://x\"\nbroken = \n", "s.toml", env)
+            .unwrap_err()
+            .0;
+        assert_eq!(errors[0].line, Some(3), "{errors:?}");
+    }
+
+    #[test]
+    fn cross_key_checks() {
+        let text = r#"
+[source]
+url = "mqtt://u:hunter2@h"
+max_payload = "512MiB"
+tls = { ca = "ca.pem" }
+poll = { interval = "1s", items = [] }
+
+[windows]
+sliding = [{ size = "10s", every = "1m" }]
+
+[[sinks]]
+name = "a b"
+kind = "mysql"
+url = "mysql://root@h:3306"
+dir = "x"
+"#;
+        let errors = load_str(text, "c.toml", env).unwrap_err();
+        let text = errors.to_string();
+        for needle in [
+            "c.toml:4: source.max_payload",
+            "c.toml:5: source.tls: TLS settings given but source.url is mqtt://",
+            "c.toml:6: source.poll.items",
+            "c.toml:9: windows.sliding[0]: every (1m) is longer than size (10s)",
+            "c.toml:12: sinks[0].name",
+            "c.toml:14: sinks[0].url: name the database",
+            "c.toml:15: sinks[0].dir: not used by kind \"mysql\"",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
+        assert!(!text.contains("hunter2"));
+    }
+
+    #[test]
+    fn missing_source_and_unknown_section() {
+        let errors = load_str("[sauce]\nurl = 1\n", "m.toml", env)
+            .unwrap_err()
+            .to_string();
+        assert!(errors.contains("m.toml:1: sauce: unknown key"), "{errors}");
+        assert!(errors.contains("missing [source]"), "{errors}");
+    }
+}

@@ -1,0 +1,394 @@
+//! The pipeline configuration (`dataflows/*.toml`, DESIGN.md §4): typed sections, their
+//! defaults, and the checks that span several keys.
+//!
+//! Loading ([`load`]) reports every problem it can find at once, each naming the file, line and
+//! key, before anything starts.
+//!
+//! Layout:
+//! - this file: the sections and their fields (every field documented; unknown keys rejected).
+//! - [`load`](mod@load): TOML → `${VAR}` expansion → sections → cross-key checks, with positions.
+//! - [`duration`], [`size`], [`secret`], [`broker`], [`env`]: value types.
+
+pub mod broker;
+pub mod duration;
+pub mod env;
+pub mod load;
+pub mod secret;
+pub mod size;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+pub use broker::BrokerUrl;
+pub use duration::HumanDuration;
+pub use load::{ConfigError, ConfigErrors, load, load_str};
+pub use secret::Secret;
+pub use size::ByteSize;
+
+/// A whole pipeline file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where millstream keeps its own state: spool, write-ahead log, dead letters.
+    pub state_dir: PathBuf,
+    pub source: SourceConfig,
+    pub windows: WindowsConfig,
+    pub http: HttpConfig,
+    pub sinks: Vec<SinkConfig>,
+    pub dead_letters: DeadLetterConfig,
+}
+
+impl Config {
+    /// Where dead letters are written.
+    pub fn dead_letter_dir(&self) -> PathBuf {
+        self.state_dir.join("dead-letters")
+    }
+}
+
+/// `[source]`: the MQTT broker millstream takes NC-Link traffic from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Broker URL: `mqtt://host:port`, or `mqtts://host:port` for TLS; a user and password may
+    /// be given in the URL or with `username`/`password`.
+    pub url: BrokerUrl,
+    /// MQTT client id. Keep it stable: the broker keeps the persistent session under it.
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// User name (overrides one given in the URL).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password (overrides one given in the URL). Use `${VAR}`.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Start a clean session instead of resuming the persistent one. Off by default: with a
+    /// persistent session the broker keeps QoS 1 messages while millstream is away.
+    #[serde(default)]
+    pub clean_session: bool,
+    /// MQTT keep-alive interval.
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive: HumanDuration,
+    /// Largest MQTT packet accepted. Defaults to the protocol maximum (256 MiB) so that no
+    /// message the broker can deliver ever drops the connection; `max_payload` is the
+    /// application limit.
+    #[serde(default = "default_max_packet_size")]
+    pub max_packet_size: ByteSize,
+    /// Largest payload decoded; larger messages are dead-lettered as `too_large`.
+    #[serde(default = "default_max_payload")]
+    pub max_payload: ByteSize,
+    /// Bytes of received, not yet processed messages held in memory. QoS 1 traffic is bounded
+    /// by the broker's in-flight window regardless; QoS 0 messages beyond this are
+    /// dead-lettered as `overloaded`.
+    #[serde(default = "default_buffer")]
+    pub buffer: ByteSize,
+    /// TLS settings for `mqtts://`.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// NC-Link Query polling of every known device.
+    #[serde(default)]
+    pub poll: Option<PollConfig>,
+    /// How long to wait for a `Probe/Query/Response` before asking again (doubling up to 1 min).
+    #[serde(default = "default_probe_timeout")]
+    pub probe_timeout: HumanDuration,
+    /// Sample messages of devices whose model has not arrived yet.
+    #[serde(default)]
+    pub pending: PendingConfig,
+}
+
+/// `[source.tls]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of the CA that signed the broker's certificate (default: the system's roots).
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate, for brokers that require client authentication.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+}
+
+/// `[source.poll]`: ask every known device for the current values of `items`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollConfig {
+    /// How often.
+    pub interval: HumanDuration,
+    /// NC-Link item ids to ask for.
+    pub items: Vec<String>,
+    /// An answer later than this counts as a timeout (default: the interval, at least 1 s).
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
+}
+
+impl PollConfig {
+    pub fn effective_timeout(&self) -> HumanDuration {
+        self.timeout
+            .unwrap_or_else(|| self.interval.max(HumanDuration::from_millis(1_000)))
+    }
+}
+
+/// `[source.pending]`: Sample messages kept while a device's model is being fetched.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingConfig {
+    /// Most bytes kept over all devices; the oldest message beyond it is dead-lettered `no_model`.
+    #[serde(default = "default_pending_bytes")]
+    pub max_bytes: ByteSize,
+    /// Most messages kept per device.
+    #[serde(default = "default_pending_messages")]
+    pub max_messages_per_device: usize,
+    /// Longest a message waits for its model before it is dead-lettered `no_model`.
+    #[serde(default = "default_pending_age")]
+    pub max_age: HumanDuration,
+}
+
+impl Default for PendingConfig {
+    fn default() -> Self {
+        PendingConfig {
+            max_bytes: default_pending_bytes(),
+            max_messages_per_device: default_pending_messages(),
+            max_age: default_pending_age(),
+        }
+    }
+}
+
+/// `[windows]`: the windowed aggregates (DESIGN.md §6).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowsConfig {
+    /// Tumbling window sizes, aligned to the epoch.
+    #[serde(default = "default_tumbling")]
+    pub tumbling: Vec<HumanDuration>,
+    /// Sliding windows: `{ size = "1m", every = "10s" }`.
+    #[serde(default)]
+    pub sliding: Vec<SlidingWindow>,
+    /// How far behind its key's newest sample a sample may arrive and still count.
+    #[serde(default = "default_allowed_lateness")]
+    pub allowed_lateness: HumanDuration,
+    /// After this long without data a key's watermark advances with the wall clock
+    /// (default: `allowed_lateness`).
+    #[serde(default)]
+    pub idle_timeout: Option<HumanDuration>,
+}
+
+impl Default for WindowsConfig {
+    fn default() -> Self {
+        WindowsConfig {
+            tumbling: default_tumbling(),
+            sliding: Vec::new(),
+            allowed_lateness: default_allowed_lateness(),
+            idle_timeout: None,
+        }
+    }
+}
+
+/// A sliding window.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlidingWindow {
+    pub size: HumanDuration,
+    pub every: HumanDuration,
+}
+
+/// `[http]`: the API and dashboard.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on; loopback unless you mean to expose it.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// When set, POST endpoints require `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub token: Option<Secret>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: default_listen(),
+            token: None,
+        }
+    }
+}
+
+/// The kind of a sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    Mysql,
+    Sqlite,
+    Influx,
+    Parquet,
+}
+
+impl SinkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkKind::Mysql => "mysql",
+            SinkKind::Sqlite => "sqlite",
+            SinkKind::Influx => "influx",
+            SinkKind::Parquet => "parquet",
+        }
+    }
+}
+
+/// What a sink receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamKind {
+    /// Every raw sample.
+    Samples,
+    /// Closed window aggregates.
+    Windows,
+}
+
+/// `[[sinks]]`: one destination. Which keys apply depends on `kind` (checked on load).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// Unique name (letters, digits, `-`, `_`), used in status, metrics and the spool directory.
+    pub name: String,
+    /// `mysql`, `sqlite`, `influx` or `parquet`.
+    pub kind: SinkKind,
+    /// `mysql://user@host:port/db`, `sqlite://path.db`, or the InfluxDB base URL `http(s)://host:port`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Which streams to write (default both).
+    #[serde(default = "default_streams")]
+    pub streams: Vec<StreamKind>,
+    /// InfluxDB 1.x database (`POST /write`).
+    #[serde(default)]
+    pub database: Option<String>,
+    /// InfluxDB 2.x/3.x/Cloud organisation (`POST /api/v2/write`).
+    #[serde(default)]
+    pub org: Option<String>,
+    /// InfluxDB 2.x/3.x/Cloud bucket.
+    #[serde(default)]
+    pub bucket: Option<String>,
+    /// InfluxDB 2.x/3.x/Cloud token. Use `${VAR}`.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// User name (MySQL, InfluxDB 1.x), overriding one in the URL.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password (MySQL, InfluxDB 1.x). Use `${VAR}`.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Parquet lake directory.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+}
+
+/// `[dead_letters]`: where refused messages go (`state_dir/dead-letters/*.jsonl`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    /// Payload bytes kept per dead letter; the rest is cut (the record says so).
+    #[serde(default = "default_dl_payload")]
+    pub max_payload: ByteSize,
+    /// Size at which a dead-letter file is closed and a new one started.
+    #[serde(default = "default_dl_file")]
+    pub max_file_size: ByteSize,
+    /// Files kept; the oldest is deleted beyond this.
+    #[serde(default = "default_dl_files")]
+    pub max_files: usize,
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        DeadLetterConfig {
+            max_payload: default_dl_payload(),
+            max_file_size: default_dl_file(),
+            max_files: default_dl_files(),
+        }
+    }
+}
+
+fn default_client_id() -> String {
+    "millstream".into()
+}
+fn default_keep_alive() -> HumanDuration {
+    HumanDuration::from_millis(30_000)
+}
+/// The MQTT protocol's largest remaining length (268,435,455 bytes) plus header room.
+pub const MQTT_MAX_PACKET: ByteSize = ByteSize::mib(256);
+fn default_max_packet_size() -> ByteSize {
+    MQTT_MAX_PACKET
+}
+fn default_max_payload() -> ByteSize {
+    ByteSize::mib(1)
+}
+fn default_buffer() -> ByteSize {
+    ByteSize::mib(64)
+}
+fn default_probe_timeout() -> HumanDuration {
+    HumanDuration::from_millis(5_000)
+}
+fn default_pending_bytes() -> ByteSize {
+    ByteSize::mib(16)
+}
+fn default_pending_messages() -> usize {
+    1_000
+}
+fn default_pending_age() -> HumanDuration {
+    HumanDuration::from_millis(300_000)
+}
+fn default_tumbling() -> Vec<HumanDuration> {
+    vec![
+        HumanDuration::from_millis(10_000),
+        HumanDuration::from_millis(60_000),
+    ]
+}
+fn default_allowed_lateness() -> HumanDuration {
+    HumanDuration::from_millis(2_000)
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_streams() -> Vec<StreamKind> {
+    vec![StreamKind::Samples, StreamKind::Windows]
+}
+fn default_dl_payload() -> ByteSize {
+    ByteSize::kib(64)
+}
+fn default_dl_file() -> ByteSize {
+    ByteSize::mib(64)
+}
+fn default_dl_files() -> usize {
+    16
+}
+
+impl SourceConfig {
+    /// A source with every default, for `url`.
+    pub fn for_url(url: BrokerUrl) -> SourceConfig {
+        SourceConfig {
+            url,
+            client_id: default_client_id(),
+            username: None,
+            password: None,
+            clean_session: false,
+            keep_alive: default_keep_alive(),
+            max_packet_size: default_max_packet_size(),
+            max_payload: default_max_payload(),
+            buffer: default_buffer(),
+            tls: None,
+            poll: None,
+            probe_timeout: default_probe_timeout(),
+            pending: PendingConfig::default(),
+        }
+    }
+
+    /// The user name to log in with: the key, else the URL's.
+    pub fn effective_username(&self) -> Option<&str> {
+        self.username.as_deref().or(self.url.username.as_deref())
+    }
+
+    /// The password to log in with: the key, else the URL's.
+    pub fn effective_password(&self) -> Option<&Secret> {
+        self.password.as_ref().or(self.url.password.as_ref())
+    }
+}
