@@ -8,6 +8,12 @@
 //! - [`sample`]: the unit of data, one value of one item of one device at one instant.
 //! - [`nclink`]: the device protocol: topics, decoding, encoding, device models.
 
+pub mod backoff;
 pub mod config;
+pub mod dead_letter;
+pub mod metrics;
 pub mod nclink;
+pub mod rng;
 pub mod sample;
+pub mod source;
+pub mod tls;

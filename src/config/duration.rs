@@ -76,7 +76,7 @@ impl fmt::Display for HumanDuration {
         let ms = self.as_millis();
         for (unit, scale) in UNITS.iter().rev() {
             let scale = *scale as u64;
-            if ms != 0 && ms % scale == 0 {
+            if ms != 0 && ms.is_multiple_of(scale) {
                 return write!(f, "{}{unit}", ms / scale);
             }
         }

@@ -305,14 +305,10 @@ fn expand_value(
 ) {
     let span = value.span();
     match value.get_mut() {
-        DeValue::String(s) => {
-            if s.contains('$') {
-                match expand(s, lookup) {
-                    Ok(expanded) => *s = expanded.into(),
-                    Err(message) => ctx.push(Some(span), Some(path.to_string()), message),
-                }
-            }
-        }
+        DeValue::String(s) if s.contains('$') => match expand(s, lookup) {
+            Ok(expanded) => *s = expanded.into(),
+            Err(message) => ctx.push(Some(span), Some(path.to_string()), message),
+        },
         DeValue::Table(t) => expand_table(t, path, lookup, ctx),
         DeValue::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {

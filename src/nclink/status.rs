@@ -49,11 +49,14 @@ impl MachineState {
 
     /// The state of a numeric status sample.
     pub fn from_code(code: f64) -> MachineState {
-        match code {
-            c if c == 0.0 => MachineState::Free,
-            c if c == 1.0 => MachineState::Running,
-            c if c == 2.0 => MachineState::Holding,
-            _ => MachineState::Unknown,
+        if code == 0.0 {
+            MachineState::Free
+        } else if code == 1.0 {
+            MachineState::Running
+        } else if code == 2.0 {
+            MachineState::Holding
+        } else {
+            MachineState::Unknown
         }
     }
 

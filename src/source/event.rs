@@ -1,0 +1,60 @@
+//! What the source hands on: decoded samples with their provenance, device discoveries and
+//! models, and (for the recorder) the raw messages themselves.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::nclink::decode::SetResponse;
+use crate::nclink::model::DeviceModel;
+use crate::nclink::topic::MessageKind;
+use crate::sample::Sample;
+
+/// One thing the source observed.
+#[derive(Debug, Clone)]
+pub enum SourceEvent {
+    /// A message exactly as received (only when raw output is enabled): what `record` writes.
+    Raw(RawMessage),
+    /// The samples of one message.
+    Samples(SampleBatch),
+    /// A device seen for the first time.
+    DeviceDiscovered { device: Arc<str>, at: i64 },
+    /// A device's model, the first time or when it changed.
+    Model {
+        device: Arc<str>,
+        model: Arc<DeviceModel>,
+    },
+    /// The NC-Link version a device announced.
+    Version { device: Arc<str>, version: String },
+    /// A device's answer to a `Set/Request`.
+    SetResult {
+        device: Arc<str>,
+        response: SetResponse,
+    },
+    /// The broker connection went up or down.
+    Connection { connected: bool },
+}
+
+/// A message as received from the broker.
+#[derive(Debug, Clone)]
+pub struct RawMessage {
+    /// Receive time, ms since the epoch.
+    pub received_at: i64,
+    pub topic: String,
+    pub payload: Bytes,
+}
+
+/// The samples decoded from one message.
+#[derive(Debug, Clone)]
+pub struct SampleBatch {
+    pub device: Arc<str>,
+    /// `Sample` or `QueryResponse`.
+    pub kind: MessageKind,
+    /// The sample channel (Sample messages).
+    pub channel: Option<String>,
+    /// The request id a Query answer carried.
+    pub request_id: Option<String>,
+    /// Receive time, ms since the epoch.
+    pub received_at: i64,
+    pub samples: Vec<Sample>,
+}

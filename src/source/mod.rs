@@ -1,0 +1,360 @@
+//! The MQTT source: connects to the broker as an NC-Link platform and turns its traffic into
+//! [`SourceEvent`]s (decoded samples with provenance, device discoveries and models).
+//!
+//! Layout:
+//! - [`connection`]: the rumqttc event loop, reconnects, subscriptions, input bounds.
+//! - [`platform`]: the NC-Link platform logic (discovery, probe, poll, decode), free of I/O.
+//! - [`pending`]: Sample messages waiting for their device's model.
+//! - [`event`]: what the source emits.
+//! - this file: the driver task that joins them, performs the platform's actions, writes dead
+//!   letters and acknowledges each message to the broker once its events were handed on.
+//!
+//! Subscriptions are QoS 1 on a persistent session (unless `clean_session`), with manual acks:
+//! a message is acknowledged only after everything derived from it was accepted by the
+//! consumer's bounded channel, so a slow consumer slows the broker, not memory.
+
+pub mod connection;
+pub mod event;
+pub mod pending;
+pub mod platform;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, QoS};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+pub use connection::BrokerOptions;
+use connection::Incoming;
+pub use event::{RawMessage, SampleBatch, SourceEvent};
+use platform::{Action, Platform, PlatformOptions};
+
+use crate::config::{DeadLetterConfig, SourceConfig};
+use crate::dead_letter::{DeadLetter, DeadLetters};
+use crate::metrics::{Metrics, inc};
+use crate::nclink::{DecodeError, Reason};
+use crate::sample::now_ms;
+
+/// How often the platform's timers (probe retries, polls, timeouts) run.
+const TICK: Duration = Duration::from_millis(100);
+
+/// How the source is run.
+#[derive(Debug, Clone)]
+pub struct SourceOptions {
+    pub config: SourceConfig,
+    /// Where dead letters go (`state_dir/dead-letters`).
+    pub dead_letter_dir: std::path::PathBuf,
+    pub dead_letters: DeadLetterConfig,
+    /// Emit raw messages too (for the recorder).
+    pub raw: bool,
+    /// Subscriptions; `None` for the NC-Link platform's (every device → platform topic).
+    pub subscriptions: Option<Vec<String>>,
+    /// Capacity of the output channel, in events.
+    pub capacity: usize,
+}
+
+impl SourceOptions {
+    pub fn new(config: SourceConfig, state_dir: &std::path::Path) -> SourceOptions {
+        SourceOptions {
+            config,
+            dead_letter_dir: state_dir.join("dead-letters"),
+            dead_letters: DeadLetterConfig::default(),
+            raw: false,
+            subscriptions: None,
+            capacity: 1024,
+        }
+    }
+
+    /// The broker settings of this source.
+    pub fn broker(&self) -> BrokerOptions {
+        let c = &self.config;
+        BrokerOptions {
+            url: c.url.clone(),
+            client_id: c.client_id.clone(),
+            username: c.username.clone(),
+            password: c.password.clone(),
+            tls: c.tls.clone(),
+            clean_session: c.clean_session,
+            keep_alive: c.keep_alive.get(),
+            max_packet_size: c.max_packet_size.bytes(),
+            request_capacity: 4096,
+            manual_acks: true,
+        }
+    }
+}
+
+/// Failure to start the source.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("source: {0}")]
+    Setup(String),
+    #[error("source is not running")]
+    Stopped,
+}
+
+enum Command {
+    Query {
+        device: String,
+        items: Vec<String>,
+        reply: oneshot::Sender<String>,
+    },
+}
+
+/// A running source.
+pub struct SourceHandle {
+    client: AsyncClient,
+    commands: mpsc::Sender<Command>,
+    stop: watch::Sender<bool>,
+    driver: JoinHandle<()>,
+    connection: JoinHandle<()>,
+    metrics: Arc<Metrics>,
+}
+
+/// Starts the source. Events arrive on the returned receiver until the source is shut down
+/// (the receiver then ends).
+pub fn start(
+    options: SourceOptions,
+    metrics: Arc<Metrics>,
+) -> Result<(SourceHandle, mpsc::Receiver<SourceEvent>), SourceError> {
+    let subscriptions = options
+        .subscriptions
+        .clone()
+        .unwrap_or_else(crate::nclink::topic::platform_subscriptions);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (client, incoming, connection) = connection::spawn(
+        &options.broker(),
+        subscriptions,
+        options.config.buffer.bytes(),
+        metrics.clone(),
+        stop_rx,
+    )
+    .map_err(SourceError::Setup)?;
+    let (events_tx, events_rx) = mpsc::channel(options.capacity.max(1));
+    let (commands_tx, commands_rx) = mpsc::channel(64);
+    let platform = Platform::new(
+        PlatformOptions {
+            client_id: options.config.client_id.clone(),
+            poll: options.config.poll.clone(),
+            probe_timeout_ms: options.config.probe_timeout.as_millis() as i64,
+            pending: options.config.pending.clone(),
+            max_payload: options.config.max_payload.bytes(),
+            raw: options.raw,
+        },
+        metrics.clone(),
+    );
+    let dead_letters = DeadLetters::new(
+        &options.dead_letter_dir,
+        options.dead_letters.clone(),
+        metrics.clone(),
+    );
+    let driver = Driver {
+        platform,
+        client: client.clone(),
+        dead_letters,
+        events: events_tx,
+        metrics: metrics.clone(),
+    };
+    let driver = tokio::spawn(driver.run(incoming, commands_rx));
+    Ok((
+        SourceHandle {
+            client,
+            commands: commands_tx,
+            stop: stop_tx,
+            driver,
+            connection,
+            metrics,
+        },
+        events_rx,
+    ))
+}
+
+impl SourceHandle {
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.metrics.source.connected.load(Ordering::Relaxed)
+    }
+
+    /// Publishes an NC-Link `Query/Request` for `items` of `device`; returns its request id.
+    /// The answer arrives as a [`SampleBatch`] carrying that id.
+    pub async fn query(&self, device: &str, items: Vec<String>) -> Result<String, SourceError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Query {
+                device: device.to_string(),
+                items,
+                reply,
+            })
+            .await
+            .map_err(|_| SourceError::Stopped)?;
+        answer.await.map_err(|_| SourceError::Stopped)
+    }
+
+    /// Stops gracefully: acknowledges what was processed, disconnects, processes what was
+    /// already received, flushes dead letters. The event receiver ends after the last event.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        if self.is_connected() {
+            // Queued after every ack, so the acks reach the broker before the DISCONNECT.
+            let _ = self.client.try_disconnect();
+        }
+        let mut connection = self.connection;
+        if tokio::time::timeout(Duration::from_secs(5), &mut connection)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the broker connection did not close within 5 s; dropping it");
+            connection.abort();
+        }
+        let _ = self.driver.await;
+    }
+}
+
+struct Driver {
+    platform: Platform,
+    client: AsyncClient,
+    dead_letters: DeadLetters,
+    events: mpsc::Sender<SourceEvent>,
+    metrics: Arc<Metrics>,
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut incoming: mpsc::UnboundedReceiver<Incoming>,
+        mut commands: mpsc::Receiver<Command>,
+    ) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                message = incoming.recv() => match message {
+                    Some(message) => {
+                        if !self.on_incoming(message).await {
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    let actions = self.platform.on_tick(now_ms());
+                    if !self.perform(actions).await {
+                        break;
+                    }
+                    self.dead_letters.flush();
+                }
+                Some(command) = commands.recv() => match command {
+                    Command::Query { device, items, reply } => {
+                        let (id, actions) = self.platform.query(&device, &items, now_ms());
+                        let _ = reply.send(id);
+                        if !self.perform(actions).await {
+                            break;
+                        }
+                    }
+                },
+            }
+        }
+        self.dead_letters.flush();
+    }
+
+    /// Returns false when the consumer is gone.
+    async fn on_incoming(&mut self, message: Incoming) -> bool {
+        match message {
+            Incoming::Publish {
+                publish,
+                received_at,
+            } => {
+                let size = publish.payload.len() as u64;
+                let actions =
+                    self.platform
+                        .on_message(&publish.topic, publish.payload.clone(), received_at);
+                let alive = self.perform(actions).await;
+                self.metrics
+                    .source
+                    .buffered_bytes
+                    .fetch_sub(size, Ordering::Relaxed);
+                if alive && publish.qos != QoS::AtMostOnce && self.client.try_ack(&publish).is_err()
+                {
+                    // The broker redelivers unacknowledged messages; sinks are idempotent.
+                    inc(&self.metrics.source.ack_failures);
+                }
+                alive
+            }
+            Incoming::Overloaded {
+                topic,
+                received_at,
+                size,
+                head,
+            } => {
+                inc(&self.metrics.source.messages);
+                let error = DecodeError::new(
+                    Reason::Overloaded,
+                    format!("QoS 0 message of {size} bytes arrived while source.buffer was full"),
+                );
+                self.write_dead_letter(&topic, received_at, &error, &head);
+                true
+            }
+            Incoming::Connected { .. } => self
+                .events
+                .send(SourceEvent::Connection { connected: true })
+                .await
+                .is_ok(),
+            Incoming::Disconnected { .. } => self
+                .events
+                .send(SourceEvent::Connection { connected: false })
+                .await
+                .is_ok(),
+        }
+    }
+
+    async fn perform(&mut self, actions: Vec<Action>) -> bool {
+        for action in actions {
+            match action {
+                Action::Publish {
+                    topic,
+                    payload,
+                    qos,
+                } => {
+                    if let Err(e) = self.client.try_publish(topic, qos, false, payload) {
+                        inc(&self.metrics.source.publish_failures);
+                        tracing::debug!(error = %e, "cannot queue a request to a device");
+                    }
+                }
+                Action::Emit(event) => {
+                    if self.events.send(event).await.is_err() {
+                        return false;
+                    }
+                }
+                Action::DeadLetter {
+                    topic,
+                    received_at,
+                    error,
+                    payload,
+                } => {
+                    self.write_dead_letter(&topic, received_at, &error, &payload);
+                }
+            }
+        }
+        true
+    }
+
+    fn write_dead_letter(
+        &mut self,
+        topic: &str,
+        received_at: i64,
+        error: &DecodeError,
+        payload: &[u8],
+    ) {
+        self.dead_letters.write(DeadLetter {
+            topic,
+            received_at,
+            reason: error.reason,
+            detail: &error.detail,
+            payload,
+        });
+    }
+}

@@ -1,0 +1,801 @@
+//! The NC-Link platform: what millstream does with each message, independent of MQTT.
+//!
+//! It discovers devices from any traffic they send, answers `Register/Request`, asks each new
+//! (or re-registered) device for its model with `Probe/Query/Request` and retries with backoff,
+//! polls devices with `Query/Request` when configured (matching answers by `@id` and counting
+//! timeouts), and turns Sample and Query messages into samples. Sample messages that arrive
+//! before their device's model wait in [`Pending`].
+//!
+//! The platform is a plain state machine: it takes messages and clock ticks and returns
+//! [`Action`]s (publish, emit, dead-letter). The async driver in [`super`] performs them. That
+//! keeps the protocol logic testable without a broker and free of I/O.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use rumqttc::QoS;
+
+use super::event::{RawMessage, SampleBatch, SourceEvent};
+use super::pending::{Pending, PendingMessage};
+use crate::config::{PendingConfig, PollConfig};
+use crate::metrics::{Metrics, add, inc};
+use crate::nclink::decode::{ChannelLayout, Message, decode};
+use crate::nclink::encode::{self, RequestIds};
+use crate::nclink::intern::Interner;
+use crate::nclink::model::DeviceModel;
+use crate::nclink::topic::{MessageKind, Topic, device_topic, parse_topic};
+use crate::nclink::{DecodeError, Reason};
+
+/// Most devices tracked; messages from further new devices are dead-lettered `overloaded`.
+pub const MAX_DEVICES: usize = 100_000;
+/// Longest wait between probe attempts.
+const MAX_PROBE_WAIT_MS: i64 = 60_000;
+/// Probes within this long of the previous one are not repeated (a device sends Register and
+/// Version back to back on connect).
+const PROBE_DEDUP_MS: i64 = 1_000;
+/// A device whose model went stale (it re-registered) falls back to the old model after this
+/// many unanswered probes.
+const STALE_FALLBACK_ATTEMPTS: u32 = 2;
+
+/// What the platform needs to know.
+#[derive(Debug, Clone)]
+pub struct PlatformOptions {
+    pub client_id: String,
+    pub poll: Option<PollConfig>,
+    pub probe_timeout_ms: i64,
+    pub pending: PendingConfig,
+    pub max_payload: usize,
+    /// Emit every received message as [`SourceEvent::Raw`] before its decoded events.
+    pub raw: bool,
+}
+
+/// Something the driver must do.
+#[derive(Debug)]
+pub enum Action {
+    Publish {
+        topic: String,
+        payload: Vec<u8>,
+        qos: QoS,
+    },
+    Emit(SourceEvent),
+    DeadLetter {
+        topic: String,
+        received_at: i64,
+        error: DecodeError,
+        payload: Bytes,
+    },
+}
+
+#[derive(Debug)]
+struct Device {
+    model: Option<Arc<DeviceModel>>,
+    /// The device re-registered: its model may have changed; hold Sample messages until the
+    /// new answer (or fall back after a few unanswered probes).
+    stale: bool,
+    probe: Option<Probe>,
+    probe_attempts: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Probe {
+    sent_at: i64,
+}
+
+#[derive(Debug)]
+struct OutstandingQuery {
+    sent_at: i64,
+}
+
+/// The NC-Link platform state.
+pub struct Platform {
+    options: PlatformOptions,
+    metrics: Arc<Metrics>,
+    devices: HashMap<Arc<str>, Device>,
+    queries: HashMap<String, OutstandingQuery>,
+    next_poll_at: Option<i64>,
+    ids: RequestIds,
+    interner: Interner,
+    pending: Pending,
+    out: Vec<Action>,
+}
+
+impl Platform {
+    pub fn new(options: PlatformOptions, metrics: Arc<Metrics>) -> Platform {
+        Platform {
+            ids: RequestIds::new(&options.client_id),
+            pending: Pending::new(options.pending.clone()),
+            options,
+            metrics,
+            devices: HashMap::new(),
+            queries: HashMap::new(),
+            next_poll_at: None,
+            interner: Interner::default(),
+            out: Vec::new(),
+        }
+    }
+
+    /// Known devices.
+    pub fn device_count(&self) -> usize {
+        self.devices.len()
+    }
+
+    /// The model of a device, if known.
+    pub fn model(&self, device: &str) -> Option<&Arc<DeviceModel>> {
+        self.devices.get(device).and_then(|d| d.model.as_ref())
+    }
+
+    /// Handles one received message.
+    pub fn on_message(&mut self, topic: &str, payload: Bytes, received_at: i64) -> Vec<Action> {
+        inc(&self.metrics.source.messages);
+        add(&self.metrics.source.bytes, payload.len() as u64);
+        if self.options.raw {
+            self.emit(SourceEvent::Raw(RawMessage {
+                received_at,
+                topic: topic.to_string(),
+                payload: payload.clone(),
+            }));
+        }
+        if payload.len() > self.options.max_payload {
+            let error = DecodeError::new(
+                Reason::TooLarge,
+                format!(
+                    "payload of {} bytes is over source.max_payload ({} bytes)",
+                    payload.len(),
+                    self.options.max_payload
+                ),
+            );
+            self.dead_letter(topic, received_at, error, payload);
+        } else if let Err(error) = self.handle(topic, &payload, received_at) {
+            self.dead_letter(topic, received_at, error, payload);
+        }
+        self.update_gauges();
+        std::mem::take(&mut self.out)
+    }
+
+    /// Periodic work: probe retries, polling, query timeouts, pending expiry. Call every
+    /// ~100 ms with the current time.
+    pub fn on_tick(&mut self, now: i64) -> Vec<Action> {
+        self.retry_probes(now);
+        self.poll(now);
+        for (device, message) in self.pending.expire(now) {
+            let error = DecodeError::new(
+                Reason::NoModel,
+                format!("no model from {device} within source.pending.max_age"),
+            );
+            self.dead_letter(&message.topic, message.received_at, error, message.payload);
+        }
+        self.update_gauges();
+        std::mem::take(&mut self.out)
+    }
+
+    /// Publishes a `Query/Request` for `items` of `device` now; returns its request id.
+    pub fn query(&mut self, device: &str, items: &[String], now: i64) -> (String, Vec<Action>) {
+        let id = self.send_query(device, items, now);
+        (id, std::mem::take(&mut self.out))
+    }
+
+    fn handle(
+        &mut self,
+        topic_text: &str,
+        payload: &Bytes,
+        received_at: i64,
+    ) -> Result<(), DecodeError> {
+        let topic = parse_topic(topic_text)?;
+        if !topic.kind.is_from_device() {
+            // Platform → device traffic (ours or another platform's) seen through a wide
+            // subscription: nothing to decode.
+            return Ok(());
+        }
+        let message = decode(&topic, payload)?;
+        let device_id = match (&message, topic.device) {
+            (Message::RegisterRequest(r), _) => r.device.as_str(),
+            (_, Some(device)) => device,
+            (_, None) => {
+                return Err(DecodeError::new(
+                    Reason::UnknownTopic,
+                    "topic names no device",
+                ));
+            }
+        };
+        let device = self.see(device_id, received_at)?;
+        match message {
+            Message::RegisterRequest(_) => {
+                self.publish(
+                    device_topic(MessageKind::RegisterResponse, &device),
+                    encode::register_response("OK"),
+                    QoS::AtLeastOnce,
+                );
+                self.reprobe(&device, received_at);
+            }
+            Message::ProbeVersion(v) => {
+                self.emit(SourceEvent::Version {
+                    device: device.clone(),
+                    version: v.version,
+                });
+                self.reprobe(&device, received_at);
+            }
+            Message::ProbeQueryResponse(r) => match r.model {
+                Some(model) => self.set_model(&device, model),
+                None => {
+                    tracing::warn!(%device, code = %r.code, "device refused the probe; will ask again")
+                }
+            },
+            Message::QueryResponse(q) => {
+                let model = self.devices.get(&device).and_then(|d| d.model.clone());
+                let mut samples = Vec::with_capacity(q.values.len());
+                let stats = q.to_samples(
+                    &device,
+                    received_at,
+                    model.as_deref(),
+                    &mut self.interner,
+                    &mut samples,
+                )?;
+                add(&self.metrics.source.not_ok_items, stats.not_ok as u64);
+                let request_id = q.request_id.map(|id| id.into_owned());
+                if let Some(id) = &request_id
+                    && self.queries.remove(id).is_some()
+                {
+                    inc(&self.metrics.source.query_answers);
+                }
+                self.emit_samples(SampleBatch {
+                    device,
+                    kind: MessageKind::QueryResponse,
+                    channel: None,
+                    request_id,
+                    received_at,
+                    samples,
+                });
+            }
+            Message::SetResponse(response) => {
+                self.emit(SourceEvent::SetResult { device, response })
+            }
+            Message::Sample(_) => {
+                drop(message);
+                self.sample(&topic, &device, topic_text, payload, received_at)?;
+            }
+            Message::RegisterResponse(_)
+            | Message::ProbeQueryRequest(_)
+            | Message::QueryRequest(_)
+            | Message::SetRequest(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Records that `device` is alive; a new device is announced and probed.
+    fn see(&mut self, device: &str, now: i64) -> Result<Arc<str>, DecodeError> {
+        if let Some((id, _)) = self.devices.get_key_value(device) {
+            return Ok(id.clone());
+        }
+        if self.devices.len() >= MAX_DEVICES {
+            return Err(DecodeError::new(
+                Reason::Overloaded,
+                format!("more than {MAX_DEVICES} devices; {device} is not tracked"),
+            ));
+        }
+        let id: Arc<str> = Arc::from(device);
+        self.devices.insert(
+            id.clone(),
+            Device {
+                model: None,
+                stale: false,
+                probe: None,
+                probe_attempts: 0,
+            },
+        );
+        self.metrics
+            .source
+            .devices
+            .store(self.devices.len() as u64, Ordering::Relaxed);
+        tracing::info!(device = %id, "discovered device");
+        self.emit(SourceEvent::DeviceDiscovered {
+            device: id.clone(),
+            at: now,
+        });
+        self.send_probe(&id, now);
+        Ok(id)
+    }
+
+    /// The device (re)connected: its model may have changed, so ask again and hold its Sample
+    /// messages until the answer.
+    fn reprobe(&mut self, device: &Arc<str>, now: i64) {
+        let Some(d) = self.devices.get_mut(device) else {
+            return;
+        };
+        if d.model.is_some() {
+            d.stale = true;
+        }
+        let recent = d
+            .probe
+            .as_ref()
+            .is_some_and(|p| now - p.sent_at < PROBE_DEDUP_MS);
+        if !recent {
+            d.probe_attempts = 0;
+            self.send_probe(device, now);
+        }
+    }
+
+    fn send_probe(&mut self, device: &Arc<str>, now: i64) {
+        let Some(d) = self.devices.get_mut(device) else {
+            return;
+        };
+        d.probe = Some(Probe { sent_at: now });
+        d.probe_attempts += 1;
+        let id = self.ids.next_id();
+        inc(&self.metrics.source.probe_requests);
+        self.publish(
+            device_topic(MessageKind::ProbeQueryRequest, device),
+            encode::probe_request(&id),
+            QoS::AtLeastOnce,
+        );
+    }
+
+    fn retry_probes(&mut self, now: i64) {
+        let base = self.options.probe_timeout_ms.max(1);
+        let mut resend = Vec::new();
+        let mut fall_back = Vec::new();
+        for (id, d) in &mut self.devices {
+            let Some(probe) = &d.probe else { continue };
+            let wait = base
+                .saturating_mul(1 << d.probe_attempts.saturating_sub(1).min(16))
+                .min(MAX_PROBE_WAIT_MS);
+            if now - probe.sent_at < wait {
+                continue;
+            }
+            if d.stale && d.probe_attempts >= STALE_FALLBACK_ATTEMPTS {
+                tracing::warn!(device = %id, "device did not answer the probe after re-registering; keeping its previous model");
+                d.stale = false;
+                d.probe = None;
+                fall_back.push(id.clone());
+            } else {
+                resend.push(id.clone());
+            }
+        }
+        for id in resend {
+            tracing::debug!(device = %id, "no probe answer yet; asking again");
+            self.send_probe(&id, now);
+        }
+        for id in fall_back {
+            self.release_pending(&id);
+        }
+    }
+
+    fn set_model(&mut self, device: &Arc<str>, model: DeviceModel) {
+        let Some(d) = self.devices.get_mut(device) else {
+            return;
+        };
+        let changed = d.model.as_ref().is_none_or(|old| old.tree != model.tree);
+        d.stale = false;
+        d.probe = None;
+        d.probe_attempts = 0;
+        if changed {
+            let model = Arc::new(model);
+            d.model = Some(model.clone());
+            inc(&self.metrics.source.models);
+            tracing::info!(%device, items = model.items.len(), channels = model.channels.len(), "device model received");
+            self.emit(SourceEvent::Model {
+                device: device.clone(),
+                model,
+            });
+        }
+        self.release_pending(device);
+    }
+
+    /// Decodes the Sample messages that waited for `device`'s model, in arrival order.
+    fn release_pending(&mut self, device: &Arc<str>) {
+        for message in self.pending.take(device) {
+            let result = parse_topic(&message.topic).and_then(|topic| {
+                self.sample(
+                    &topic,
+                    device,
+                    &message.topic,
+                    &message.payload,
+                    message.received_at,
+                )
+            });
+            if let Err(error) = result {
+                self.dead_letter(&message.topic, message.received_at, error, message.payload);
+            }
+        }
+    }
+
+    fn sample(
+        &mut self,
+        topic: &Topic<'_>,
+        device: &Arc<str>,
+        topic_text: &str,
+        payload: &Bytes,
+        received_at: i64,
+    ) -> Result<(), DecodeError> {
+        let Message::Sample(message) = decode(topic, payload)? else {
+            return Err(DecodeError::new(Reason::UnknownTopic, "not a Sample topic"));
+        };
+        let d = self.devices.get(device);
+        let model = d.filter(|d| !d.stale).and_then(|d| d.model.clone());
+        let model_interval = model
+            .as_ref()
+            .and_then(|m| m.channel(&message.channel))
+            .map(|c| c.sample_interval_ms);
+        let mut samples = Vec::new();
+        if let Some(paths) = &message.paths {
+            // NC-Link 3.0: the message names its items; the interval may come with it.
+            let Some(interval) = message.interval.or(model_interval) else {
+                return self.hold(device, topic_text, payload, received_at);
+            };
+            let ids: Vec<Arc<str>> = paths.iter().map(|p| self.interner.intern(p)).collect();
+            message.to_samples(
+                device,
+                ChannelLayout {
+                    ids: &ids,
+                    sample_interval_ms: interval,
+                },
+                &mut samples,
+            )?;
+        } else if let Some(model) = model {
+            let Some(channel) = model.channel(&message.channel) else {
+                return Err(DecodeError::new(
+                    Reason::UnknownChannel,
+                    format!(
+                        "{device}'s model has no sample channel {:?}",
+                        message.channel
+                    ),
+                ));
+            };
+            let layout = ChannelLayout {
+                ids: &channel.ids,
+                sample_interval_ms: message.interval.unwrap_or(channel.sample_interval_ms),
+            };
+            message.to_samples(device, layout, &mut samples)?;
+        } else {
+            return self.hold(device, topic_text, payload, received_at);
+        }
+        self.emit_samples(SampleBatch {
+            device: device.clone(),
+            kind: MessageKind::Sample,
+            channel: Some(message.channel),
+            request_id: None,
+            received_at,
+            samples,
+        });
+        Ok(())
+    }
+
+    /// Keeps a Sample message until `device`'s model arrives.
+    fn hold(
+        &mut self,
+        device: &Arc<str>,
+        topic: &str,
+        payload: &Bytes,
+        received_at: i64,
+    ) -> Result<(), DecodeError> {
+        let message = PendingMessage {
+            topic: topic.to_string(),
+            payload: payload.clone(),
+            received_at,
+        };
+        for (device, old) in self.pending.push(device, message) {
+            let error = DecodeError::new(
+                Reason::NoModel,
+                format!("no model from {device} yet and source.pending is full"),
+            );
+            self.dead_letter(&old.topic, old.received_at, error, old.payload);
+        }
+        if self.devices.get(device).is_some_and(|d| d.probe.is_none()) {
+            self.send_probe(device, received_at);
+        }
+        Ok(())
+    }
+
+    fn poll(&mut self, now: i64) {
+        let Some(poll) = self.options.poll.clone() else {
+            return;
+        };
+        let interval = poll.interval.as_millis().max(1) as i64;
+        let timeout = poll.effective_timeout().as_millis() as i64;
+        let before = self.queries.len();
+        self.queries.retain(|_, q| now - q.sent_at < timeout);
+        add(
+            &self.metrics.source.query_timeouts,
+            (before - self.queries.len()) as u64,
+        );
+        let due = *self.next_poll_at.get_or_insert(now);
+        if now < due {
+            return;
+        }
+        let mut devices: Vec<Arc<str>> = self.devices.keys().cloned().collect();
+        devices.sort();
+        for device in devices {
+            self.send_query(&device, &poll.items, now);
+        }
+        let next = due + interval;
+        self.next_poll_at = Some(if next <= now { now + interval } else { next });
+    }
+
+    fn send_query(&mut self, device: &str, items: &[String], now: i64) -> String {
+        let id = self.ids.next_id();
+        self.queries
+            .insert(id.clone(), OutstandingQuery { sent_at: now });
+        inc(&self.metrics.source.query_requests);
+        self.publish(
+            device_topic(MessageKind::QueryRequest, device),
+            encode::query_request(&id, items),
+            // A lost poll is just a timeout; a poll queued for an offline device is stale.
+            QoS::AtMostOnce,
+        );
+        id
+    }
+
+    fn emit_samples(&mut self, batch: SampleBatch) {
+        if batch.samples.is_empty() {
+            return;
+        }
+        add(&self.metrics.source.samples, batch.samples.len() as u64);
+        self.emit(SourceEvent::Samples(batch));
+    }
+
+    fn emit(&mut self, event: SourceEvent) {
+        self.out.push(Action::Emit(event));
+    }
+
+    fn publish(&mut self, topic: String, payload: Vec<u8>, qos: QoS) {
+        self.out.push(Action::Publish {
+            topic,
+            payload,
+            qos,
+        });
+    }
+
+    fn dead_letter(&mut self, topic: &str, received_at: i64, error: DecodeError, payload: Bytes) {
+        tracing::debug!(topic, reason = %error.reason, detail = %error.detail, "dead letter");
+        self.out.push(Action::DeadLetter {
+            topic: topic.to_string(),
+            received_at,
+            error,
+            payload,
+        });
+    }
+
+    fn update_gauges(&self) {
+        self.metrics
+            .source
+            .pending_messages
+            .store(self.pending.len() as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HumanDuration;
+    use crate::nclink::encode::{QueryAnswer, WireValue};
+
+    fn platform(poll: Option<PollConfig>) -> (Platform, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::default());
+        let options = PlatformOptions {
+            client_id: "test".into(),
+            poll,
+            probe_timeout_ms: 1_000,
+            pending: PendingConfig::default(),
+            max_payload: 1 << 20,
+            raw: false,
+        };
+        (Platform::new(options, metrics.clone()), metrics)
+    }
+
+    fn model_payload() -> Bytes {
+        let model: serde_json::Value =
+            serde_json::from_str(include_str!("../../data/nc-link/lab-model.json")).unwrap();
+        Bytes::from(encode::probe_response(None, &model))
+    }
+
+    fn publishes(actions: &[Action]) -> Vec<&str> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Publish { topic, .. } => Some(topic.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn samples(actions: &[Action]) -> Vec<&SampleBatch> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Emit(SourceEvent::Samples(b)) => Some(b),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn dead(actions: &[Action]) -> Vec<Reason> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::DeadLetter { error, .. } => Some(error.reason),
+                _ => None,
+            })
+            .collect()
+    }
+
+    const SAMPLE: &str = r#"{"id":"sample_channel0","beginTime":"1000","data":[{"data":[1,1]},{"data":[5,5]},{"data":["O1","O1"]}]}"#;
+
+    #[test]
+    fn register_is_answered_and_probed() {
+        let (mut p, _) = platform(None);
+        let actions = p.on_message(
+            "Register/Request",
+            Bytes::from_static(br#"{"deviceid":"D1"}"#),
+            10,
+        );
+        assert_eq!(
+            publishes(&actions),
+            vec!["Probe/Query/Request/D1", "Register/Response/D1"]
+        );
+        assert!(matches!(
+            actions[0],
+            Action::Emit(SourceEvent::DeviceDiscovered { .. })
+        ));
+    }
+
+    #[test]
+    fn samples_wait_for_the_model_then_decode_in_order() {
+        let (mut p, metrics) = platform(None);
+        let a1 = p.on_message(
+            "Sample/D1/sample_channel0",
+            Bytes::from_static(SAMPLE.as_bytes()),
+            10,
+        );
+        assert_eq!(publishes(&a1), vec!["Probe/Query/Request/D1"]);
+        assert!(samples(&a1).is_empty());
+        let a2 = p.on_message(
+            "Sample/D1/sample_channel0",
+            Bytes::from_static(SAMPLE.as_bytes()),
+            11,
+        );
+        assert!(publishes(&a2).is_empty(), "one probe outstanding is enough");
+        assert_eq!(metrics.source.pending_messages.load(Ordering::Relaxed), 2);
+        let a3 = p.on_message("Probe/Query/Response/D1", model_payload(), 20);
+        let batches = samples(&a3);
+        assert_eq!(batches.len(), 2);
+        assert_eq!(batches[0].received_at, 10);
+        assert_eq!(batches[0].samples.len(), 6);
+        assert_eq!(
+            batches[0].samples[1].ts, 3000,
+            "lab channel samples every 2000 ms"
+        );
+        assert_eq!(metrics.source.pending_messages.load(Ordering::Relaxed), 0);
+        // Now decoded immediately.
+        let a4 = p.on_message(
+            "Sample/D1/sample_channel0",
+            Bytes::from_static(SAMPLE.as_bytes()),
+            30,
+        );
+        assert_eq!(samples(&a4).len(), 1);
+        // A channel the model does not declare.
+        let a5 = p.on_message("Sample/D1/nope", Bytes::from_static(SAMPLE.as_bytes()), 31);
+        assert_eq!(dead(&a5), vec![Reason::UnknownChannel]);
+    }
+
+    #[test]
+    fn paths_decode_without_a_model() {
+        let (mut p, _) = platform(None);
+        let payload = r#"{"beginTime":0,"interval":5,"paths":["a"],"data":[[1,2]]}"#;
+        let actions = p.on_message("Sample/D1/c/cli", Bytes::from_static(payload.as_bytes()), 1);
+        let batches = samples(&actions);
+        assert_eq!(
+            batches[0].samples.iter().map(|s| s.ts).collect::<Vec<_>>(),
+            vec![0, 5]
+        );
+    }
+
+    #[test]
+    fn probes_are_retried_with_backoff() {
+        let (mut p, metrics) = platform(None);
+        p.on_message(
+            "Probe/Version/D1",
+            Bytes::from_static(br#"{"version":"1.1"}"#),
+            0,
+        );
+        assert!(publishes(&p.on_tick(500)).is_empty());
+        assert_eq!(publishes(&p.on_tick(1_000)), vec!["Probe/Query/Request/D1"]);
+        assert!(
+            publishes(&p.on_tick(2_500)).is_empty(),
+            "second wait is 2 s"
+        );
+        assert_eq!(publishes(&p.on_tick(3_000)), vec!["Probe/Query/Request/D1"]);
+        assert_eq!(metrics.source.probe_requests.load(Ordering::Relaxed), 3);
+        p.on_message("Probe/Query/Response/D1", model_payload(), 3_100);
+        assert!(
+            publishes(&p.on_tick(100_000)).is_empty(),
+            "no probing once the model is known"
+        );
+    }
+
+    #[test]
+    fn re_registration_holds_samples_until_the_new_model() {
+        let (mut p, _) = platform(None);
+        p.on_message("Probe/Query/Response/D1", model_payload(), 0);
+        let actions = p.on_message(
+            "Register/Request",
+            Bytes::from_static(br#"{"deviceid":"D1"}"#),
+            5_000,
+        );
+        assert!(publishes(&actions).contains(&"Probe/Query/Request/D1"));
+        let held = p.on_message(
+            "Sample/D1/sample_channel0",
+            Bytes::from_static(SAMPLE.as_bytes()),
+            5_001,
+        );
+        assert!(samples(&held).is_empty());
+        // No answer: after two probes it falls back to the model it had.
+        p.on_tick(6_000);
+        let fallback = p.on_tick(8_000);
+        assert_eq!(samples(&fallback).len(), 1);
+    }
+
+    #[test]
+    fn polls_match_answers_and_count_timeouts() {
+        let poll = PollConfig {
+            interval: HumanDuration::from_millis(1_000),
+            items: vec!["0103502202".into()],
+            timeout: Some(HumanDuration::from_millis(500)),
+        };
+        let (mut p, metrics) = platform(Some(poll));
+        p.on_message(
+            "Probe/Version/D1",
+            Bytes::from_static(br#"{"version":"1.1"}"#),
+            0,
+        );
+        let actions = p.on_tick(0);
+        let request = actions
+            .iter()
+            .find_map(|a| match a {
+                Action::Publish { topic, payload, .. } if topic == "Query/Request/D1" => {
+                    Some(payload.clone())
+                }
+                _ => None,
+            })
+            .unwrap();
+        let request: serde_json::Value = serde_json::from_slice(&request).unwrap();
+        let id = request["@id"].as_str().unwrap();
+        let mut answer = Vec::new();
+        encode::query_response(
+            &mut answer,
+            Some(id),
+            &[("0103502202", QueryAnswer::Ok(vec![WireValue::Number(3.5)]))],
+        );
+        let actions = p.on_message("Query/Response/D1", Bytes::from(answer), 40);
+        let batch = samples(&actions)[0];
+        assert_eq!(batch.request_id.as_deref(), Some(id));
+        assert_eq!(batch.samples[0].ts, 40);
+        assert_eq!(batch.samples[0].value, Some(3.5));
+        assert_eq!(metrics.source.query_answers.load(Ordering::Relaxed), 1);
+        // The next poll goes unanswered.
+        assert!(publishes(&p.on_tick(1_000)).contains(&"Query/Request/D1"));
+        p.on_tick(1_600);
+        assert_eq!(metrics.source.query_timeouts.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn bad_input_is_dead_lettered_by_reason() {
+        let (mut p, metrics) = platform(None);
+        let cases: [(&str, &[u8], Reason); 5] = [
+            ("Query/Response/D1", b"not json", Reason::MalformedJson),
+            ("Query/Response/D1", b"[1]", Reason::WrongShape),
+            ("Nope/D1", b"{}", Reason::UnknownTopic),
+            (
+                "Query/Response/D1",
+                &[0xde, 0xad, 0xbe, 0xef],
+                Reason::MalformedJson,
+            ),
+            ("Query/Response/D1", &[b' '; 2 << 20], Reason::TooLarge),
+        ];
+        for (topic, payload, reason) in cases {
+            let actions = p.on_message(topic, Bytes::copy_from_slice(payload), 1);
+            assert_eq!(dead(&actions), vec![reason], "{topic}");
+        }
+        assert_eq!(metrics.source.messages.load(Ordering::Relaxed), 5);
+    }
+}
