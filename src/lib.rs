@@ -15,5 +15,7 @@ pub mod metrics;
 pub mod nclink;
 pub mod rng;
 pub mod sample;
+pub mod sim;
 pub mod source;
+pub mod stop;
 pub mod tls;

@@ -145,7 +145,7 @@ async fn run(
             event = eventloop.poll() => event,
             // Only taken while the connection is down (see below); a live connection is
             // closed by the client's disconnect request, which flushes pending acks first.
-            _ = stop.wait_for(|s| *s), if !metrics.source.connected.load(Ordering::Relaxed) => break,
+            _ = crate::stop::stopped(&mut stop), if !metrics.source.connected.load(Ordering::Relaxed) => break,
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
@@ -216,12 +216,13 @@ async fn run(
                 } else if failures_in_a_row == 1 || failures_in_a_row.is_multiple_of(30) {
                     tracing::warn!(broker = %url, error = %e, attempts = failures_in_a_row, "cannot connect to the broker; retrying");
                 }
-                if *stop.borrow() {
+                let stopping = *stop.borrow();
+                if stopping {
                     break;
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(backoff.next_delay()) => {}
-                    _ = stop.wait_for(|s| *s) => break,
+                    _ = crate::stop::stopped(&mut stop) => break,
                 }
             }
         }
