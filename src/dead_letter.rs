@@ -47,7 +47,8 @@ struct Record<'a> {
 
 /// Appends dead letters to rotating JSON Lines files.
 pub struct DeadLetters {
-    dir: PathBuf,
+    /// `None`: count only (the recorder keeps raw messages itself).
+    dir: Option<PathBuf>,
     config: DeadLetterConfig,
     metrics: Arc<Metrics>,
     file: Option<(BufWriter<File>, u64)>,
@@ -64,25 +65,36 @@ impl DeadLetters {
         metrics: Arc<Metrics>,
     ) -> DeadLetters {
         DeadLetters {
-            dir: dir.into(),
+            dir: Some(dir.into()),
             config,
             metrics,
             file: None,
         }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// Counts dead letters without writing them anywhere.
+    pub fn counting_only(metrics: Arc<Metrics>) -> DeadLetters {
+        DeadLetters {
+            dir: None,
+            config: DeadLetterConfig::default(),
+            metrics,
+            file: None,
+        }
+    }
+
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
     }
 
     /// Counts and writes one dead letter.
     pub fn write(&mut self, letter: DeadLetter<'_>) {
         self.metrics.source.dead_letter(letter.reason);
-        if let Err(e) = self.append(letter) {
+        let Some(dir) = self.dir.clone() else { return };
+        if let Err(e) = self.append(&dir, letter) {
             inc(&self.metrics.source.dead_letter_write_errors);
             // Drop the file so the next letter retries from a fresh open.
             self.file = None;
-            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write dead letter");
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot write dead letter");
         }
     }
 
@@ -92,12 +104,12 @@ impl DeadLetters {
             && let Err(e) = file.flush()
         {
             inc(&self.metrics.source.dead_letter_write_errors);
-            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot flush dead letters");
+            tracing::warn!(error = %e, "cannot flush dead letters");
             self.file = None;
         }
     }
 
-    fn append(&mut self, letter: DeadLetter<'_>) -> io::Result<()> {
+    fn append(&mut self, dir: &Path, letter: DeadLetter<'_>) -> io::Result<()> {
         let limit = self.config.max_payload.bytes();
         let cut = cut_at_char(letter.payload, limit);
         let kept = &letter.payload[..cut];
@@ -126,7 +138,7 @@ impl DeadLetters {
         };
         if rotate {
             self.flush();
-            self.file = Some((self.open_new(letter.received_at)?, 0));
+            self.file = Some((open_new(dir, letter.received_at, self.config.max_files)?, 0));
         }
         let (file, size) = self.file.as_mut().expect("opened above");
         file.write_all(&line)?;
@@ -134,29 +146,30 @@ impl DeadLetters {
         Ok(())
     }
 
-    fn open_new(&self, first_ts: i64) -> io::Result<BufWriter<File>> {
-        fs::create_dir_all(&self.dir)?;
-        let mut path = self.dir.join(format!("{PREFIX}{first_ts:013}{SUFFIX}"));
-        let mut n = 1;
-        while path.exists() {
-            path = self.dir.join(format!("{PREFIX}{first_ts:013}-{n}{SUFFIX}"));
-            n += 1;
-        }
-        let file = File::options().create_new(true).append(true).open(&path)?;
-        self.remove_old()?;
-        Ok(BufWriter::new(file))
-    }
+}
 
-    /// Deletes the oldest files beyond `max_files` (the one just created included).
-    fn remove_old(&self) -> io::Result<()> {
-        let files = list(&self.dir)?;
-        let excess = files.len().saturating_sub(self.config.max_files.max(1));
-        for old in &files[..excess] {
-            fs::remove_file(old)?;
-            tracing::warn!(file = %old.display(), "deleted old dead-letter file (dead_letters.max_files)");
-        }
-        Ok(())
+fn open_new(dir: &Path, first_ts: i64, max_files: usize) -> io::Result<BufWriter<File>> {
+    fs::create_dir_all(dir)?;
+    let mut path = dir.join(format!("{PREFIX}{first_ts:013}{SUFFIX}"));
+    let mut n = 1;
+    while path.exists() {
+        path = dir.join(format!("{PREFIX}{first_ts:013}-{n}{SUFFIX}"));
+        n += 1;
     }
+    let file = File::options().create_new(true).append(true).open(&path)?;
+    remove_old(dir, max_files)?;
+    Ok(BufWriter::new(file))
+}
+
+/// Deletes the oldest files beyond `max_files` (the one just created included).
+fn remove_old(dir: &Path, max_files: usize) -> io::Result<()> {
+    let files = list(dir)?;
+    let excess = files.len().saturating_sub(max_files.max(1));
+    for old in &files[..excess] {
+        fs::remove_file(old)?;
+        tracing::warn!(file = %old.display(), "deleted old dead-letter file (dead_letters.max_files)");
+    }
+    Ok(())
 }
 
 impl Drop for DeadLetters {

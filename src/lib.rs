@@ -13,6 +13,7 @@ pub mod config;
 pub mod dead_letter;
 pub mod metrics;
 pub mod nclink;
+pub mod recording;
 pub mod rng;
 pub mod sample;
 pub mod sim;

@@ -44,11 +44,14 @@ const TICK: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub struct SourceOptions {
     pub config: SourceConfig,
-    /// Where dead letters go (`state_dir/dead-letters`).
-    pub dead_letter_dir: std::path::PathBuf,
+    /// Where dead letters go (`state_dir/dead-letters`); `None` counts them only.
+    pub dead_letter_dir: Option<std::path::PathBuf>,
     pub dead_letters: DeadLetterConfig,
     /// Emit raw messages too (for the recorder).
     pub raw: bool,
+    /// Only listen: never publish (no Register answers, probes or polls), e.g. to record
+    /// beside a running platform.
+    pub passive: bool,
     /// Subscriptions; `None` for the NC-Link platform's (every device → platform topic).
     pub subscriptions: Option<Vec<String>>,
     /// Capacity of the output channel, in events.
@@ -59,9 +62,10 @@ impl SourceOptions {
     pub fn new(config: SourceConfig, state_dir: &std::path::Path) -> SourceOptions {
         SourceOptions {
             config,
-            dead_letter_dir: state_dir.join("dead-letters"),
+            dead_letter_dir: Some(state_dir.join("dead-letters")),
             dead_letters: DeadLetterConfig::default(),
             raw: false,
+            passive: false,
             subscriptions: None,
             capacity: 1024,
         }
@@ -144,17 +148,17 @@ pub fn start(
         },
         metrics.clone(),
     );
-    let dead_letters = DeadLetters::new(
-        &options.dead_letter_dir,
-        options.dead_letters.clone(),
-        metrics.clone(),
-    );
+    let dead_letters = match &options.dead_letter_dir {
+        Some(dir) => DeadLetters::new(dir, options.dead_letters.clone(), metrics.clone()),
+        None => DeadLetters::counting_only(metrics.clone()),
+    };
     let driver = Driver {
         platform,
         client: client.clone(),
         dead_letters,
         events: events_tx,
         metrics: metrics.clone(),
+        passive: options.passive,
     };
     let driver = tokio::spawn(driver.run(incoming, commands_rx));
     Ok((
@@ -220,6 +224,7 @@ struct Driver {
     dead_letters: DeadLetters,
     events: mpsc::Sender<SourceEvent>,
     metrics: Arc<Metrics>,
+    passive: bool,
 }
 
 impl Driver {
@@ -314,6 +319,7 @@ impl Driver {
     async fn perform(&mut self, actions: Vec<Action>) -> bool {
         for action in actions {
             match action {
+                Action::Publish { .. } if self.passive => {}
                 Action::Publish {
                     topic,
                     payload,
