@@ -145,7 +145,6 @@ impl DeadLetters {
         *size += line.len() as u64;
         Ok(())
     }
-
 }
 
 fn open_new(dir: &Path, first_ts: i64, max_files: usize) -> io::Result<BufWriter<File>> {

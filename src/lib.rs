@@ -9,6 +9,7 @@
 //! - [`nclink`]: the device protocol: topics, decoding, encoding, device models.
 
 pub mod backoff;
+pub mod cli;
 pub mod config;
 pub mod dead_letter;
 pub mod metrics;

@@ -123,7 +123,9 @@ pub enum RecordingError {
     Io(#[from] io::Error),
     #[error("line {line}: {message}")]
     BadLine { line: u64, message: String },
-    #[error("the recording ends mid-write after line {line} (the recorder was killed?); the lines before are complete")]
+    #[error(
+        "the recording ends mid-write after line {line} (the recorder was killed?); the lines before are complete"
+    )]
     Truncated { line: u64 },
 }
 
@@ -174,7 +176,12 @@ impl Iterator for RecordingReader {
                 Some(parse_line(&self.buf, self.line))
             }
             // A zstd frame cut off by a crash reads as an error at its end.
-            Err(e) if matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::Other) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::UnexpectedEof | io::ErrorKind::Other
+                ) =>
+            {
                 self.done = true;
                 Some(Err(RecordingError::Truncated { line: self.line }))
             }
@@ -217,7 +224,10 @@ mod tests {
         w.write(2, "Sample/D/c", &[0xff, 0x00]).unwrap();
         w.write(3, "x", "中文\n\"q\"".as_bytes()).unwrap();
         w.finish().unwrap();
-        let got: Vec<RecordedMessage> = RecordingReader::open(&path).unwrap().map(|m| m.unwrap()).collect();
+        let got: Vec<RecordedMessage> = RecordingReader::open(&path)
+            .unwrap()
+            .map(|m| m.unwrap())
+            .collect();
         assert_eq!(got.len(), 3);
         assert_eq!(got[0].payload, Bytes::from_static(br#"{"values":[]}"#));
         assert_eq!(got[1].payload, Bytes::from_static(&[0xff, 0x00]));

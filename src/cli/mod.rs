@@ -1,0 +1,121 @@
+//! The `millstream` command line (DESIGN.md §3): flags parsed by clap, validated into options,
+//! then handed to the command. Exit codes: 0 ok, 2 bad usage or config, 1 runtime failure.
+
+mod check;
+mod record;
+mod sim;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{BrokerUrl, HumanDuration};
+
+/// millstream: stream processing for machine-tool telemetry (NC-Link over MQTT).
+#[derive(Debug, Parser)]
+#[command(name = "millstream", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Simulate NC-Link machines STRESS_TEST_%05d on an MQTT broker.
+    Sim(sim::SimArgs),
+    /// Record raw MQTT traffic (with receive times) to a JSON Lines file, .zst to compress.
+    Record(record::RecordArgs),
+    /// Validate a pipeline file and try its broker and sink connections.
+    Check(check::CheckArgs),
+}
+
+/// A failure that decides the exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad usage or configuration (exit 2). One line per problem.
+    Usage(Vec<String>),
+    /// Something went wrong while running (exit 1).
+    Runtime(String),
+}
+
+impl Failure {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Failure::Usage(_) => ExitCode::from(2),
+            Failure::Runtime(_) => ExitCode::from(1),
+        }
+    }
+
+    pub fn report(&self) {
+        match self {
+            Failure::Usage(lines) => lines.iter().for_each(|l| eprintln!("{l}")),
+            Failure::Runtime(message) => eprintln!("error: {message}"),
+        }
+    }
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Sim(args) => sim::run(args),
+        Command::Record(args) => record::run(args),
+        Command::Check(args) => check::run(args),
+    }
+}
+
+/// A tokio runtime with `threads` workers (all cores when `None`).
+fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime, Failure> {
+    let mut builder = match threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Runtime(format!("cannot start the async runtime: {e}")))
+}
+
+fn parse_broker(text: &str) -> Result<BrokerUrl, String> {
+    text.parse()
+}
+
+fn parse_duration(text: &str) -> Result<HumanDuration, String> {
+    text.parse()
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn interrupted() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Resolves after `duration`, or never.
+async fn deadline(duration: Option<HumanDuration>) {
+    match duration {
+        Some(d) => tokio::time::sleep(d.get()).await,
+        None => std::future::pending().await,
+    }
+}
