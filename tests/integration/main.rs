@@ -1,0 +1,17 @@
+//! Integration tests against real services: the machine's Mosquitto (127.0.0.1:1883, or
+//! `MILLSTREAM_TEST_MQTT`), private `mosquitto` processes, and the `millstream` binary itself.
+//!
+//! Tests that need a service are `#[ignore]`d so a plain `cargo test` on a laptop stays green;
+//! `scripts/test` starts the services and runs them all (`cargo nextest run --run-ignored all`).
+//! A service test that cannot reach its service fails; it never passes silently.
+//!
+//! Tests share the machine's broker and run in parallel, so each one uses its own device ids
+//! (a distinct `STRESS_TEST_` number range or a unique name) and its own client ids, and only
+//! looks at traffic of its own devices.
+
+mod support;
+
+mod bad_input;
+mod broker_restart;
+mod cli;
+mod sim_source;

@@ -1,0 +1,199 @@
+//! Helpers shared by the integration tests.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use millstream::config::{BrokerUrl, SourceConfig};
+use millstream::metrics::Metrics;
+use millstream::source::{self, SourceEvent, SourceHandle, SourceOptions};
+use tokio::sync::mpsc;
+
+/// The machine's broker.
+pub fn broker_url() -> BrokerUrl {
+    std::env::var("MILLSTREAM_TEST_MQTT")
+        .unwrap_or_else(|_| "mqtt://127.0.0.1:1883".into())
+        .parse()
+        .expect("MILLSTREAM_TEST_MQTT is a broker URL")
+}
+
+/// Fails the test (never skips it) when the broker is not reachable.
+pub fn require_broker(url: &BrokerUrl) {
+    let addr = format!("{}:{}", url.host, url.port);
+    if std::net::TcpStream::connect_timeout(
+        &addr.parse().expect("host:port"),
+        Duration::from_secs(3),
+    )
+    .is_err()
+    {
+        panic!(
+            "no MQTT broker at {addr}: start Mosquitto (scripts/test does) or set MILLSTREAM_TEST_MQTT"
+        );
+    }
+}
+
+/// A number unique to this test process and call, for ids.
+pub fn unique(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A device-number range of `n` machines no other test (or test process) uses at the same time.
+pub fn device_base(slot: u64) -> u64 {
+    // 5-digit ids: slots of 100 devices, spread by process id.
+    10_000 + (u64::from(std::process::id()) % 800) * 100 + slot * 10
+}
+
+/// Starts an in-process source on `url` with `state_dir` for dead letters.
+pub fn start_source(
+    url: BrokerUrl,
+    state_dir: &Path,
+    configure: impl FnOnce(&mut SourceOptions),
+) -> (SourceHandle, mpsc::Receiver<SourceEvent>, Arc<Metrics>) {
+    let mut config = SourceConfig::for_url(url);
+    config.client_id = unique("test-source");
+    config.clean_session = true;
+    let mut options = SourceOptions::new(config, state_dir);
+    configure(&mut options);
+    let metrics = Arc::new(Metrics::default());
+    let (handle, events) = source::start(options, metrics.clone()).expect("source starts");
+    (handle, events, metrics)
+}
+
+/// Polls `condition` every 50 ms until it holds or `timeout` passes.
+pub async fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A private Mosquitto with persistence, on a free loopback port, stopped on drop.
+pub struct PrivateBroker {
+    pub port: u16,
+    /// Whether the broker keeps sessions and queued messages across restarts.
+    pub persistence: bool,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateBroker {
+    pub fn start(dir: &Path, persistence: bool) -> PrivateBroker {
+        let port = free_port();
+        let mut broker = PrivateBroker {
+            port,
+            persistence,
+            dir: dir.to_path_buf(),
+            child: None,
+        };
+        broker.launch();
+        broker
+    }
+
+    pub fn url(&self) -> BrokerUrl {
+        format!("mqtt://127.0.0.1:{}", self.port).parse().unwrap()
+    }
+
+    fn launch(&mut self) {
+        let conf = self.dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\npersistence {persistence}\npersistence_location {dir}/\n\
+                 max_queued_messages 100000\nlog_dest file {dir}/mosquitto.log\nlog_type all\n",
+                port = self.port,
+                persistence = self.persistence,
+                dir = self.dir.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(mosquitto_binary())
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto runs (scripts/test installs it)");
+        self.child = Some(child);
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "private mosquitto did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the broker gracefully (SIGTERM: it saves its persistence file) and waits.
+    /// (`user root` above: as root, Mosquitto would otherwise drop to the `mosquitto` user and
+    /// be unable to write its log and persistence file in the test's private directory.)
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- private mosquitto log (last 40 lines) ---");
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn mosquitto_binary() -> PathBuf {
+    for candidate in [
+        "/usr/sbin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+        "/usr/bin/mosquitto",
+    ] {
+        if Path::new(candidate).exists() {
+            return candidate.into();
+        }
+    }
+    "mosquitto".into()
+}
+
+/// The `millstream` binary built for these tests.
+pub fn millstream() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_millstream"))
+}
