@@ -189,7 +189,7 @@ impl Machine {
         let mut act_speed = [0.0; AXES];
         let mut current = [0.0; AXES];
         for axis in 0..AXES {
-            let k = key ^ (axis as u64 + 1) * 0x1000;
+            let k = key ^ ((axis as u64 + 1) * 0x1000);
             act_pos[axis] = round(lagged.pos[axis] + 0.002 * noise(k, t), 1e3);
             act_speed[axis] = round(lagged.speed[axis] + 2.0 * noise(k ^ 1, t), 10.0);
             let share = if axis == 3 {
@@ -393,7 +393,7 @@ impl Machine {
         });
         self.horizon = end;
         self.parts += 1;
-        self.wear = if self.parts % 40 == 0 {
+        self.wear = if self.parts.is_multiple_of(40) {
             0.0
         } else {
             self.wear + 0.005
