@@ -186,7 +186,17 @@ pub fn decode<'a>(topic: &Topic<'_>, payload: &'a [u8]) -> Result<Message<'a>, D
 }
 
 fn json<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, DecodeError> {
-    serde_json::from_slice(payload).map_err(|e| DecodeError::from_json(&e))
+    serde_json::from_slice(payload).map_err(|e| {
+        // serde_json reports some shape problems (e.g. an array where a struct was expected,
+        // with extra elements) as syntax errors; valid JSON is never `malformed_json`.
+        if DecodeError::from_json(&e).reason == Reason::MalformedJson
+            && serde_json::from_slice::<serde::de::IgnoredAny>(payload).is_ok()
+        {
+            DecodeError::wrong_shape(e.to_string())
+        } else {
+            DecodeError::from_json(&e)
+        }
+    })
 }
 
 fn is_blank(payload: &[u8]) -> bool {

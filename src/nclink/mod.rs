@@ -20,4 +20,7 @@ pub mod status;
 pub mod topic;
 pub mod value;
 
+#[cfg(test)]
+mod properties;
+
 pub use error::{DecodeError, Reason};
