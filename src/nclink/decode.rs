@@ -95,7 +95,96 @@ pub struct QueryValue<'a> {
     #[serde(default, borrow)]
     pub code: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    pub values: Option<&'a RawValue>,
+    pub values: Option<ValueList<'a>>,
+}
+
+/// The `values` of a Query answer item: a list (usually of one value), or a bare value.
+/// Holds the first entry inline so the common single value costs no allocation.
+#[derive(Debug, Default)]
+pub struct ValueList<'a> {
+    first: Option<Entry<'a>>,
+    rest: Vec<Entry<'a>>,
+}
+
+#[derive(Debug)]
+enum Entry<'a> {
+    /// A list element, kept raw until converted.
+    Raw(&'a RawValue),
+    /// A bare value given instead of a list.
+    Value(Scalar),
+}
+
+impl<'a> ValueList<'a> {
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    fn entries(&self) -> impl Iterator<Item = &Entry<'a>> {
+        self.first.iter().chain(&self.rest)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for ValueList<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = ValueList<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of values")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut list = ValueList::default();
+                while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+                    if list.first.is_none() {
+                        list.first = Some(Entry::Raw(raw));
+                    } else {
+                        list.rest.push(Entry::Raw(raw));
+                    }
+                }
+                Ok(list)
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(ValueList::bare(Scalar::Number(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(ValueList::bare(Scalar::Number(v as f64)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(ValueList::bare(Scalar::Number(v as f64)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(ValueList::bare(Scalar::Text(v.into())))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(ValueList::bare(Scalar::Text(v.to_string().into())))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(ValueList::bare(Scalar::Nothing))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let value = serde_json::Value::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                Ok(ValueList::bare(Scalar::Text(value.to_string().into())))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+impl ValueList<'_> {
+    fn bare(value: Scalar) -> Self {
+        ValueList {
+            first: Some(Entry::Value(value)),
+            rest: Vec::new(),
+        }
+    }
 }
 
 /// `Set/Request/{id}`: the platform changes values on the device.
@@ -185,12 +274,17 @@ pub fn decode<'a>(topic: &Topic<'_>, payload: &'a [u8]) -> Result<Message<'a>, D
     })
 }
 
-fn json<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, DecodeError> {
-    serde_json::from_slice(payload).map_err(|e| {
+pub(super) fn json<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, DecodeError> {
+    // Validating UTF-8 once up front (vectorised) is cheaper than serde_json checking every
+    // string of the payload on its own.
+    let text = std::str::from_utf8(payload).map_err(|e| {
+        DecodeError::new(Reason::MalformedJson, format!("payload is not UTF-8: {e}"))
+    })?;
+    serde_json::from_str(text).map_err(|e| {
         // serde_json reports some shape problems (e.g. an array where a struct was expected,
         // with extra elements) as syntax errors; valid JSON is never `malformed_json`.
         if DecodeError::from_json(&e).reason == Reason::MalformedJson
-            && serde_json::from_slice::<serde::de::IgnoredAny>(payload).is_ok()
+            && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
         {
             DecodeError::wrong_shape(e.to_string())
         } else {
@@ -383,7 +477,6 @@ impl QueryResponse<'_> {
         out: &mut Vec<Sample>,
     ) -> Result<QueryStats, DecodeError> {
         let mut stats = QueryStats::default();
-        let mut scalars = Vec::new();
         for value in &self.values {
             if let Some(code) = &value.code
                 && !code.eq_ignore_ascii_case("ok")
@@ -391,19 +484,14 @@ impl QueryResponse<'_> {
                 stats.not_ok += 1;
                 continue;
             }
-            let Some(raw) = value.values else { continue };
-            scalars.clear();
-            if raw.get().trim_start().starts_with('[') {
-                let entries: Vec<&RawValue> =
-                    serde_json::from_str(raw.get()).map_err(|e| DecodeError::from_json(&e))?;
-                for entry in entries {
-                    scalars.push(scalar(entry)?);
-                }
-            } else {
-                scalars.push(scalar(raw)?);
-            }
-            let indexed = scalars.len() > 1;
-            for (i, s) in scalars.drain(..).enumerate() {
+            let Some(list) = &value.values else { continue };
+            let indexed = list.len() > 1;
+            for (i, entry) in list.entries().enumerate() {
+                let scalar = match entry {
+                    Entry::Raw(raw) => scalar(raw)?,
+                    Entry::Value(Scalar::Number(v)) => Scalar::Number(*v),
+                    Entry::Value(v) => v.clone(),
+                };
                 let item = if indexed {
                     interner.intern(&format!("{}[{i}]", value.id))
                 } else {
@@ -412,7 +500,7 @@ impl QueryResponse<'_> {
                         None => interner.intern(&value.id),
                     }
                 };
-                if push(out, device, item, ts, s) {
+                if push(out, device, item, ts, scalar) {
                     stats.samples += 1;
                 }
             }
@@ -421,7 +509,13 @@ impl QueryResponse<'_> {
     }
 }
 
-fn push(out: &mut Vec<Sample>, device: &Arc<str>, item: Arc<str>, ts: i64, value: Scalar) -> bool {
+pub(super) fn push(
+    out: &mut Vec<Sample>,
+    device: &Arc<str>,
+    item: Arc<str>,
+    ts: i64,
+    value: Scalar,
+) -> bool {
     let sample = match value {
         Scalar::Number(v) => Sample::number(device.clone(), item, ts, v),
         Scalar::Text(t) => Sample::text(device.clone(), item, ts, t),
@@ -429,6 +523,52 @@ fn push(out: &mut Vec<Sample>, device: &Arc<str>, item: Arc<str>, ts: i64, value
     };
     out.push(sample);
     true
+}
+
+/// What [`query_response_samples`] decoded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueryOutcome {
+    /// The `@id` of the answer (the request it answers).
+    pub request_id: Option<String>,
+    pub stats: QueryStats,
+}
+
+/// Decodes a `Query/Response` payload straight into samples stamped `ts` (see
+/// [`QueryResponse::to_samples`]): the hot path of polling. Plain payloads take a single-pass
+/// parser; anything else goes through [`decode`], with the same result.
+pub fn query_response_samples(
+    payload: &[u8],
+    device: &Arc<str>,
+    ts: i64,
+    model: Option<&DeviceModel>,
+    interner: &mut Interner,
+    out: &mut Vec<Sample>,
+) -> Result<QueryOutcome, DecodeError> {
+    let start = out.len();
+    if let Ok(text) = std::str::from_utf8(payload) {
+        let mut sink = super::fast::QuerySink {
+            device,
+            ts,
+            model,
+            interner,
+            out,
+            stats: QueryStats::default(),
+            scratch: Vec::new(),
+        };
+        if let Some(request_id) = super::fast::query_samples(text, &mut sink) {
+            return Ok(QueryOutcome {
+                request_id: request_id.map(str::to_string),
+                stats: sink.stats,
+            });
+        }
+        out.truncate(start);
+    }
+    let response: QueryResponse<'_> = json(payload)?;
+    let stats = response.to_samples(device, ts, model, interner, out)?;
+    Ok(QueryOutcome {
+        request_id: response.request_id.map(|id| id.into_owned()),
+        stats,
+    })
 }
 
 /// The items and timing that give meaning to the rows of a Sample message.

@@ -2,8 +2,9 @@
 //! probe, NC-Link 3.0 `paths`, indexed items). Bounded, so a stream of made-up ids cannot grow
 //! it without limit: past the bound ids are simply allocated per use.
 
-use std::collections::HashSet;
 use std::sync::Arc;
+
+use rustc_hash::FxHashSet;
 
 /// Most distinct ids kept.
 pub const MAX_INTERNED: usize = 65_536;
@@ -11,7 +12,7 @@ pub const MAX_INTERNED: usize = 65_536;
 /// Hands out one `Arc<str>` per distinct id.
 #[derive(Debug, Default)]
 pub struct Interner {
-    ids: HashSet<Arc<str>>,
+    ids: FxHashSet<Arc<str>>,
 }
 
 impl Interner {

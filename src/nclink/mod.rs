@@ -14,6 +14,7 @@
 pub mod decode;
 pub mod encode;
 pub mod error;
+mod fast;
 pub mod intern;
 pub mod model;
 pub mod status;

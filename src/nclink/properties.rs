@@ -174,3 +174,114 @@ proptest! {
         }
     }
 }
+
+/// The fast path (when it takes the payload) gives exactly what the general decoder gives.
+fn fast_agrees_with_serde(text: &str) -> Result<(), TestCaseError> {
+    let device: Arc<str> = Arc::from("D");
+    let mut fast_out = Vec::new();
+    let mut interner = Interner::default();
+    let mut sink = super::fast::QuerySink {
+        device: &device,
+        ts: 1,
+        model: None,
+        interner: &mut interner,
+        out: &mut fast_out,
+        stats: Default::default(),
+        scratch: Vec::new(),
+    };
+    let Some(request_id) = super::fast::query_samples(text, &mut sink) else {
+        return Ok(());
+    };
+    let stats = sink.stats;
+    let slow: super::decode::QueryResponse<'_> = match super::decode::json(text.as_bytes()) {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(TestCaseError::fail(format!(
+                "fast path accepted what serde refuses ({e}): {text}"
+            )));
+        }
+    };
+    let mut slow_out = Vec::new();
+    let slow_stats = slow
+        .to_samples(&device, 1, None, &mut Interner::default(), &mut slow_out)
+        .map_err(|e| {
+            TestCaseError::fail(format!("serde path refused the samples ({e}): {text}"))
+        })?;
+    prop_assert_eq!(request_id, slow.request_id.as_deref(), "{}", text);
+    prop_assert_eq!(stats, slow_stats, "{}", text);
+    prop_assert_eq!(fast_out, slow_out, "{}", text);
+    Ok(())
+}
+
+/// Whether the fast path takes `text`.
+fn fast_takes(text: &str) -> bool {
+    let device: Arc<str> = Arc::from("D");
+    let mut out = Vec::new();
+    let mut interner = Interner::default();
+    let mut sink = super::fast::QuerySink {
+        device: &device,
+        ts: 1,
+        model: None,
+        interner: &mut interner,
+        out: &mut out,
+        stats: Default::default(),
+        scratch: Vec::new(),
+    };
+    super::fast::query_samples(text, &mut sink).is_some()
+}
+
+/// A plausible Query answer with random values.
+fn query_answer_text() -> impl Strategy<Value = String> {
+    let value = prop_oneof![
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| f.to_string()),
+        any::<i32>().prop_map(|i| i.to_string()),
+        "[a-z]{0,6}".prop_map(|s| format!("\"{s}\"")),
+        Just("true".to_string()),
+        Just("null".to_string()),
+        Just("[]".to_string()),
+        Just("1e400".to_string()),
+        Just("-0.0".to_string()),
+    ];
+    let item = (
+        "[0-9]{6,10}",
+        prop_oneof![Just("OK"), Just("NG"), Just("ok")],
+        prop::collection::vec(value, 0..4),
+    )
+        .prop_map(|(id, code, vals)| {
+            format!(
+                r#"{{"id":"{id}","code":"{code}","values":[{}]}}"#,
+                vals.join(",")
+            )
+        });
+    ("[a-z0-9-]{0,10}", prop::collection::vec(item, 0..8))
+        .prop_map(|(rid, items)| format!(r#"{{"@id":"{rid}","values":[{}]}}"#, items.join(",")))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3_000))]
+
+    #[test]
+    fn fast_query_path_agrees_with_serde_on_answers(text in query_answer_text()) {
+        prop_assert!(fast_takes(&text) || text.contains("[]") || text.contains("1e400"));
+        fast_agrees_with_serde(&text)?;
+    }
+
+    #[test]
+    fn fast_query_path_agrees_with_serde_on_mutations(text in query_answer_text(), at in any::<prop::sample::Index>(), byte in prop::sample::select(&b"{}[]\",:.-+eE0123456789 \\tnul@"[..])) {
+        let mut bytes = text.into_bytes();
+        if !bytes.is_empty() {
+            let i = at.index(bytes.len());
+            bytes[i] = byte;
+        }
+        if let Ok(mutated) = String::from_utf8(bytes) {
+            fast_agrees_with_serde(&mutated)?;
+        }
+    }
+
+    #[test]
+    fn fast_query_path_agrees_with_serde_on_any_json(value in json()) {
+        fast_agrees_with_serde(&value.to_string())?;
+    }
+}

@@ -77,7 +77,21 @@ pub struct Topic<'a> {
 /// assert_eq!(t.channel, Some("sample_channel0"));
 /// ```
 pub fn parse_topic(topic: &str) -> Result<Topic<'_>, DecodeError> {
-    let levels: Vec<&str> = topic.split('/').collect();
+    // At most 6 levels are meaningful (`Probe/Query/Response/{id}/{client}` is 5); more is
+    // unknown. A fixed array keeps this allocation-free on the hot path.
+    let mut buf = [""; 7];
+    let mut count = 0;
+    for level in topic.split('/') {
+        if count == buf.len() {
+            return Err(DecodeError::new(
+                Reason::UnknownTopic,
+                format!("not an NC-Link topic: {topic:?}"),
+            ));
+        }
+        buf[count] = level;
+        count += 1;
+    }
+    let levels = &buf[..count];
     let unknown = || {
         DecodeError::new(
             Reason::UnknownTopic,
@@ -85,7 +99,7 @@ pub fn parse_topic(topic: &str) -> Result<Topic<'_>, DecodeError> {
         )
     };
     // (kind, number of fixed levels, whether a device level follows, whether a channel follows)
-    let (kind, fixed, has_device, has_channel) = match levels.as_slice() {
+    let (kind, fixed, has_device, has_channel) = match levels {
         ["Register", "Request", ..] => (MessageKind::RegisterRequest, 2, false, false),
         ["Register", "Response", ..] => (MessageKind::RegisterResponse, 2, true, false),
         ["Probe", "Version", ..] => (MessageKind::ProbeVersion, 2, true, false),

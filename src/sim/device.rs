@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::machine::Machine;
-use super::signals::{Form, Signal, SignalMap, initial_register, values};
+use super::signals::{Form, Signal, SignalMap, initial_register, sample_rows, values};
 use super::{SimReport, SimShared, SimStats};
 use crate::backoff::Backoff;
 use crate::metrics::{add, inc};
@@ -290,14 +290,14 @@ impl Logic {
         }
         let mut rows: Vec<Vec<WireValue>> = vec![Vec::new(); c.signals.len()];
         let begin = c.next_t;
-        while c.next_t <= now {
-            let snapshot = self.machine.at(c.next_t);
-            for (row, signal) in rows.iter_mut().zip(&c.signals) {
-                let register = matches!(signal, Signal::Register).then(|| &[][..]);
-                row.extend(values(signal, &snapshot, Form::Sample, register));
-            }
-            c.next_t += c.interval;
-        }
+        c.next_t = sample_rows(
+            &mut self.machine,
+            &c.signals,
+            c.next_t,
+            now,
+            c.interval,
+            &mut rows,
+        );
         let samples: u64 = rows.iter().map(|r| r.len() as u64).sum();
         self.buf.clear();
         encode::sample_message(&mut self.buf, &c.id, self.shared.epoch_ms + begin, &rows);

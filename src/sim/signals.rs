@@ -210,6 +210,28 @@ pub fn values(
     }]
 }
 
+/// Appends the values of `signals` at times `from, from + interval, …` up to and including
+/// `to` (ms since the simulation start) to one row per signal; returns the next tick.
+pub fn sample_rows(
+    machine: &mut super::machine::Machine,
+    signals: &[Signal],
+    from: i64,
+    to: i64,
+    interval: i64,
+    rows: &mut [Vec<WireValue>],
+) -> i64 {
+    let mut t = from;
+    while t <= to {
+        let snapshot = machine.at(t);
+        for (row, signal) in rows.iter_mut().zip(signals) {
+            // Registers are not sampled in channels; they answer Query requests.
+            row.extend(values(signal, &snapshot, Form::Sample, Some(&[])));
+        }
+        t += interval;
+    }
+    t
+}
+
 /// Initial register contents, the same for every run.
 pub fn initial_register(id: &str) -> Vec<f64> {
     let seed = id

@@ -316,8 +316,9 @@ impl Driver {
         }
     }
 
-    async fn perform(&mut self, actions: Vec<Action>) -> bool {
-        for action in actions {
+    async fn perform(&mut self, mut actions: Vec<Action>) -> bool {
+        let mut alive = true;
+        for action in actions.drain(..) {
             match action {
                 Action::Publish { .. } if self.passive => {}
                 Action::Publish {
@@ -331,8 +332,8 @@ impl Driver {
                     }
                 }
                 Action::Emit(event) => {
-                    if self.events.send(event).await.is_err() {
-                        return false;
+                    if alive && self.events.send(event).await.is_err() {
+                        alive = false;
                     }
                 }
                 Action::DeadLetter {
@@ -345,7 +346,8 @@ impl Driver {
                 }
             }
         }
-        true
+        self.platform.recycle(actions);
+        alive
     }
 
     fn write_dead_letter(

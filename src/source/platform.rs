@@ -10,18 +10,18 @@
 //! [`Action`]s (publish, emit, dead-letter). The async driver in [`super`] performs them. That
 //! keeps the protocol logic testable without a broker and free of I/O.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use rumqttc::QoS;
+use rustc_hash::FxHashMap;
 
 use super::event::{RawMessage, SampleBatch, SourceEvent};
 use super::pending::{Pending, PendingMessage};
 use crate::config::{PendingConfig, PollConfig};
 use crate::metrics::{Metrics, add, inc};
-use crate::nclink::decode::{ChannelLayout, Message, decode};
+use crate::nclink::decode::{ChannelLayout, Message, decode, query_response_samples};
 use crate::nclink::encode::{self, RequestIds};
 use crate::nclink::intern::Interner;
 use crate::nclink::model::DeviceModel;
@@ -92,8 +92,8 @@ struct OutstandingQuery {
 pub struct Platform {
     options: PlatformOptions,
     metrics: Arc<Metrics>,
-    devices: HashMap<Arc<str>, Device>,
-    queries: HashMap<String, OutstandingQuery>,
+    devices: FxHashMap<Arc<str>, Device>,
+    queries: FxHashMap<String, OutstandingQuery>,
     next_poll_at: Option<i64>,
     ids: RequestIds,
     interner: Interner,
@@ -108,8 +108,8 @@ impl Platform {
             pending: Pending::new(options.pending.clone()),
             options,
             metrics,
-            devices: HashMap::new(),
-            queries: HashMap::new(),
+            devices: FxHashMap::default(),
+            queries: FxHashMap::default(),
             next_poll_at: None,
             interner: Interner::default(),
             out: Vec::new(),
@@ -124,6 +124,14 @@ impl Platform {
     /// The model of a device, if known.
     pub fn model(&self, device: &str) -> Option<&Arc<DeviceModel>> {
         self.devices.get(device).and_then(|d| d.model.as_ref())
+    }
+
+    /// Gives back an emptied action list, so the next call reuses its allocation.
+    pub fn recycle(&mut self, mut actions: Vec<Action>) {
+        if self.out.capacity() == 0 {
+            actions.clear();
+            self.out = actions;
+        }
     }
 
     /// Handles one received message.
@@ -188,6 +196,13 @@ impl Platform {
             // subscription: nothing to decode.
             return Ok(());
         }
+        if topic.kind == MessageKind::QueryResponse {
+            let device = topic
+                .device
+                .ok_or_else(|| DecodeError::new(Reason::UnknownTopic, "topic names no device"))?;
+            let device = self.see(device, received_at)?;
+            return self.query_response(device, payload, received_at);
+        }
         let message = decode(&topic, payload)?;
         let device_id = match (&message, topic.device) {
             (Message::RegisterRequest(r), _) => r.device.as_str(),
@@ -222,32 +237,7 @@ impl Platform {
                     tracing::warn!(%device, code = %r.code, "device refused the probe; will ask again")
                 }
             },
-            Message::QueryResponse(q) => {
-                let model = self.devices.get(&device).and_then(|d| d.model.clone());
-                let mut samples = Vec::with_capacity(q.values.len());
-                let stats = q.to_samples(
-                    &device,
-                    received_at,
-                    model.as_deref(),
-                    &mut self.interner,
-                    &mut samples,
-                )?;
-                add(&self.metrics.source.not_ok_items, stats.not_ok as u64);
-                let request_id = q.request_id.map(|id| id.into_owned());
-                if let Some(id) = &request_id
-                    && self.queries.remove(id).is_some()
-                {
-                    inc(&self.metrics.source.query_answers);
-                }
-                self.emit_samples(SampleBatch {
-                    device,
-                    kind: MessageKind::QueryResponse,
-                    channel: None,
-                    request_id,
-                    received_at,
-                    samples,
-                });
-            }
+            Message::QueryResponse(_) => unreachable!("decoded by query_response_samples above"),
             Message::SetResponse(response) => {
                 self.emit(SourceEvent::SetResult { device, response })
             }
@@ -260,6 +250,42 @@ impl Platform {
             | Message::QueryRequest(_)
             | Message::SetRequest(_) => {}
         }
+        Ok(())
+    }
+
+    fn query_response(
+        &mut self,
+        device: Arc<str>,
+        payload: &Bytes,
+        received_at: i64,
+    ) -> Result<(), DecodeError> {
+        let model = self.devices.get(&device).and_then(|d| d.model.clone());
+        let mut samples = Vec::with_capacity(16);
+        let outcome = query_response_samples(
+            payload,
+            &device,
+            received_at,
+            model.as_deref(),
+            &mut self.interner,
+            &mut samples,
+        )?;
+        add(
+            &self.metrics.source.not_ok_items,
+            outcome.stats.not_ok as u64,
+        );
+        if let Some(id) = &outcome.request_id
+            && self.queries.remove(id).is_some()
+        {
+            inc(&self.metrics.source.query_answers);
+        }
+        self.emit_samples(SampleBatch {
+            device,
+            kind: MessageKind::QueryResponse,
+            channel: None,
+            request_id: outcome.request_id,
+            received_at,
+            samples,
+        });
         Ok(())
     }
 
