@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use super::{Failure, deadline, interrupted, parse_broker, parse_duration, runtime};
-use crate::config::{BrokerUrl, HumanDuration, SourceConfig};
+use crate::config::{BrokerUrl, HumanDuration, PollConfig, SourceConfig};
 use crate::metrics::Metrics;
 use crate::recording::RecordingWriter;
 use crate::source::{self, SourceEvent, SourceOptions};
@@ -33,6 +33,12 @@ pub struct RecordArgs {
     /// Only listen: do not answer Register or probe devices (when a platform is already running).
     #[arg(long)]
     passive: bool,
+    /// Poll every device with NC-Link Query requests this often (needs --poll-item).
+    #[arg(long, value_parser = parse_duration, requires = "poll_items")]
+    poll_interval: Option<HumanDuration>,
+    /// Item id to poll (repeatable), e.g. --poll-item 0103502202.
+    #[arg(long = "poll-item", requires = "poll_interval")]
+    poll_items: Vec<String>,
     /// Stop after this long.
     #[arg(long, value_parser = parse_duration)]
     duration: Option<HumanDuration>,
@@ -53,6 +59,18 @@ async fn record(args: RecordArgs) -> Result<(), Failure> {
         .unwrap_or_else(|| format!("millstream-recorder-{}", std::process::id()));
     // A recorder that is not running should not make the broker queue traffic for it.
     config.clean_session = true;
+    if let Some(interval) = args.poll_interval {
+        if args.passive {
+            return Err(Failure::Usage(vec![
+                "record: --passive and --poll-interval exclude each other".into(),
+            ]));
+        }
+        config.poll = Some(PollConfig {
+            interval,
+            items: args.poll_items.clone(),
+            timeout: None,
+        });
+    }
     let metrics = Arc::new(Metrics::default());
     let options = SourceOptions {
         raw: true,

@@ -10,7 +10,7 @@ use super::error::{DecodeError, Reason};
 pub const MAX_DEVICE_ID_BYTES: usize = 64;
 
 /// Which NC-Link message a topic carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum MessageKind {
     RegisterRequest,
     RegisterResponse,

@@ -14,4 +14,5 @@ mod support;
 mod bad_input;
 mod broker_restart;
 mod cli;
+mod recording;
 mod sim_source;
