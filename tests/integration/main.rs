@@ -16,3 +16,4 @@ mod broker_restart;
 mod cli;
 mod recording;
 mod sim_source;
+mod tls;

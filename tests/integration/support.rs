@@ -92,16 +92,32 @@ pub struct PrivateBroker {
     pub port: u16,
     /// Whether the broker keeps sessions and queued messages across restarts.
     pub persistence: bool,
+    /// Further configuration lines for the listener (TLS, passwords).
+    extra: String,
+    /// Anonymous clients allowed.
+    anonymous: bool,
     dir: PathBuf,
     child: Option<Child>,
 }
 
 impl PrivateBroker {
     pub fn start(dir: &Path, persistence: bool) -> PrivateBroker {
+        PrivateBroker::with_config(dir, persistence, true, "")
+    }
+
+    /// A broker whose listener also gets `extra` lines (e.g. `cafile …`, `password_file …`).
+    pub fn with_config(
+        dir: &Path,
+        persistence: bool,
+        anonymous: bool,
+        extra: &str,
+    ) -> PrivateBroker {
         let port = free_port();
         let mut broker = PrivateBroker {
             port,
             persistence,
+            extra: extra.to_string(),
+            anonymous,
             dir: dir.to_path_buf(),
             child: None,
         };
@@ -118,9 +134,11 @@ impl PrivateBroker {
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\npersistence {persistence}\npersistence_location {dir}/\n\
+                "listener {port} 127.0.0.1\n{extra}\nallow_anonymous {anonymous}\nuser root\npersistence {persistence}\npersistence_location {dir}/\n\
                  max_queued_messages 100000\nlog_dest file {dir}/mosquitto.log\nlog_type all\n",
                 port = self.port,
+                extra = self.extra,
+                anonymous = self.anonymous,
                 persistence = self.persistence,
                 dir = self.dir.display()
             ),
