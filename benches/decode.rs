@@ -114,12 +114,8 @@ fn bench(c: &mut Criterion) {
     group.bench_function("query_response_10_items/message", |b| {
         let mut platform = Platform::new(
             PlatformOptions {
-                client_id: "bench".into(),
-                poll: None,
                 probe_timeout_ms: 3_600_000,
-                pending: Default::default(),
-                max_payload: 1 << 20,
-                raw: false,
+                ..PlatformOptions::default()
             },
             Arc::new(Metrics::default()),
         );

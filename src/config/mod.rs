@@ -27,6 +27,17 @@ pub use load::{ConfigError, ConfigErrors, load, load_str};
 pub use secret::Secret;
 pub use size::ByteSize;
 
+/// Deserializes a value written as a string through its `FromStr`, whose error becomes the
+/// message (with the value's position added by the loader).
+pub(crate) fn from_str_de<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr<Err = String>,
+{
+    let text = String::deserialize(d)?;
+    text.parse().map_err(serde::de::Error::custom)
+}
+
 /// A whole pipeline file.
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -51,6 +51,20 @@ pub struct PlatformOptions {
     pub raw: bool,
 }
 
+impl Default for PlatformOptions {
+    /// A platform that only decodes (as for a recording): no polling, default bounds.
+    fn default() -> Self {
+        PlatformOptions {
+            client_id: "millstream".into(),
+            poll: None,
+            probe_timeout_ms: 5_000,
+            pending: PendingConfig::default(),
+            max_payload: 1 << 20,
+            raw: false,
+        }
+    }
+}
+
 /// Something the driver must do.
 #[derive(Debug)]
 pub enum Action {
@@ -196,12 +210,17 @@ impl Platform {
             // subscription: nothing to decode.
             return Ok(());
         }
-        if topic.kind == MessageKind::QueryResponse {
+        // The two hot kinds go straight to their decoders (decoding them twice would double
+        // the cost of ingest).
+        if matches!(topic.kind, MessageKind::QueryResponse | MessageKind::Sample) {
             let device = topic
                 .device
                 .ok_or_else(|| DecodeError::new(Reason::UnknownTopic, "topic names no device"))?;
             let device = self.see(device, received_at)?;
-            return self.query_response(device, payload, received_at);
+            return match topic.kind {
+                MessageKind::QueryResponse => self.query_response(device, payload, received_at),
+                _ => self.sample(&topic, &device, topic_text, payload, received_at),
+            };
         }
         let message = decode(&topic, payload)?;
         let device_id = match (&message, topic.device) {
@@ -237,14 +256,11 @@ impl Platform {
                     tracing::warn!(%device, code = %r.code, "device refused the probe; will ask again")
                 }
             },
-            Message::QueryResponse(_) => unreachable!("decoded by query_response_samples above"),
             Message::SetResponse(response) => {
                 self.emit(SourceEvent::SetResult { device, response })
             }
-            Message::Sample(_) => {
-                drop(message);
-                self.sample(&topic, &device, topic_text, payload, received_at)?;
-            }
+            // Handled above.
+            Message::QueryResponse(_) | Message::Sample(_) => {}
             Message::RegisterResponse(_)
             | Message::ProbeQueryRequest(_)
             | Message::QueryRequest(_)
@@ -599,12 +615,9 @@ mod tests {
     fn platform(poll: Option<PollConfig>) -> (Platform, Arc<Metrics>) {
         let metrics = Arc::new(Metrics::default());
         let options = PlatformOptions {
-            client_id: "test".into(),
             poll,
             probe_timeout_ms: 1_000,
-            pending: PendingConfig::default(),
-            max_payload: 1 << 20,
-            raw: false,
+            ..PlatformOptions::default()
         };
         (Platform::new(options, metrics.clone()), metrics)
     }

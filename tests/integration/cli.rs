@@ -208,17 +208,7 @@ fn sim_and_record_capture_a_complete_recording_on_ctrl_c() {
 
     // The recording alone is enough to decode the machines' samples (it carries their models).
     let metrics = Arc::new(Metrics::default());
-    let mut platform = Platform::new(
-        PlatformOptions {
-            client_id: "replay-check".into(),
-            poll: None,
-            probe_timeout_ms: 5_000,
-            pending: Default::default(),
-            max_payload: 1 << 20,
-            raw: false,
-        },
-        metrics.clone(),
-    );
+    let mut platform = Platform::new(PlatformOptions::default(), metrics.clone());
     let mut samples = 0;
     for m in &messages {
         for action in platform.on_message(&m.topic, m.payload.clone(), m.ts) {

@@ -17,17 +17,7 @@ fn the_committed_recording_decodes_without_loss() {
         "/data/recordings/sim-3-machines-seed1.jsonl.zst"
     );
     let metrics = Arc::new(Metrics::default());
-    let mut platform = Platform::new(
-        PlatformOptions {
-            client_id: "golden".into(),
-            poll: None,
-            probe_timeout_ms: 5_000,
-            pending: Default::default(),
-            max_payload: 1 << 20,
-            raw: false,
-        },
-        metrics.clone(),
-    );
+    let mut platform = Platform::new(PlatformOptions::default(), metrics.clone());
     let mut devices = BTreeSet::new();
     let mut models = 0;
     let mut samples: BTreeMap<MessageKind, usize> = BTreeMap::new();
