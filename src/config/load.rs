@@ -237,21 +237,116 @@ impl Ctx<'_> {
         });
     }
 
+    /// Deserializes one section. serde stops at the first problem, so after each error the
+    /// offending key is taken out and the section tried again, to report the rest too.
     fn section<T: DeserializeOwned>(&mut self, value: Spanned<DeValue<'_>>) -> Option<T> {
-        let whole = value.span();
-        match T::deserialize(ValueDeserializer::from(value)) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                let span = e.span().unwrap_or(whole);
-                self.push(Some(span), None, e.message().trim().to_string());
-                None
+        let mut value = value;
+        let mut removed: Vec<String> = Vec::new();
+        for _ in 0..64 {
+            let whole = value.span();
+            match T::deserialize(ValueDeserializer::from(value.clone())) {
+                Ok(v) => return removed.is_empty().then_some(v),
+                Err(e) => {
+                    let message = e.message().trim().to_string();
+                    // A key taken out after an error of its own is not missing as well.
+                    if removed
+                        .iter()
+                        .any(|k| message.contains(&format!("missing field `{k}`")))
+                    {
+                        return None;
+                    }
+                    let span = refine(&value, e.span().unwrap_or(whole), &message);
+                    self.push(Some(span.clone()), None, message);
+                    if !remove_at(&mut value, &span, &mut removed) {
+                        return None;
+                    }
+                }
             }
         }
+        None
     }
 
     fn finish(mut self) -> ConfigErrors {
         self.errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
         ConfigErrors(self.errors)
+    }
+}
+
+/// serde's error for a bad array element spans the whole array; when the message quotes one
+/// element's text (as the value types' errors do), narrow the span to that element.
+fn refine(value: &Spanned<DeValue<'_>>, span: Range<usize>, message: &str) -> Range<usize> {
+    fn find<'v, 'i>(
+        v: &'v Spanned<DeValue<'i>>,
+        span: &Range<usize>,
+    ) -> Option<&'v Spanned<DeValue<'i>>> {
+        if v.span() == *span {
+            return Some(v);
+        }
+        match v.get_ref() {
+            DeValue::Table(t) => t.iter().find_map(|(_, v)| find(v, span)),
+            DeValue::Array(items) => items.iter().find_map(|v| find(v, span)),
+            _ => None,
+        }
+    }
+    if let Some(node) = find(value, &span)
+        && let DeValue::Array(items) = node.get_ref()
+    {
+        let quoted = items.iter().find(|item| match item.get_ref() {
+            DeValue::String(s) => message.contains(&format!("{:?}", s.as_ref())),
+            _ => false,
+        });
+        if let Some(item) = quoted {
+            return item.span();
+        }
+    }
+    span
+}
+
+/// Removes the innermost key (or array element) of `value` whose text contains `span`, and
+/// notes its name in `removed`. False when nothing inside `value` contains it.
+fn remove_at(
+    value: &mut Spanned<DeValue<'_>>,
+    span: &Range<usize>,
+    removed: &mut Vec<String>,
+) -> bool {
+    let inside = |r: &Range<usize>| r.start <= span.start && span.end <= r.end.max(r.start + 1);
+    match value.get_mut() {
+        DeValue::Table(table) => {
+            let mut hit = None;
+            for (key, v) in table.iter_mut() {
+                if inside(&key.span()) || inside(&v.span()) {
+                    if !inside(&key.span()) && remove_at(v, span, removed) {
+                        return true;
+                    }
+                    hit = Some(key.get_ref().to_string());
+                    break;
+                }
+            }
+            match hit {
+                Some(key) => {
+                    table.remove(key.as_str());
+                    removed.push(key);
+                    true
+                }
+                None => false,
+            }
+        }
+        DeValue::Array(items) => {
+            let Some(i) = items.iter().position(|v| inside(&v.span())) else {
+                return false;
+            };
+            if remove_at(&mut items.as_mut()[i], span, removed) {
+                return true;
+            }
+            let kept: Vec<_> = std::mem::replace(items, toml::de::DeArray::new())
+                .into_iter()
+                .enumerate()
+                .filter_map(|(j, v)| (j != i).then_some(v))
+                .collect();
+            *items = kept.into_iter().collect();
+            true
+        }
+        _ => false,
     }
 }
 
@@ -660,6 +755,32 @@ kind = "parquet"
             lines[0].starts_with("bad.toml:4: source.colour: "),
             "{lines:#?}"
         );
+    }
+
+    #[test]
+    fn reports_several_problems_in_one_section() {
+        let text = "[source]\nurl = \"mqtt://h\"\ncolour = 1\nkeep_alive = \"soon\"\nflavour = 2\n\n[windows]\ntumbling = [\"1s\", \"x\", \"2s\", \"y\"]\n";
+        let errors = load_str(text, "s.toml", env).unwrap_err().0;
+        let got: Vec<(Option<usize>, &str)> = errors
+            .iter()
+            .map(|e| (e.line, e.key.as_deref().unwrap_or("")))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some(3), "source.colour"),
+                (Some(4), "source.keep_alive"),
+                (Some(5), "source.flavour"),
+                (Some(8), "windows.tumbling[1]"),
+                (Some(8), "windows.tumbling[3]"),
+            ],
+            "{errors:#?}"
+        );
+        // A bad required key is reported once, not again as missing.
+        let errors = load_str("[source]\nurl = \"http://x\"\n", "s.toml", env)
+            .unwrap_err()
+            .0;
+        assert_eq!(errors.len(), 1, "{errors:#?}");
     }
 
     #[test]
