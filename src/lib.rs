@@ -21,3 +21,4 @@ pub mod sim;
 pub mod source;
 pub mod stop;
 pub mod tls;
+pub mod window;

@@ -1,0 +1,188 @@
+//! Windowed aggregates (DESIGN.md §6), independent of the engine that runs them: which windows
+//! exist ([`spec`]), what is computed per window ([`aggregate`], [`sketch`]), and the
+//! per-key event-time state that decides when a window closes ([`key_windows`]).
+//! `crate::dataflow` runs this inside timely; tests run it directly against a reference.
+
+pub mod aggregate;
+pub mod key_windows;
+pub mod sketch;
+pub mod spec;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+pub use key_windows::{ClosedWindow, KeyWindows};
+pub use spec::WindowSpec;
+
+/// A closed window of one (device, item), as every sink and the API see it (DESIGN.md §8).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowRow {
+    pub device: Arc<str>,
+    pub item: Arc<str>,
+    pub size_ms: i64,
+    /// Window start, ms since the epoch (inclusive).
+    pub start: i64,
+    /// Window end, ms since the epoch (exclusive).
+    pub end: i64,
+    pub count: u64,
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+    /// Sample standard deviation; `None` below two values.
+    pub stddev: Option<f64>,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub first: f64,
+    pub last: f64,
+}
+
+impl WindowRow {
+    pub fn new(device: Arc<str>, item: Arc<str>, closed: &ClosedWindow) -> WindowRow {
+        let a = &closed.aggregate;
+        let q = |q: f64| a.sketch.quantile(q).unwrap_or(f64::NAN);
+        WindowRow {
+            device,
+            item,
+            size_ms: closed.size,
+            start: closed.start,
+            end: closed.start + closed.size,
+            count: a.count,
+            min: a.min,
+            max: a.max,
+            mean: a.mean,
+            stddev: a.stddev(),
+            p50: q(0.5),
+            p95: q(0.95),
+            p99: q(0.99),
+            first: a.first.value,
+            last: a.last.value,
+        }
+    }
+}
+
+#[cfg(test)]
+pub mod reference;
+
+#[cfg(test)]
+mod tests {
+    use super::reference::{Arrival, check, expected};
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Random arrivals: a few keys, times moving forward with jitter, duplicates in time, some
+    /// far-late samples.
+    pub(crate) fn arrivals() -> impl Strategy<Value = Vec<Arrival>> {
+        prop::collection::vec(
+            (
+                0usize..3,
+                0usize..2,
+                -3_000i64..400,
+                -1_000.0f64..1_000.0,
+                0u8..20,
+            ),
+            1..400,
+        )
+        .prop_map(|steps| {
+            let mut clock = 1_700_000_000_000i64;
+            steps
+                .into_iter()
+                .map(|(device, item, jitter, value, dice)| {
+                    clock += jitter.max(0) / 4;
+                    let ts = match dice {
+                        0 => clock - 30_000, // far late
+                        1 => clock,          // duplicate times
+                        _ => clock + jitter.min(0) / 3,
+                    };
+                    let value = if dice == 2 {
+                        0.0
+                    } else {
+                        (value * 100.0).round() / 100.0
+                    };
+                    ((format!("D{device}"), format!("I{item}")), ts, value)
+                })
+                .collect()
+        })
+    }
+
+    fn run(spec: &WindowSpec, lateness: i64, arrivals: &[Arrival]) -> (Vec<WindowRow>, u64) {
+        let mut keys: std::collections::BTreeMap<(String, String), KeyWindows> = Default::default();
+        let mut rows = Vec::new();
+        let mut late = 0;
+        let mut closed = Vec::new();
+        for (key, ts, value) in arrivals {
+            let state = keys
+                .entry(key.clone())
+                .or_insert_with(|| KeyWindows::new(spec));
+            let before = state.watermark();
+            if !state.insert(spec, lateness, *ts, *value, 0, &mut closed) {
+                late += 1;
+            }
+            for c in closed.drain(..) {
+                // A window closes once its key's watermark has passed its end.
+                assert!(
+                    c.start + c.size <= state.watermark().unwrap(),
+                    "closed early"
+                );
+                assert!(before.is_none_or(|b| c.start + c.size > b), "closed twice");
+                rows.push(WindowRow::new(
+                    key.0.as_str().into(),
+                    key.1.as_str().into(),
+                    &c,
+                ));
+            }
+        }
+        for (key, state) in &mut keys {
+            state.flush(spec, &mut closed);
+            rows.extend(
+                closed
+                    .drain(..)
+                    .map(|c| WindowRow::new(key.0.as_str().into(), key.1.as_str().into(), &c)),
+            );
+        }
+        (rows, late)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn windows_match_the_reference(arrivals in arrivals(), lateness in prop::sample::select(vec![0i64, 500, 2_000])) {
+            let spec = WindowSpec::new(&[1_000, 10_000, 60_000], &[(60_000, 10_000), (5_000, 2_000)]);
+            let (mut rows, late) = run(&spec, lateness, &arrivals);
+            let (want, want_late) = expected(&spec, lateness, &arrivals);
+            prop_assert_eq!(late, want_late);
+            rows.sort_by(|a, b| (&a.device, &a.item, a.size_ms, a.start).cmp(&(&b.device, &b.item, b.size_ms, b.start)));
+            prop_assert_eq!(rows.len(), want.len(), "windows emitted once each");
+            for (got, want) in rows.iter().zip(&want) {
+                prop_assert_eq!((&*got.device, &*got.item, got.size_ms, got.start), (want.key.0.as_str(), want.key.1.as_str(), want.size, want.start));
+                if let Err(e) = check(got, want) {
+                    return Err(TestCaseError::fail(e));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_idle_key_closes_its_windows_at_wall_clock_speed() {
+        let spec = WindowSpec::new(&[1_000], &[]);
+        let mut key = KeyWindows::new(&spec);
+        let mut out = Vec::new();
+        key.insert(&spec, 2_000, 10_500, 1.0, 100_000, &mut out);
+        assert!(out.is_empty());
+        // Idle for less than the timeout: nothing moves.
+        key.advance_idle(&spec, 2_000, 2_000, 101_000, &mut out);
+        assert_eq!(key.watermark(), Some(8_500));
+        // 3 s of wall clock after the last sample = 1 s past the idle timeout: +1 s.
+        key.advance_idle(&spec, 2_000, 2_000, 103_000, &mut out);
+        assert_eq!(key.watermark(), Some(9_500));
+        assert!(out.is_empty());
+        // Another 2 s: the watermark reaches 11 500, past the window [10 000, 11 000).
+        key.advance_idle(&spec, 2_000, 2_000, 105_000, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].start, out[0].aggregate.count), (10_000, 1));
+        // The watermark never jumped to the wall clock.
+        assert_eq!(key.watermark(), Some(11_500));
+    }
+}
