@@ -11,6 +11,7 @@
 pub mod backoff;
 pub mod cli;
 pub mod config;
+pub mod dataflow;
 pub mod dead_letter;
 pub mod metrics;
 pub mod nclink;
@@ -21,4 +22,5 @@ pub mod sim;
 pub mod source;
 pub mod stop;
 pub mod tls;
+pub mod views;
 pub mod window;

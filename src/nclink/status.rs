@@ -11,13 +11,13 @@
 //!
 //! Query words are matched case-insensitively; `idle` and `hold` are accepted as synonyms.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The item id of the machine status.
 pub const STATUS_ITEM: &str = "010302";
 
 /// A machine's state for the fleet view.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MachineState {
     Running,

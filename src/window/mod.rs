@@ -66,7 +66,7 @@ impl WindowRow {
 pub mod reference;
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::reference::{Arrival, check, expected};
     use super::*;
     use proptest::prelude::*;

@@ -29,7 +29,9 @@ pub struct Expected {
 /// The windows every key ends with after all `arrivals` (in order) and a final flush, and the
 /// number of late samples.
 pub fn expected(spec: &WindowSpec, lateness: i64, arrivals: &[Arrival]) -> (Vec<Expected>, u64) {
-    let mut accepted: BTreeMap<(String, String), Vec<(i64, usize, f64)>> = BTreeMap::new();
+    // Per key: (event time, arrival, value) of the samples that were not late.
+    type Accepted = BTreeMap<(String, String), Vec<(i64, usize, f64)>>;
+    let mut accepted: Accepted = BTreeMap::new();
     let mut max_ts: BTreeMap<(String, String), i64> = BTreeMap::new();
     let mut late = 0;
     for (seq, (key, ts, value)) in arrivals.iter().enumerate() {

@@ -1,0 +1,135 @@
+//! The timely dataflow: the only module that imports timely and differential (their APIs change
+//! between versions; keeping them here keeps the rest of the engine stable).
+//!
+//! ```text
+//!   Input (bounded channel, worker 0) ──► samples ──┬──► observer.on_samples (raw sinks, SSE)
+//!                                                    ├──► exchange by (device,item) ──► windows ──► observer.on_windows
+//!                                                    └──► exchange by (device,item) ──► latest ──► differential:
+//!                                                         latest values, fleet status counts, samples per device ──► observer
+//! ```
+//!
+//! Time is a batch counter: the input operator gives everything it drains in one activation the
+//! same time and then advances, so progress tracking costs per batch, not per record. Event
+//! time lives in the data; each key's watermark lives in the window operator's state.
+//!
+//! Layout:
+//! - [`input`]: the bounded channel into worker 0, woken by a sync activator.
+//! - [`windows`]: the window operator around [`crate::window::KeyWindows`].
+//! - [`views`]: the latest-value operator and the differential views.
+
+pub mod input;
+mod views;
+mod windows;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use timely::dataflow::operators::Inspect;
+
+pub use input::{DataflowInput, InputClosed};
+
+use crate::nclink::status::MachineState;
+use crate::sample::Sample;
+use crate::views::{ItemKey, LatestValue};
+use crate::window::{WindowRow, WindowSpec};
+
+/// What the dataflow computes, and how.
+#[derive(Debug, Clone)]
+pub struct DataflowOptions {
+    /// Worker threads (default: cores).
+    pub workers: usize,
+    pub windows: WindowSpec,
+    pub allowed_lateness_ms: i64,
+    /// After this long without data a key's watermark follows the wall clock; `None` never
+    /// (deterministic tests, replays that must not depend on speed).
+    pub idle_timeout_ms: Option<i64>,
+    /// Capacity of the input channel, in batches.
+    pub input_capacity: usize,
+}
+
+/// Receives the dataflow's outputs. Called on worker threads; may block (a full sink queue
+/// slows the dataflow — the sink's own bound is the only stall).
+pub trait Observer: Send + Sync + 'static {
+    /// Raw samples as they enter (all of them, late ones included).
+    fn on_samples(&self, samples: &[Sample]);
+    /// Closed windows.
+    fn on_windows(&self, windows: &[WindowRow]);
+    /// Samples refused by windows as late.
+    fn on_late(&self, count: u64);
+    /// Changes of the latest value per (device, item).
+    fn on_latest(&self, changes: &[(ItemKey, LatestValue, isize)]);
+    /// Changes of the number of machines per state: `(state, count, ±1)`.
+    fn on_fleet(&self, changes: &[(MachineState, i64, isize)]);
+    /// Changes of the number of samples per device: `(device, count, ±1)`.
+    fn on_samples_per_device(&self, changes: &[(Arc<str>, i64, isize)]);
+}
+
+/// A running dataflow.
+pub struct Dataflow {
+    guards: Option<timely::communication::WorkerGuards<()>>,
+}
+
+impl Dataflow {
+    /// Waits until the input is closed and every worker has finished (windows flushed, every
+    /// output delivered to the observer).
+    pub fn join(mut self) -> Result<(), String> {
+        match self.guards.take() {
+            Some(guards) => guards
+                .join()
+                .into_iter()
+                .try_for_each(|r| r.map_err(|e| format!("dataflow worker failed: {e}"))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Starts the workers; returns the input to feed and the handle to join.
+pub fn start(
+    options: DataflowOptions,
+    observer: Arc<dyn Observer>,
+) -> Result<(DataflowInput, Dataflow), String> {
+    let workers = options.workers.max(1);
+    let (input, receiver) = input::channel(options.input_capacity.max(1));
+    let options = Arc::new(options);
+    let config = timely::Config {
+        communication: timely::CommunicationConfig::Process(workers),
+        worker: timely::WorkerConfig::default().idle_spin(Duration::from_micros(50)),
+    };
+    let guards = timely::execute(config, move |worker| {
+        let index = worker.index();
+        let receiver = (index == 0).then(|| receiver.clone());
+        let options = options.clone();
+        let observer = observer.clone();
+        worker.dataflow::<u64, _, _>(|scope| {
+            let samples = input::source(scope, receiver);
+            let raw = observer.clone();
+            let samples = samples.inspect_core(move |event| {
+                if let Ok((_, batch)) = event {
+                    raw.on_samples(batch);
+                }
+            });
+            windows::windows(samples.clone(), &options, observer.clone());
+            views::views(samples, observer.clone());
+        });
+        while worker.step_or_park(None) {}
+    })
+    .map_err(|e| format!("cannot start the dataflow: {e}"))?;
+    Ok((
+        input,
+        Dataflow {
+            guards: Some(guards),
+        },
+    ))
+}
+
+/// The exchange key of a sample: all samples of a (device, item) meet on one worker.
+fn key_hash(device: &str, item: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    device.hash(&mut h);
+    item.hash(&mut h);
+    h.finish()
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,191 @@
+//! Dataflow tests: windows against the reference with 1, 2 and 4 workers and different input
+//! batchings (identical output required), live views against the raw data, late samples.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::nclink::status::STATUS_ITEM;
+use crate::window::reference::{Arrival, check, expected};
+
+#[derive(Default)]
+pub(crate) struct Collect {
+    pub samples: Mutex<Vec<Sample>>,
+    pub windows: Mutex<Vec<WindowRow>>,
+    pub late: Mutex<u64>,
+    pub views: crate::views::LiveViews,
+}
+
+impl Observer for Collect {
+    fn on_samples(&self, samples: &[Sample]) {
+        self.samples.lock().unwrap().extend_from_slice(samples);
+    }
+    fn on_windows(&self, windows: &[WindowRow]) {
+        self.windows.lock().unwrap().extend_from_slice(windows);
+    }
+    fn on_late(&self, count: u64) {
+        *self.late.lock().unwrap() += count;
+    }
+    fn on_latest(&self, changes: &[(ItemKey, LatestValue, isize)]) {
+        self.views.apply_latest(changes);
+    }
+    fn on_fleet(&self, changes: &[(MachineState, i64, isize)]) {
+        self.views.apply_fleet(changes);
+    }
+    fn on_samples_per_device(&self, changes: &[(Arc<str>, i64, isize)]) {
+        self.views.apply_samples(changes);
+    }
+}
+
+pub(crate) fn options(workers: usize) -> DataflowOptions {
+    DataflowOptions {
+        workers,
+        windows: WindowSpec::new(&[1_000, 10_000, 60_000], &[(60_000, 10_000)]),
+        allowed_lateness_ms: 2_000,
+        idle_timeout_ms: None,
+        input_capacity: 16,
+    }
+}
+
+/// Runs `batches` through a dataflow to the end; returns what the observer saw.
+pub(crate) fn run(options: DataflowOptions, batches: Vec<Vec<Sample>>) -> Arc<Collect> {
+    let collect = Arc::new(Collect::default());
+    let (input, dataflow) = start(options, collect.clone()).unwrap();
+    for batch in batches {
+        input.blocking_send(batch).unwrap();
+    }
+    input.close();
+    dataflow.join().unwrap();
+    collect
+}
+
+fn to_samples(arrivals: &[Arrival]) -> Vec<Sample> {
+    arrivals
+        .iter()
+        .map(|((d, i), ts, v)| {
+            Sample::number(Arc::from(d.as_str()), Arc::from(i.as_str()), *ts, *v)
+        })
+        .collect()
+}
+
+fn batched(samples: &[Sample], sizes: &[usize]) -> Vec<Vec<Sample>> {
+    let mut out = Vec::new();
+    let mut rest = samples;
+    let mut i = 0;
+    while !rest.is_empty() {
+        let n = sizes[i % sizes.len()].clamp(1, rest.len());
+        out.push(rest[..n].to_vec());
+        rest = &rest[n..];
+        i += 1;
+    }
+    out
+}
+
+fn sorted(mut rows: Vec<WindowRow>) -> Vec<WindowRow> {
+    rows.sort_by(|a, b| {
+        (&a.device, &a.item, a.size_ms, a.start).cmp(&(&b.device, &b.item, b.size_ms, b.start))
+    });
+    rows
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn windows_are_right_and_independent_of_workers_and_batching(
+        arrivals in crate::window::tests::arrivals(),
+        sizes_a in prop::collection::vec(1usize..50, 1..5),
+        sizes_b in prop::collection::vec(1usize..400, 1..5),
+    ) {
+        let samples = to_samples(&arrivals);
+        let spec = options(1).windows;
+        let (want, want_late) = expected(&spec, 2_000, &arrivals);
+        let mut outputs = Vec::new();
+        for (workers, sizes) in [(1, vec![samples.len().max(1)]), (2, sizes_a.clone()), (4, sizes_b.clone()), (1, sizes_a)] {
+            let collect = run(options(workers), batched(&samples, &sizes));
+            prop_assert_eq!(*collect.late.lock().unwrap(), want_late);
+            prop_assert_eq!(collect.samples.lock().unwrap().len(), samples.len(), "every sample reaches the raw output");
+            let rows = sorted(collect.windows.lock().unwrap().clone());
+            prop_assert_eq!(rows.len(), want.len());
+            for (got, want) in rows.iter().zip(&want) {
+                prop_assert_eq!((&*got.device, &*got.item, got.size_ms, got.start), (want.key.0.as_str(), want.key.1.as_str(), want.size, want.start));
+                if let Err(e) = check(got, want) {
+                    return Err(TestCaseError::fail(e));
+                }
+            }
+            outputs.push(rows);
+        }
+        for other in &outputs[1..] {
+            prop_assert_eq!(other, &outputs[0], "identical whatever the workers and batching");
+        }
+    }
+}
+
+#[test]
+fn live_views_agree_with_the_raw_data() {
+    let d: Vec<Arc<str>> = ["M1", "M2", "M3"].into_iter().map(Arc::from).collect();
+    let status: Arc<str> = Arc::from(STATUS_ITEM);
+    let speed: Arc<str> = Arc::from("0103502202");
+    // M1 runs then holds; M2 is free (as a Query word); M3 never reports a status.
+    let batches = vec![
+        vec![
+            Sample::number(d[0].clone(), status.clone(), 1_000, 1.0),
+            Sample::text(d[1].clone(), status.clone(), 1_000, "free"),
+            Sample::number(d[2].clone(), speed.clone(), 1_000, 5.0),
+        ],
+        vec![
+            Sample::number(d[0].clone(), status.clone(), 3_000, 2.0),
+            // Older than M1's latest: must not replace it.
+            Sample::number(d[0].clone(), status.clone(), 2_000, 0.0),
+            Sample::number(d[2].clone(), speed.clone(), 900, 9.0),
+            Sample::number(d[2].clone(), speed.clone(), 1_500, 7.0),
+        ],
+    ];
+    let collect = run(options(2), batches);
+    let views = &collect.views;
+    let m1 = views.latest("M1").unwrap();
+    assert_eq!(m1[&status].ts, 3_000);
+    assert_eq!(m1[&status].value(), Some(2.0));
+    let m3 = views.latest("M3").unwrap();
+    assert_eq!((m3[&speed].ts, m3[&speed].value()), (1_500, Some(7.0)));
+    let fleet = views.fleet();
+    assert_eq!(fleet[&MachineState::Running], 0);
+    assert_eq!(fleet[&MachineState::Holding], 1);
+    assert_eq!(fleet[&MachineState::Free], 1);
+    assert_eq!(fleet[&MachineState::Unknown], 1);
+    let counts: BTreeMap<String, i64> = views
+        .samples_per_device()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    assert_eq!(
+        counts,
+        BTreeMap::from([("M1".into(), 3), ("M2".into(), 1), ("M3".into(), 3)])
+    );
+}
+
+#[test]
+fn late_samples_are_counted_and_still_reach_the_raw_output() {
+    let d: Arc<str> = Arc::from("M");
+    let i: Arc<str> = Arc::from("x");
+    let batches = vec![
+        vec![Sample::number(d.clone(), i.clone(), 10_000, 1.0)],
+        // Watermark is 8 000: 7 000 is late, 8 500 is not.
+        vec![
+            Sample::number(d.clone(), i.clone(), 7_000, 2.0),
+            Sample::number(d.clone(), i.clone(), 8_500, 3.0),
+        ],
+    ];
+    let collect = run(options(1), batches);
+    assert_eq!(*collect.late.lock().unwrap(), 1);
+    assert_eq!(collect.samples.lock().unwrap().len(), 3);
+    let windows = collect.windows.lock().unwrap();
+    let total: u64 = windows
+        .iter()
+        .filter(|w| w.size_ms == 1_000)
+        .map(|w| w.count)
+        .sum();
+    assert_eq!(total, 2, "the late sample is in no window");
+}
