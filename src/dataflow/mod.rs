@@ -3,8 +3,8 @@
 //!
 //! ```text
 //!   Input (bounded channel, worker 0) ──► samples ──┬──► observer.on_samples (raw sinks, SSE)
-//!                                                    ├──► exchange by (device,item) ──► windows ──► observer.on_windows
-//!                                                    └──► exchange by (device,item) ──► latest ──► differential:
+//!                                                    └──► exchange by (device,item) ──┬──► windows ──► observer.on_windows
+//!                                                                                     └──► latest, counts ──► differential:
 //!                                                         latest values, fleet status counts, samples per device ──► observer
 //! ```
 //!
@@ -24,7 +24,7 @@ mod windows;
 use std::sync::Arc;
 use std::time::Duration;
 
-use timely::dataflow::operators::Inspect;
+use timely::dataflow::operators::{Exchange as _, Inspect};
 
 pub use input::{DataflowInput, InputClosed};
 
@@ -108,8 +108,10 @@ pub fn start(
                     raw.on_samples(batch);
                 }
             });
-            windows::windows(samples.clone(), &options, observer.clone());
-            views::views(samples, observer.clone());
+            // One exchange: every operator downstream works per (device, item).
+            let keyed = samples.exchange(|s: &Sample| key_hash(&s.device, &s.item));
+            windows::windows(keyed.clone(), &options, observer.clone());
+            views::views(keyed, observer.clone());
         });
         while worker.step_or_park(None) {}
     })

@@ -13,49 +13,112 @@ use differential_dataflow::operators::count::CountTotal;
 use differential_dataflow::operators::threshold::ThresholdTotal;
 use rustc_hash::FxHashMap;
 use timely::dataflow::Stream;
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::core::Partition;
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Map;
 
-use super::{Observer, key_hash};
+use super::Observer;
 use crate::nclink::status::{MachineState, STATUS_ITEM};
 use crate::sample::Sample;
 use crate::views::{ItemKey, LatestValue};
 
 type Update<D> = (D, u64, isize);
 
+/// What the per-key operator emits: changes of the latest value, and sample counts per device.
+#[derive(Clone)]
+enum Change {
+    Latest(Update<(ItemKey, LatestValue)>),
+    Count(Update<Arc<str>>),
+}
+
 pub(super) fn views<'scope>(
     samples: Stream<'scope, u64, Vec<Sample>>,
     observer: Arc<dyn Observer>,
 ) {
-    let exchange = Exchange::new(|s: &Sample| key_hash(&s.device, &s.item));
-    let latest = samples
-        .clone()
-        .unary::<timely::container::CapacityContainerBuilder<Vec<Update<(ItemKey, LatestValue)>>>, _, _, _>(exchange, "Latest", |_capability, _info| {
-            let mut current: FxHashMap<ItemKey, LatestValue> = FxHashMap::default();
-            move |input, output| {
-                input.for_each(|time, data| {
-                    let Some(cap) = time.retain_least(output.output_index()) else { return };
-                    let t = *cap.time();
-                    let mut session = output.session(&cap);
-                    for sample in data.iter() {
-                        let key = (sample.device.clone(), sample.item.clone());
-                        let new = LatestValue::of(sample);
-                        match current.get_mut(&key) {
-                            Some(old) if old.ts > new.ts => {}
-                            Some(old) if *old == new => {}
-                            Some(old) => {
-                                session.give(((key.clone(), old.clone()), t, -1));
-                                session.give(((key, new.clone()), t, 1));
-                                *old = new;
-                            }
-                            None => {
-                                session.give(((key.clone(), new.clone()), t, 1));
-                                current.insert(key, new);
+    let changes = samples
+        .unary::<timely::container::CapacityContainerBuilder<Vec<Change>>, _, _, _>(
+            Pipeline,
+            "Latest",
+            |_capability, _info| {
+                let mut current: FxHashMap<ItemKey, LatestValue> = FxHashMap::default();
+                // The newest value per key within one input message: a key's value changes once per
+                // message in the collection, however many samples of it the message carries.
+                let mut newest: FxHashMap<ItemKey, LatestValue> = FxHashMap::default();
+                let mut counts: FxHashMap<Arc<str>, isize> = FxHashMap::default();
+                move |input, output| {
+                    input.for_each(|time, data| {
+                        let Some(cap) = time.retain_least(output.output_index()) else {
+                            return;
+                        };
+                        let t = *cap.time();
+                        for sample in data.iter() {
+                            *counts.entry(sample.device.clone()).or_default() += 1;
+                            let newer = |old: &LatestValue| sample.ts >= old.ts;
+                            match newest.get_mut(&(sample.device.clone(), sample.item.clone())) {
+                                Some(value) => {
+                                    if newer(value) {
+                                        *value = LatestValue::of(sample);
+                                    }
+                                }
+                                None => {
+                                    let key = (sample.device.clone(), sample.item.clone());
+                                    if current.get(&key).is_none_or(newer) {
+                                        newest.insert(key, LatestValue::of(sample));
+                                    }
+                                }
                             }
                         }
-                    }
-                });
-            }
+                        let mut session = output.session(&cap);
+                        for (device, n) in counts.drain() {
+                            session.give(Change::Count((device, t, n)));
+                        }
+                        for (key, new) in newest.drain() {
+                            match current.get_mut(&key) {
+                                Some(old) if *old == new => {}
+                                Some(old) => {
+                                    session.give(Change::Latest((
+                                        (key.clone(), old.clone()),
+                                        t,
+                                        -1,
+                                    )));
+                                    session.give(Change::Latest(((key, new.clone()), t, 1)));
+                                    *old = new;
+                                }
+                                None => {
+                                    session.give(Change::Latest((
+                                        (key.clone(), new.clone()),
+                                        t,
+                                        1,
+                                    )));
+                                    current.insert(key, new);
+                                }
+                            }
+                        }
+                    });
+                }
+            },
+        );
+    let mut parts = changes
+        .partition::<timely::container::CapacityContainerBuilder<Vec<Change>>, _, _>(
+            2,
+            |c| match c {
+                Change::Latest(_) => (0, c),
+                Change::Count(_) => (1, c),
+            },
+        );
+    let counts = parts.pop().expect("two parts");
+    let latest = parts.pop().expect("two parts");
+    let latest = latest
+        .flat_map(|c| match c {
+            Change::Latest(u) => Some(u),
+            Change::Count(_) => None,
+        })
+        .as_collection();
+    let counts = counts
+        .flat_map(|c| match c {
+            Change::Count(u) => Some(u),
+            Change::Latest(_) => None,
         })
         .as_collection();
 
@@ -91,38 +154,13 @@ pub(super) fn views<'scope>(
             o.on_fleet(&changes);
         });
 
-    // Samples per device: one update per device and batch, weighted by its sample count.
+    // Samples per device: partial counts per worker and message, summed by differential.
     let o = observer;
-    samples
-        .unary::<timely::container::CapacityContainerBuilder<Vec<Update<Arc<str>>>>, _, _, _>(
-            Pipeline,
-            "PerDevice",
-            |_capability, _info| {
-                move |input, output| {
-                    input.for_each(|time, data| {
-                        let Some(cap) = time.retain_least(output.output_index()) else {
-                            return;
-                        };
-                        let t = *cap.time();
-                        let mut counts: FxHashMap<Arc<str>, isize> = FxHashMap::default();
-                        for sample in data.iter() {
-                            *counts.entry(sample.device.clone()).or_default() += 1;
-                        }
-                        let mut session = output.session(&cap);
-                        for (device, n) in counts {
-                            session.give((device, t, n));
-                        }
-                    });
-                }
-            },
-        )
-        .as_collection()
-        .count_total()
-        .inspect_batch(move |_, changes| {
-            let changes: Vec<(Arc<str>, i64, isize)> = changes
-                .iter()
-                .map(|((device, count), _, diff)| (device.clone(), *count as i64, *diff))
-                .collect();
-            o.on_samples_per_device(&changes);
-        });
+    counts.count_total().inspect_batch(move |_, changes| {
+        let changes: Vec<(Arc<str>, i64, isize)> = changes
+            .iter()
+            .map(|((device, count), _, diff)| (device.clone(), *count as i64, *diff))
+            .collect();
+        o.on_samples_per_device(&changes);
+    });
 }

@@ -1,4 +1,4 @@
-//! The window operator: samples exchanged by (device, item), each key's
+//! The window operator: samples (already exchanged by (device, item)), each key's
 //! [`KeyWindows`](crate::window::KeyWindows) deciding when its windows close.
 //!
 //! The operator holds one capability, kept at its input frontier, to emit windows that close
@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 use timely::dataflow::Stream;
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::Inspect;
 use timely::dataflow::operators::generic::Operator;
 
-use super::{DataflowOptions, Observer, key_hash};
+use super::{DataflowOptions, Observer};
 use crate::sample::{Sample, now_ms};
 use crate::window::{ClosedWindow, KeyWindows, WindowRow};
 
@@ -34,11 +34,10 @@ pub(super) fn windows<'scope>(
     let lateness = options.allowed_lateness_ms;
     let idle_timeout = options.idle_timeout_ms;
     let late_observer = observer.clone();
-    let exchange = Exchange::new(|s: &Sample| key_hash(&s.device, &s.item));
     let scope = samples.scope();
     samples
         .unary_frontier::<timely::container::CapacityContainerBuilder<Vec<WindowRow>>, _, _, _>(
-            exchange,
+            Pipeline,
             "Windows",
             move |capability, info| {
                 let activator = scope.activator_for(info.address.clone());

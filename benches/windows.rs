@@ -1,0 +1,121 @@
+//! Window operator throughput (criterion): the default windows (1 s, 10 s, 1 m tumbling and
+//! 1 m / 10 s sliding, every aggregate) over 100 machines × 20 items sampled at 100 Hz, through
+//! the whole timely dataflow (input channel, exchange, windows, live views), with 1 and 2
+//! workers; and the per-key window state alone. Results: docs/benchmarks.md.
+//!
+//!     cargo bench --bench windows
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use millstream::dataflow::{self, DataflowOptions, Observer};
+use millstream::nclink::status::MachineState;
+use millstream::sample::Sample;
+use millstream::views::{ItemKey, LatestValue};
+use millstream::window::{KeyWindows, WindowRow, WindowSpec};
+
+fn spec() -> WindowSpec {
+    WindowSpec::new(&[1_000, 10_000, 60_000], &[(60_000, 10_000)])
+}
+
+/// `seconds` of 100 machines × 20 items at 100 Hz, in batches of one message per machine and
+/// channel upload (100 ms).
+fn fleet(seconds: i64) -> Vec<Vec<Sample>> {
+    let devices: Vec<Arc<str>> = (0..100)
+        .map(|d| Arc::from(format!("STRESS_TEST_{d:05}")))
+        .collect();
+    let items: Vec<Arc<str>> = (0..20).map(|i| Arc::from(format!("01035{i:05}"))).collect();
+    let mut batches = Vec::new();
+    for upload in 0..seconds * 10 {
+        for (d, device) in devices.iter().enumerate() {
+            let mut batch = Vec::with_capacity(20 * 10);
+            for (i, item) in items.iter().enumerate() {
+                for k in 0..10 {
+                    let ts = 1_764_086_400_000 + upload * 100 + k * 10;
+                    let v = ((ts / 10 + (d * 20 + i) as i64) % 1_000) as f64 * 0.37;
+                    batch.push(Sample::number(device.clone(), item.clone(), ts, v));
+                }
+            }
+            batches.push(batch);
+        }
+    }
+    batches
+}
+
+#[derive(Default)]
+struct Count {
+    windows: AtomicU64,
+}
+
+impl Observer for Count {
+    fn on_samples(&self, _: &[Sample]) {}
+    fn on_windows(&self, windows: &[WindowRow]) {
+        self.windows
+            .fetch_add(windows.len() as u64, Ordering::Relaxed);
+    }
+    fn on_late(&self, _: u64) {}
+    fn on_latest(&self, _: &[(ItemKey, LatestValue, isize)]) {}
+    fn on_fleet(&self, _: &[(MachineState, i64, isize)]) {}
+    fn on_samples_per_device(&self, _: &[(Arc<str>, i64, isize)]) {}
+}
+
+fn bench(c: &mut Criterion) {
+    let batches = fleet(10);
+    let samples: u64 = batches.iter().map(|b| b.len() as u64).sum();
+
+    let mut group = c.benchmark_group("windows");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
+    group.throughput(Throughput::Elements(samples));
+    for workers in [1, 2] {
+        group.bench_function(format!("dataflow_{workers}_worker/samples"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let input_batches = batches.clone();
+                    let observer = Arc::new(Count::default());
+                    let options = DataflowOptions {
+                        workers,
+                        windows: spec(),
+                        allowed_lateness_ms: 2_000,
+                        idle_timeout_ms: None,
+                        input_capacity: 256,
+                    };
+                    let start = Instant::now();
+                    let (input, flow) = dataflow::start(options, observer.clone()).unwrap();
+                    for batch in input_batches {
+                        input.blocking_send(batch).unwrap();
+                    }
+                    input.close();
+                    flow.join().unwrap();
+                    total += start.elapsed();
+                    assert!(observer.windows.load(Ordering::Relaxed) > 0);
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("key_windows");
+    group.throughput(Throughput::Elements(100_000));
+    group.bench_function("one_key_100hz/samples", |b| {
+        let spec = spec();
+        b.iter(|| {
+            let mut key = KeyWindows::new(&spec);
+            let mut out = Vec::new();
+            for k in 0..100_000i64 {
+                key.insert(&spec, 2_000, k * 10, (k % 1_000) as f64 * 0.37, 0, &mut out);
+            }
+            black_box(out.len())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
