@@ -13,6 +13,44 @@ use crate::nclink::Reason;
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub source: SourceMetrics,
+    pub engine: EngineMetrics,
+}
+
+/// The dataflow and what surrounds it.
+#[derive(Debug, Default)]
+pub struct EngineMetrics {
+    /// Samples that entered the dataflow.
+    pub dataflow_samples: AtomicU64,
+    /// Samples refused by windows as late (still stored by the raw sinks).
+    pub late_samples: AtomicU64,
+    /// Windows emitted, by size in ms.
+    pub windows_emitted: std::sync::Mutex<BTreeMap<i64, u64>>,
+    /// Lowest watermark over recently active keys, per worker (ms; `i64::MIN` when none).
+    pub watermarks: std::sync::Mutex<BTreeMap<usize, i64>>,
+    /// Server-Sent Events clients connected (gauge).
+    pub sse_clients: AtomicU64,
+    /// Events a slow SSE client missed (its bounded buffer overflowed).
+    pub sse_lagged: AtomicU64,
+}
+
+impl EngineMetrics {
+    pub fn windows_emitted(&self, rows: &[crate::window::WindowRow]) {
+        let mut emitted = self.windows_emitted.lock().expect("metrics lock");
+        for row in rows {
+            *emitted.entry(row.size_ms).or_default() += 1;
+        }
+    }
+
+    /// The lowest watermark over active keys of every worker.
+    pub fn watermark(&self) -> Option<i64> {
+        self.watermarks
+            .lock()
+            .expect("metrics lock")
+            .values()
+            .copied()
+            .filter(|w| *w != i64::MIN)
+            .min()
+    }
 }
 
 /// The MQTT source and NC-Link platform.

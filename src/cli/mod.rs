@@ -2,7 +2,9 @@
 //! then handed to the command. Exit codes: 0 ok, 2 bad usage or config, 1 runtime failure.
 
 mod check;
+mod demo;
 mod record;
+mod run;
 mod sim;
 
 use std::process::ExitCode;
@@ -21,6 +23,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Everything on one machine, nothing to install: embedded broker, simulated machines,
+    /// SQLite and Parquet under ./millstream-data/, the HTTP API.
+    Demo(demo::DemoArgs),
+    /// Run a pipeline file against real services.
+    Run(run::RunArgs),
     /// Simulate NC-Link machines STRESS_TEST_%05d on an MQTT broker.
     Sim(sim::SimArgs),
     /// Record raw MQTT traffic (with receive times) to a JSON Lines file, .zst to compress.
@@ -57,6 +64,8 @@ impl Failure {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::Run(args) => run::run(args),
         Command::Sim(args) => sim::run(args),
         Command::Record(args) => record::run(args),
         Command::Check(args) => check::run(args),

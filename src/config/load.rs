@@ -521,6 +521,9 @@ fn check_sinks(sinks: &[(usize, SinkConfig)], ctx: &mut Ctx<'_>) {
         {
             ctx.at(&at("streams"), "a stream is listed twice");
         }
+        if sink.queue == 0 {
+            ctx.at(&at("queue"), "must be at least 1");
+        }
         let kind = sink.kind.as_str();
         let forbid = |ctx: &mut Ctx<'_>, key: &str, present: bool| {
             if present {
@@ -550,6 +553,13 @@ fn check_sinks(sinks: &[(usize, SinkConfig)], ctx: &mut Ctx<'_>) {
                 }
             }
         };
+        if sink.kind != SinkKind::Parquet {
+            forbid(ctx, "roll_rows", sink.roll_rows.is_some());
+            forbid(ctx, "roll_age", sink.roll_age.is_some());
+            forbid(ctx, "writer_id", sink.writer_id.is_some());
+        } else {
+            forbid(ctx, "batch_rows", sink.batch_rows.is_some());
+        }
         let influx_keys = [
             ("database", sink.database.is_some()),
             ("org", sink.org.is_some()),

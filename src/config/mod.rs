@@ -292,6 +292,49 @@ pub struct SinkConfig {
     /// Parquet lake directory.
     #[serde(default)]
     pub dir: Option<PathBuf>,
+    /// Batches the sink's queue holds before the dataflow waits for it.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+    /// Parquet: complete a file after this many rows (default 1,000,000).
+    #[serde(default)]
+    pub roll_rows: Option<u64>,
+    /// Parquet: complete a file after this long (default 1m).
+    #[serde(default)]
+    pub roll_age: Option<HumanDuration>,
+    /// Parquet: this writer's part of file names (default: unique per process run).
+    #[serde(default)]
+    pub writer_id: Option<String>,
+    /// SQL: rows per transaction (default 5,000; also written every second).
+    #[serde(default)]
+    pub batch_rows: Option<usize>,
+}
+
+impl SinkConfig {
+    /// A sink of `kind` named `name` with every default.
+    pub fn new(name: &str, kind: SinkKind) -> SinkConfig {
+        SinkConfig {
+            name: name.to_string(),
+            kind,
+            url: None,
+            streams: default_streams(),
+            database: None,
+            org: None,
+            bucket: None,
+            token: None,
+            username: None,
+            password: None,
+            dir: None,
+            queue: default_queue(),
+            roll_rows: None,
+            roll_age: None,
+            writer_id: None,
+            batch_rows: None,
+        }
+    }
+}
+
+fn default_queue() -> usize {
+    256
 }
 
 /// `[dead_letters]`: where refused messages go (`state_dir/dead-letters/*.jsonl`).

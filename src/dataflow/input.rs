@@ -24,7 +24,8 @@ const MAX_BATCHES_PER_ACTIVATION: usize = 256;
 /// The sending side, usable from async code. Dropping every clone closes the input.
 #[derive(Clone)]
 pub struct DataflowInput {
-    sender: mpsc::Sender<Vec<Sample>>,
+    /// `None` only while dropping.
+    sender: Option<mpsc::Sender<Vec<Sample>>>,
     activator: ActivatorSlot,
 }
 
@@ -49,7 +50,7 @@ pub(super) fn channel(capacity: usize) -> (DataflowInput, Arc<Receiver>) {
     let activator = Arc::new(Mutex::new(None));
     (
         DataflowInput {
-            sender,
+            sender: Some(sender),
             activator: activator.clone(),
         },
         Arc::new(Receiver {
@@ -65,7 +66,8 @@ impl DataflowInput {
         if batch.is_empty() {
             return Ok(());
         }
-        self.sender.send(batch).await.map_err(|_| InputClosed)?;
+        let sender = self.sender.as_ref().ok_or(InputClosed)?;
+        sender.send(batch).await.map_err(|_| InputClosed)?;
         self.wake();
         Ok(())
     }
@@ -75,7 +77,8 @@ impl DataflowInput {
         if batch.is_empty() {
             return Ok(());
         }
-        self.sender.blocking_send(batch).map_err(|_| InputClosed)?;
+        let sender = self.sender.as_ref().ok_or(InputClosed)?;
+        sender.blocking_send(batch).map_err(|_| InputClosed)?;
         self.wake();
         Ok(())
     }
@@ -88,11 +91,15 @@ impl DataflowInput {
 
     /// Closes this handle; the input closes when every clone is closed or dropped.
     pub fn close(self) {
-        let activator = self.activator.clone();
-        drop(self.sender);
-        if let Some(activator) = activator.lock().expect("activator lock").as_ref() {
-            let _ = activator.activate();
-        }
+        drop(self);
+    }
+}
+
+impl Drop for DataflowInput {
+    /// The worker only notices a closed channel when it looks: release the sender, then wake it.
+    fn drop(&mut self) {
+        drop(self.sender.take());
+        self.wake();
     }
 }
 

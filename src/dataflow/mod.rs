@@ -62,6 +62,9 @@ pub trait Observer: Send + Sync + 'static {
     fn on_fleet(&self, changes: &[(MachineState, i64, isize)]);
     /// Changes of the number of samples per device: `(device, count, ±1)`.
     fn on_samples_per_device(&self, changes: &[(Arc<str>, i64, isize)]);
+    /// The lowest watermark over this worker's keys that received data within the idle
+    /// timeout (`None`: no such key). Reported periodically.
+    fn on_watermark(&self, _worker: usize, _watermark: Option<i64>) {}
 }
 
 /// A running dataflow.

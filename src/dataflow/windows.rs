@@ -41,6 +41,7 @@ pub(super) fn windows<'scope>(
             "Windows",
             move |capability, info| {
                 let activator = scope.activator_for(info.address.clone());
+                let worker = scope.index();
                 let mut held = Some(capability);
                 let mut keys: FxHashMap<(Arc<str>, Arc<str>), KeyWindows> = FxHashMap::default();
                 let mut closed: Vec<ClosedWindow> = Vec::new();
@@ -74,6 +75,7 @@ pub(super) fn windows<'scope>(
                         && now - last_idle_check >= IDLE_CHECK.as_millis() as i64
                     {
                         last_idle_check = now;
+                        let mut lowest: Option<i64> = None;
                         for ((device, item), key) in keys.iter_mut() {
                             if key.has_open_windows() {
                                 key.advance_idle(&spec, lateness, idle_timeout, now, &mut closed);
@@ -83,7 +85,13 @@ pub(super) fn windows<'scope>(
                                         .map(|c| WindowRow::new(device.clone(), item.clone(), &c)),
                                 );
                             }
+                            if now - key.last_arrival() <= idle_timeout
+                                && let Some(w) = key.watermark()
+                            {
+                                lowest = Some(lowest.map_or(w, |l| l.min(w)));
+                            }
                         }
+                        late_observer.on_watermark(worker, lowest);
                     }
                     let done = frontier.frontier().is_empty();
                     if done {

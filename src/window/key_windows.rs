@@ -55,6 +55,11 @@ impl KeyWindows {
         self.max_ts.map(|_| self.watermark)
     }
 
+    /// Wall-clock ms of the last sample.
+    pub fn last_arrival(&self) -> i64 {
+        self.last_arrival
+    }
+
     pub fn has_open_windows(&self) -> bool {
         self.panes.iter().any(|p| !p.is_empty())
     }

@@ -1,0 +1,206 @@
+//! Ingest: runs the MQTT source, hands its samples to the dataflow in batches (draining what is
+//! already waiting, so batches grow with load), keeps the device registry, publishes live sample
+//! events, and carries out source commands from the API (reconnect to another broker, send an
+//! NC-Link query).
+
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::events::Bus;
+use crate::config::BrokerUrl;
+use crate::dataflow::DataflowInput;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::sample::Sample;
+use crate::source::{self, SourceEvent, SourceHandle, SourceOptions};
+
+/// Most samples put in one dataflow batch.
+const MAX_BATCH: usize = 16_384;
+
+/// A request to the ingest task.
+pub enum SourceCommand {
+    Reconnect {
+        url: BrokerUrl,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Query {
+        device: String,
+        items: Vec<String>,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+}
+
+/// The API's handle on the source.
+#[derive(Clone)]
+pub struct SourceControl {
+    commands: mpsc::Sender<SourceCommand>,
+    /// The broker in use (passwords hidden).
+    pub broker: Arc<RwLock<String>>,
+}
+
+impl SourceControl {
+    pub async fn reconnect(&self, url: BrokerUrl) -> Result<(), String> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(SourceCommand::Reconnect { url, reply })
+            .await
+            .map_err(|_| "the source is stopping".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the source is stopping".to_string())?
+    }
+
+    pub async fn query(&self, device: String, items: Vec<String>) -> Result<String, String> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(SourceCommand::Query {
+                device,
+                items,
+                reply,
+            })
+            .await
+            .map_err(|_| "the source is stopping".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the source is stopping".to_string())?
+    }
+
+    pub fn broker(&self) -> String {
+        self.broker.read().expect("broker lock").clone()
+    }
+}
+
+pub(super) struct Ingest {
+    pub options: SourceOptions,
+    pub metrics: Arc<Metrics>,
+    pub input: DataflowInput,
+    pub registry: Arc<Registry>,
+    pub bus: Bus,
+}
+
+impl Ingest {
+    /// Starts the source; returns the control handle and the task (which ends after `stop`,
+    /// once everything received was handed to the dataflow and its input closed).
+    pub fn start(
+        self,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(SourceControl, tokio::task::JoinHandle<()>), String> {
+        let (handle, events) =
+            source::start(self.options.clone(), self.metrics.clone()).map_err(|e| e.to_string())?;
+        let (commands_tx, commands) = mpsc::channel(16);
+        let control = SourceControl {
+            commands: commands_tx,
+            broker: Arc::new(RwLock::new(self.options.config.url.to_string())),
+        };
+        let broker = control.broker.clone();
+        let task = tokio::spawn(self.run(handle, events, commands, stop, broker));
+        Ok((control, task))
+    }
+
+    async fn run(
+        mut self,
+        mut handle: SourceHandle,
+        mut events: mpsc::Receiver<SourceEvent>,
+        mut commands: mpsc::Receiver<SourceCommand>,
+        mut stop: watch::Receiver<bool>,
+        broker: Arc<RwLock<String>>,
+    ) {
+        let mut pending: Vec<Sample> = Vec::new();
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some(event) => self.forward(event, &mut events, &mut pending).await,
+                    None => break,
+                },
+                Some(command) = commands.recv() => match command {
+                    SourceCommand::Query { device, items, reply } => {
+                        let _ = reply.send(handle.query(&device, items).await.map_err(|e| e.to_string()));
+                    }
+                    SourceCommand::Reconnect { url, reply } => {
+                        let mut options = self.options.clone();
+                        options.config.url = url.clone();
+                        // Start the new source first: if it cannot start, keep the old one.
+                        match source::start(options.clone(), self.metrics.clone()) {
+                            Ok((new_handle, new_events)) => {
+                                let old = std::mem::replace(&mut handle, new_handle);
+                                let old_events = std::mem::replace(&mut events, new_events);
+                                self.options = options;
+                                *broker.write().expect("broker lock") = url.to_string();
+                                tracing::info!(broker = %url, "source switched to another broker");
+                                self.retire(old, old_events, &mut pending).await;
+                                let _ = reply.send(Ok(()));
+                            }
+                            Err(e) => {
+                                let _ = reply.send(Err(e.to_string()));
+                            }
+                        }
+                    }
+                },
+                _ = crate::stop::stopped(&mut stop) => {
+                    self.retire(handle, events, &mut pending).await;
+                    break;
+                }
+            }
+        }
+        self.flush(&mut pending).await;
+        // Dropping the input (with `self`) closes the dataflow's input once every clone is gone.
+    }
+
+    /// Stops a source and forwards everything it still delivers.
+    async fn retire(
+        &mut self,
+        handle: SourceHandle,
+        mut events: mpsc::Receiver<SourceEvent>,
+        pending: &mut Vec<Sample>,
+    ) {
+        let shutdown = tokio::spawn(handle.shutdown());
+        while let Some(event) = events.recv().await {
+            self.forward(event, &mut events, pending).await;
+        }
+        let _ = shutdown.await;
+    }
+
+    async fn forward(
+        &mut self,
+        first: SourceEvent,
+        events: &mut mpsc::Receiver<SourceEvent>,
+        pending: &mut Vec<Sample>,
+    ) {
+        self.apply(first, pending);
+        while pending.len() < MAX_BATCH {
+            match events.try_recv() {
+                Ok(event) => self.apply(event, pending),
+                Err(_) => break,
+            }
+        }
+        self.flush(pending).await;
+    }
+
+    fn apply(&mut self, event: SourceEvent, pending: &mut Vec<Sample>) {
+        match event {
+            SourceEvent::Samples(batch) => {
+                self.registry.seen(&batch.device, batch.received_at);
+                self.bus.samples(&batch.device, &batch.samples);
+                pending.extend(batch.samples);
+            }
+            SourceEvent::DeviceDiscovered { device, at } => self.registry.seen(&device, at),
+            SourceEvent::Model { device, model } => self.registry.set_model(&device, model),
+            SourceEvent::Version { device, version } => self.registry.set_version(&device, version),
+            SourceEvent::SetResult { device, response } => {
+                tracing::info!(%device, request = ?response.request_id, results = ?response.results, "Set answered");
+            }
+            SourceEvent::Connection { .. } | SourceEvent::Raw(_) => {}
+        }
+    }
+
+    async fn flush(&mut self, pending: &mut Vec<Sample>) {
+        if pending.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(pending);
+        if self.input.send(batch).await.is_err() {
+            tracing::error!("the dataflow stopped; samples cannot be processed");
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Where the dataflow's outputs go: raw samples and closed windows to the sinks that want them
+//! (one shared batch per sink), windows also to the in-memory store, the SSE bus and the
+//! counters; live-view changes to the views.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::events::Bus;
+use crate::config::StreamKind;
+use crate::dataflow::Observer;
+use crate::metrics::Metrics;
+use crate::nclink::status::MachineState;
+use crate::sample::Sample;
+use crate::sinks::{SinkHandle, SinkMessage};
+use crate::views::{ItemKey, LatestValue, LiveViews};
+use crate::window::WindowRow;
+use crate::window_store::WindowStore;
+
+pub(super) struct EngineObserver {
+    pub sinks: Vec<SinkHandle>,
+    pub views: Arc<LiveViews>,
+    pub windows: Arc<WindowStore>,
+    pub bus: Bus,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Observer for EngineObserver {
+    fn on_samples(&self, samples: &[Sample]) {
+        self.metrics
+            .engine
+            .dataflow_samples
+            .fetch_add(samples.len() as u64, Ordering::Relaxed);
+        let mut shared: Option<Arc<[Sample]>> = None;
+        for sink in self.sinks.iter().filter(|s| s.wants(StreamKind::Samples)) {
+            let batch = shared.get_or_insert_with(|| Arc::from(samples)).clone();
+            sink.blocking_send(SinkMessage::Samples(batch));
+        }
+    }
+
+    fn on_windows(&self, windows: &[WindowRow]) {
+        if windows.is_empty() {
+            return;
+        }
+        self.metrics.engine.windows_emitted(windows);
+        self.windows.add(windows);
+        self.bus.windows(windows);
+        let mut shared: Option<Arc<[WindowRow]>> = None;
+        for sink in self.sinks.iter().filter(|s| s.wants(StreamKind::Windows)) {
+            let batch = shared.get_or_insert_with(|| Arc::from(windows)).clone();
+            sink.blocking_send(SinkMessage::Windows(batch));
+        }
+    }
+
+    fn on_late(&self, count: u64) {
+        self.metrics
+            .engine
+            .late_samples
+            .fetch_add(count, Ordering::Relaxed);
+    }
+
+    fn on_latest(&self, changes: &[(ItemKey, LatestValue, isize)]) {
+        self.views.apply_latest(changes);
+    }
+
+    fn on_fleet(&self, changes: &[(MachineState, i64, isize)]) {
+        self.views.apply_fleet(changes);
+    }
+
+    fn on_samples_per_device(&self, changes: &[(Arc<str>, i64, isize)]) {
+        self.views.apply_samples(changes);
+    }
+
+    fn on_watermark(&self, worker: usize, watermark: Option<i64>) {
+        self.metrics
+            .engine
+            .watermarks
+            .lock()
+            .expect("metrics lock")
+            .insert(worker, watermark.unwrap_or(i64::MIN));
+    }
+}

@@ -1,0 +1,343 @@
+//! The JSON endpoints.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{ApiError, WindowJson};
+use crate::config::{BrokerUrl, HumanDuration};
+use crate::engine::AppState;
+use crate::nclink::status::{MachineState, STATUS_ITEM};
+use crate::sample::now_ms;
+use crate::time::parse_time;
+use crate::views::LatestValue;
+
+/// Most windows one request returns.
+pub const MAX_LIMIT: usize = 10_000;
+const DEFAULT_LIMIT: usize = 1_000;
+
+type Params = Query<HashMap<String, String>>;
+
+fn last_json(v: &LatestValue) -> Value {
+    json!({ "ts": v.ts, "value": v.value().filter(|v| v.is_finite()), "text": v.text.as_deref() })
+}
+
+fn known(state: &AppState, device: &str) -> bool {
+    state.registry.get(device).is_some() || state.views.latest(device).is_some()
+}
+
+fn required<'a>(params: &'a HashMap<String, String>, name: &str) -> Result<&'a str, ApiError> {
+    params
+        .get(name)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ApiError::bad_request(format!("missing parameter `{name}`")))
+}
+
+fn time_param(params: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
+    params
+        .get(name)
+        .map(|v| {
+            parse_time(v).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "bad `{name}` {v:?}: use RFC 3339 (2025-11-25T16:00:00Z) or ms since the epoch"
+                ))
+            })
+        })
+        .transpose()
+}
+
+pub async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+#[derive(Serialize)]
+struct DeviceJson {
+    device: Arc<str>,
+    items: usize,
+    last_seen: Option<i64>,
+    status: MachineState,
+}
+
+pub async fn devices(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let mut devices: BTreeMap<Arc<str>, DeviceJson> = BTreeMap::new();
+    for (device, info) in state.registry.all() {
+        devices.insert(
+            device.clone(),
+            DeviceJson {
+                device,
+                items: 0,
+                last_seen: Some(info.last_seen),
+                status: MachineState::Unknown,
+            },
+        );
+    }
+    for device in state.views.devices() {
+        let latest = state.views.latest(&device).unwrap_or_default();
+        let entry = devices.entry(device.clone()).or_insert(DeviceJson {
+            device: device.clone(),
+            items: 0,
+            last_seen: None,
+            status: MachineState::Unknown,
+        });
+        entry.items = latest.len();
+        if let Some(status) = latest.get(STATUS_ITEM) {
+            entry.status = status.state();
+        }
+    }
+    Json(json!(devices.into_values().collect::<Vec<_>>()))
+}
+
+pub async fn items(
+    State(state): State<Arc<AppState>>,
+    Path(device): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if !known(&state, &device) {
+        return Err(ApiError::not_found(format!("unknown device {device:?}")));
+    }
+    let latest = state.views.latest(&device).unwrap_or_default();
+    let model = state.registry.get(&device).and_then(|i| i.model);
+    let mut out = Vec::new();
+    let mut listed = std::collections::HashSet::new();
+    if let Some(model) = &model {
+        for item in &model.items {
+            listed.insert(item.id.clone());
+            out.push(json!({
+                "item": &*item.id,
+                "name": item.name,
+                "type": item.kind,
+                "path": item.path,
+                "last": latest.get(&item.id).map(last_json),
+            }));
+        }
+    }
+    // Values of items the model does not list (indexed items, a model not yet received).
+    for (item, value) in &latest {
+        if !listed.contains(item) {
+            out.push(
+                json!({ "item": &**item, "name": null, "type": null, "last": last_json(value) }),
+            );
+        }
+    }
+    Ok(Json(Value::Array(out)))
+}
+
+pub async fn latest(
+    State(state): State<Arc<AppState>>,
+    Query(params): Params,
+) -> Result<Json<Value>, ApiError> {
+    let device = required(&params, "device")?;
+    if !known(&state, device) {
+        return Err(ApiError::not_found(format!("unknown device {device:?}")));
+    }
+    let latest = state.views.latest(device).unwrap_or_default();
+    let items: BTreeMap<&str, Value> = match params.get("item") {
+        Some(item) => {
+            let value = latest.get(item.as_str()).ok_or_else(|| {
+                ApiError::not_found(format!("no value for item {item:?} of {device:?}"))
+            })?;
+            BTreeMap::from([(item.as_str(), last_json(value))])
+        }
+        None => latest.iter().map(|(k, v)| (&**k, last_json(v))).collect(),
+    };
+    Ok(Json(json!({ "device": device, "items": items })))
+}
+
+pub async fn windows(
+    State(state): State<Arc<AppState>>,
+    Query(params): Params,
+) -> Result<Json<Value>, ApiError> {
+    let device = required(&params, "device")?;
+    let item = required(&params, "item")?;
+    let size_text = required(&params, "size")?;
+    let size: HumanDuration = size_text
+        .parse()
+        .map_err(|e: String| ApiError::bad_request(format!("bad `size`: {e}")))?;
+    let size_ms = size.as_millis() as i64;
+    if !state.window_sizes.contains(&size_ms) {
+        let sizes: Vec<String> = state
+            .window_sizes
+            .iter()
+            .map(|s| HumanDuration::from_millis(*s as u64).to_string())
+            .collect();
+        return Err(ApiError::bad_request(format!(
+            "no {size} windows are computed; sizes: {}",
+            sizes.join(", ")
+        )));
+    }
+    let from = time_param(&params, "from")?.unwrap_or(i64::MIN);
+    let to = time_param(&params, "to")?.unwrap_or(i64::MAX);
+    if from > to {
+        return Err(ApiError::bad_request("`from` is after `to`"));
+    }
+    let limit = match params.get("limit") {
+        None => DEFAULT_LIMIT,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "bad `limit` {l:?}: a number from 1 to {MAX_LIMIT}"
+                )));
+            }
+        },
+    };
+    if !known(&state, device) {
+        return Err(ApiError::not_found(format!("unknown device {device:?}")));
+    }
+    let rows: Vec<WindowJson> = state
+        .windows
+        .query(device, item, size_ms, from, to, limit)
+        .iter()
+        .map(WindowJson::from)
+        .collect();
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|w| {
+            let mut v = serde_json::to_value(w).expect("serializable");
+            if let Some(o) = v.as_object_mut() {
+                o.remove("item");
+                o.remove("size_ms");
+            }
+            v
+        })
+        .collect();
+    Ok(Json(
+        json!({ "device": device, "item": item, "size_ms": size_ms, "windows": rows }),
+    ))
+}
+
+pub async fn fleet(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let fleet = state.views.fleet();
+    Json(json!({
+        "running": fleet[&MachineState::Running],
+        "free": fleet[&MachineState::Free],
+        "holding": fleet[&MachineState::Holding],
+        "unknown": fleet[&MachineState::Unknown],
+    }))
+}
+
+pub async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let s = state.metrics.source.snapshot();
+    let engine = &state.metrics.engine;
+    let late = engine
+        .late_samples
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let windows: BTreeMap<String, u64> = engine
+        .windows_emitted
+        .lock()
+        .expect("metrics lock")
+        .iter()
+        .map(|(size, n)| (HumanDuration::from_millis(*size as u64).to_string(), *n))
+        .collect();
+    Json(json!({
+        "source": {
+            "connected": s.connected,
+            "broker": state.source.broker(),
+            "messages": s.messages,
+            "samples": s.samples,
+            "late_samples": late,
+            "dead_letters": s.dead_letters,
+            "devices": s.devices,
+            "models": s.models,
+            "query_requests": s.query_requests,
+            "query_answers": s.query_answers,
+            "query_timeouts": s.query_timeouts,
+            "connects": s.connects,
+            "connection_errors": s.connection_errors,
+        },
+        "watermark": engine.watermark(),
+        "windows_emitted": windows,
+        "sinks": state.sinks.iter().map(|s| s.status()).collect::<Vec<_>>(),
+        "uptime_ms": state.started.elapsed().as_millis() as u64,
+        "now": now_ms(),
+    }))
+}
+
+/// Checks `Authorization: Bearer <token>` when a token is configured.
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &state.token else {
+        return Ok(());
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(given) if constant_time_eq(given.as_bytes(), token.expose().as_bytes()) => Ok(()),
+        Some(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong token")),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "this endpoint needs `Authorization: Bearer <token>`",
+        )),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(b)| b)
+        .map_err(|e| ApiError::bad_request(format!("bad JSON body: {}", e.body_text())))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceBody {
+    url: String,
+}
+
+pub async fn reconnect(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    payload: Result<Json<SourceBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let request = body(payload)?;
+    let url: BrokerUrl = request.url.parse().map_err(ApiError::bad_request)?;
+    state
+        .source
+        .reconnect(url.clone())
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e))?;
+    Ok(Json(json!({ "broker": url.to_string() })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryBody {
+    device: String,
+    items: Vec<String>,
+}
+
+pub async fn query(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    payload: Result<Json<QueryBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let request = body(payload)?;
+    if request.items.is_empty() || request.items.iter().any(|i| i.is_empty()) {
+        return Err(ApiError::bad_request(
+            "`items` must list at least one non-empty NC-Link item id",
+        ));
+    }
+    if !known(&state, &request.device) {
+        return Err(ApiError::not_found(format!(
+            "unknown device {:?}",
+            request.device
+        )));
+    }
+    let request_id = state
+        .source
+        .query(request.device, request.items)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e))?;
+    Ok(Json(json!({ "request_id": request_id })))
+}

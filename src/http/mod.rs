@@ -1,0 +1,124 @@
+//! The HTTP API (DESIGN.md §8): JSON over axum, Server-Sent Events for live data, Prometheus
+//! metrics, and a plain index page. `app(state)` builds the router, so tests can call it
+//! without a socket.
+//!
+//! Errors are `{"error": "…"}`: 400 for a bad parameter or body (with the reason), 401 for a
+//! missing or wrong token on POST endpoints (when `http.token` is set), 404 for an unknown
+//! device, 502 when the broker cannot be reached.
+//!
+//! Layout: [`api`] (JSON endpoints), [`sse`] (events), [`prometheus`] (`/metrics`).
+
+mod api;
+mod prometheus;
+mod sse;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+
+use crate::engine::AppState;
+use crate::window::WindowRow;
+
+/// The router.
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/api/v1/health", get(api::health))
+        .route("/api/v1/devices", get(api::devices))
+        .route("/api/v1/devices/{device}/items", get(api::items))
+        .route("/api/v1/latest", get(api::latest))
+        .route("/api/v1/windows", get(api::windows))
+        .route("/api/v1/fleet", get(api::fleet))
+        .route("/api/v1/status", get(api::status))
+        .route("/api/v1/events", get(sse::events))
+        .route("/api/v1/source", post(api::reconnect))
+        .route("/api/v1/query", post(api::query))
+        .route("/metrics", get(prometheus::metrics))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; GET / lists them")
+        })
+        .with_state(state)
+}
+
+/// An error answer: status and a reason for people.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    reason: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, reason: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn bad_request(reason: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, reason)
+    }
+
+    pub fn not_found(reason: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, reason)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            axum::Json(serde_json::json!({ "error": self.reason })),
+        )
+            .into_response()
+    }
+}
+
+/// A window as the API shows it (DESIGN.md §8).
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowJson {
+    pub item: Arc<str>,
+    pub size_ms: i64,
+    pub start: i64,
+    pub end: i64,
+    pub count: u64,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub mean: Option<f64>,
+    pub stddev: Option<f64>,
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+    pub first: Option<f64>,
+    pub last: Option<f64>,
+}
+
+impl From<&WindowRow> for WindowJson {
+    fn from(w: &WindowRow) -> WindowJson {
+        let f = |v: f64| v.is_finite().then_some(v);
+        WindowJson {
+            item: w.item.clone(),
+            size_ms: w.size_ms,
+            start: w.start,
+            end: w.end,
+            count: w.count,
+            min: f(w.min),
+            max: f(w.max),
+            mean: f(w.mean),
+            stddev: w.stddev.and_then(f),
+            p50: f(w.p50),
+            p95: f(w.p95),
+            p99: f(w.p99),
+            first: f(w.first),
+            last: f(w.last),
+        }
+    }
+}
+
+async fn index() -> Html<&'static str> {
+    Html(include_str!("index.html"))
+}

@@ -1,0 +1,64 @@
+//! `GET /api/v1/events[?device=D]`: live `sample` and `window` events. Each client reads from
+//! the bounded broadcast; one that falls behind skips what it missed (told by a `lagged` event
+//! with the count) instead of holding memory.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use futures_util::StreamExt;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+
+use crate::engine::AppState;
+
+pub async fn events(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let device = params.get("device").cloned();
+    let metrics = state.clone();
+    metrics
+        .metrics
+        .engine
+        .sse_clients
+        .fetch_add(1, Ordering::Relaxed);
+    let guard = ClientGuard(state.clone());
+    let stream = BroadcastStream::new(state.bus.subscribe()).filter_map(move |event| {
+        let _keep = &guard;
+        let out = match event {
+            Ok(event) => (device.as_deref().is_none_or(|d| d == &*event.device))
+                .then(|| Ok(Event::default().event(event.kind).data(event.data.clone()))),
+            Err(BroadcastStreamRecvError::Lagged(n)) => {
+                metrics
+                    .metrics
+                    .engine
+                    .sse_lagged
+                    .fetch_add(n, Ordering::Relaxed);
+                Some(Ok(Event::default()
+                    .event("lagged")
+                    .data(format!("{{\"missed\":{n}}}"))))
+            }
+        };
+        std::future::ready(out)
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// Counts connected clients.
+struct ClientGuard(Arc<AppState>);
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.0
+            .metrics
+            .engine
+            .sse_clients
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}

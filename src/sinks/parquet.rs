@@ -1,0 +1,523 @@
+//! The Parquet lake (DESIGN.md §5): Hive-partitioned by event time, readable as-is by Spark,
+//! DuckDB, pyarrow and polars.
+//!
+//! ```text
+//! <dir>/samples/date=YYYY-MM-DD/hour=HH/part-<first ts>-<writer>-<seq>.parquet
+//! <dir>/windows/size=<10s>/date=YYYY-MM-DD/part-<first start>-<writer>-<seq>.parquet
+//! ```
+//!
+//! One file is open per partition receiving data; rows are buffered per partition and written
+//! as record batches. A file is written under a hidden name (a leading `.`) and renamed into
+//! place only when complete — rolled after `roll_rows` rows or `roll_age` — so a reader never
+//! sees a partial file. Partition columns are not repeated inside files; timestamps are
+//! millisecond `TIMESTAMP(UTC)`; strings are dictionary-encoded; pages are zstd-compressed.
+//! When the input ends every open file is completed.
+//!
+//! Encoding is CPU work, so the sink runs on its own thread.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::builder::{
+    ArrayBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use tokio::sync::mpsc;
+
+use super::{SinkMessage, SinkStats};
+use crate::config::{HumanDuration, SinkConfig};
+use crate::sample::Sample;
+use crate::time::Utc;
+use crate::window::WindowRow;
+
+/// Rows buffered per partition before they are encoded as a record batch.
+const BATCH_ROWS: usize = 65_536;
+/// Most files open at once; the least recently written is completed beyond this.
+const MAX_OPEN_FILES: usize = 64;
+
+/// Starts the sink thread.
+pub fn spawn(
+    config: &SinkConfig,
+    receiver: mpsc::Receiver<SinkMessage>,
+    stats: Arc<SinkStats>,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let dir = config.dir.clone().ok_or("parquet sink without dir")?;
+    fs::create_dir_all(&dir).map_err(|e| {
+        format!(
+            "sink {:?}: cannot create {}: {e}",
+            config.name,
+            dir.display()
+        )
+    })?;
+    let lake = Lake::new(
+        dir,
+        LakeOptions {
+            roll_rows: config.roll_rows.unwrap_or(1_000_000),
+            roll_age: config
+                .roll_age
+                .unwrap_or(HumanDuration::from_millis(60_000))
+                .get(),
+            writer: config.writer_id.clone().unwrap_or_else(default_writer_id),
+        },
+    );
+    let name = config.name.clone();
+    Ok(tokio::task::spawn_blocking(move || {
+        run(lake, receiver, stats, &name)
+    }))
+}
+
+fn run(
+    mut lake: Lake,
+    mut receiver: mpsc::Receiver<SinkMessage>,
+    stats: Arc<SinkStats>,
+    name: &str,
+) {
+    while let Some(message) = super::blocking_next(&mut receiver, &stats) {
+        let result = match message {
+            SinkMessage::Samples(samples) => lake.write_samples(&samples).map(|()| samples.len()),
+            SinkMessage::Windows(windows) => lake.write_windows(&windows).map(|()| windows.len()),
+            SinkMessage::Tick => lake.roll_aged().map(|()| 0),
+        };
+        match result {
+            Ok(rows) => stats.ok(rows as u64),
+            Err(e) => {
+                tracing::error!(sink = name, error = %e, "cannot write the lake");
+                stats.error(0, &e);
+            }
+        }
+    }
+    if let Err(e) = lake.finish() {
+        tracing::error!(sink = name, error = %e, "cannot complete the lake's open files");
+        stats.error(0, &e);
+    }
+}
+
+/// A writer id unique to this process run: the process id and start time, base 36.
+pub fn default_writer_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
+    format!(
+        "{}{}",
+        base36(u64::from(std::process::id())),
+        base36(nanos % 36u64.pow(6))
+    )
+}
+
+fn base36(mut n: u64) -> String {
+    let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(digits[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).expect("ascii")
+}
+
+/// How files roll.
+#[derive(Debug, Clone)]
+pub struct LakeOptions {
+    pub roll_rows: u64,
+    pub roll_age: Duration,
+    /// Part of every file name, so several writers can share a lake.
+    pub writer: String,
+}
+
+/// The schema of `samples` files.
+pub fn samples_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("device", DataType::Utf8, false),
+        Field::new("item", DataType::Utf8, false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("value", DataType::Float64, true),
+        Field::new("text", DataType::Utf8, true),
+    ]))
+}
+
+/// The schema of `windows` files.
+pub fn windows_schema() -> SchemaRef {
+    let ts = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
+    let mut fields = vec![
+        Field::new("device", DataType::Utf8, false),
+        Field::new("item", DataType::Utf8, false),
+        Field::new("start", ts.clone(), false),
+        Field::new("end", ts, false),
+        Field::new("count", DataType::Int64, false),
+    ];
+    for name in [
+        "min", "max", "mean", "stddev", "p50", "p95", "p99", "first", "last",
+    ] {
+        fields.push(Field::new(name, DataType::Float64, true));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// Rows waiting to be encoded, column by column.
+enum Buffer {
+    Samples {
+        device: StringBuilder,
+        item: StringBuilder,
+        ts: TimestampMillisecondBuilder,
+        value: Float64Builder,
+        text: StringBuilder,
+    },
+    Windows {
+        device: StringBuilder,
+        item: StringBuilder,
+        start: TimestampMillisecondBuilder,
+        end: TimestampMillisecondBuilder,
+        count: Int64Builder,
+        floats: Vec<Float64Builder>,
+    },
+}
+
+impl Buffer {
+    fn samples() -> Buffer {
+        Buffer::Samples {
+            device: StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 17),
+            item: StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 10),
+            ts: TimestampMillisecondBuilder::with_capacity(BATCH_ROWS).with_timezone("UTC"),
+            value: Float64Builder::with_capacity(BATCH_ROWS),
+            text: StringBuilder::new(),
+        }
+    }
+
+    fn windows() -> Buffer {
+        Buffer::Windows {
+            device: StringBuilder::new(),
+            item: StringBuilder::new(),
+            start: TimestampMillisecondBuilder::new().with_timezone("UTC"),
+            end: TimestampMillisecondBuilder::new().with_timezone("UTC"),
+            count: Int64Builder::new(),
+            floats: (0..9).map(|_| Float64Builder::new()).collect(),
+        }
+    }
+
+    fn push_sample(&mut self, s: &Sample) {
+        if let Buffer::Samples {
+            device,
+            item,
+            ts,
+            value,
+            text,
+        } = self
+        {
+            device.append_value(&s.device);
+            item.append_value(&s.item);
+            ts.append_value(s.ts);
+            value.append_option(s.value);
+            text.append_option(s.text.as_deref());
+        }
+    }
+
+    fn push_window(&mut self, w: &WindowRow) {
+        if let Buffer::Windows {
+            device,
+            item,
+            start,
+            end,
+            count,
+            floats,
+        } = self
+        {
+            device.append_value(&w.device);
+            item.append_value(&w.item);
+            start.append_value(w.start);
+            end.append_value(w.end);
+            count.append_value(w.count as i64);
+            let values = [
+                Some(w.min),
+                Some(w.max),
+                Some(w.mean),
+                w.stddev,
+                Some(w.p50),
+                Some(w.p95),
+                Some(w.p99),
+                Some(w.first),
+                Some(w.last),
+            ];
+            for (builder, v) in floats.iter_mut().zip(values) {
+                builder.append_option(v.filter(|v| v.is_finite()));
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Buffer::Samples { ts, .. } => ts.len(),
+            Buffer::Windows { count, .. } => count.len(),
+        }
+    }
+
+    fn take(&mut self, schema: &SchemaRef) -> Result<RecordBatch, String> {
+        let columns: Vec<ArrayRef> = match self {
+            Buffer::Samples {
+                device,
+                item,
+                ts,
+                value,
+                text,
+            } => vec![
+                Arc::new(device.finish()),
+                Arc::new(item.finish()),
+                Arc::new(ts.finish()),
+                Arc::new(value.finish()),
+                Arc::new(text.finish()),
+            ],
+            Buffer::Windows {
+                device,
+                item,
+                start,
+                end,
+                count,
+                floats,
+            } => {
+                let mut columns: Vec<ArrayRef> = vec![
+                    Arc::new(device.finish()),
+                    Arc::new(item.finish()),
+                    Arc::new(start.finish()),
+                    Arc::new(end.finish()),
+                    Arc::new(count.finish()),
+                ];
+                columns.extend(floats.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+                columns
+            }
+        };
+        RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
+    }
+}
+
+/// One file being written.
+struct OpenFile {
+    hidden: PathBuf,
+    visible: PathBuf,
+    writer: ArrowWriter<File>,
+    schema: SchemaRef,
+    buffer: Buffer,
+    rows: u64,
+    opened: Instant,
+    last_write: Instant,
+}
+
+impl OpenFile {
+    fn flush_buffer(&mut self) -> Result<(), String> {
+        if self.buffer.len() == 0 {
+            return Ok(());
+        }
+        let batch = self.buffer.take(&self.schema)?;
+        self.writer
+            .write(&batch)
+            .map_err(|e| format!("{}: {e}", self.hidden.display()))
+    }
+
+    /// Finishes the file and makes it visible.
+    fn complete(mut self) -> Result<PathBuf, String> {
+        self.flush_buffer()?;
+        let file = self
+            .writer
+            .into_inner()
+            .map_err(|e| format!("{}: {e}", self.hidden.display()))?;
+        file.sync_all()
+            .map_err(|e| format!("{}: {e}", self.hidden.display()))?;
+        fs::rename(&self.hidden, &self.visible)
+            .map_err(|e| format!("renaming {}: {e}", self.hidden.display()))?;
+        Ok(self.visible)
+    }
+}
+
+/// The lake writer.
+pub struct Lake {
+    dir: PathBuf,
+    options: LakeOptions,
+    open: HashMap<PathBuf, OpenFile>,
+    seq: u64,
+    samples_schema: SchemaRef,
+    windows_schema: SchemaRef,
+    properties: WriterProperties,
+    /// Files completed so far (for tests and logs).
+    pub completed: Vec<PathBuf>,
+}
+
+impl Lake {
+    pub fn new(dir: PathBuf, options: LakeOptions) -> Lake {
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(3).expect("valid level"),
+            ))
+            .set_dictionary_enabled(true)
+            .set_max_row_group_row_count(Some(1_000_000))
+            .build();
+        Lake {
+            dir,
+            options,
+            open: HashMap::new(),
+            seq: 0,
+            samples_schema: samples_schema(),
+            windows_schema: windows_schema(),
+            properties,
+            completed: Vec::new(),
+        }
+    }
+
+    pub fn write_samples(&mut self, samples: &[Sample]) -> Result<(), String> {
+        // Consecutive samples mostly share a partition: look it up once per run.
+        let mut i = 0;
+        while i < samples.len() {
+            let hour = samples[i].ts.div_euclid(3_600_000);
+            let run = samples[i..]
+                .iter()
+                .take_while(|s| s.ts.div_euclid(3_600_000) == hour)
+                .count();
+            let utc = Utc::from_ms(samples[i].ts);
+            let partition = self
+                .dir
+                .join("samples")
+                .join(format!("date={}", utc.date()))
+                .join(format!("hour={:02}", utc.hour));
+            let file = self.file(&partition, samples[i].ts, true)?;
+            for s in &samples[i..i + run] {
+                file.buffer.push_sample(s);
+            }
+            file.rows += run as u64;
+            self.settle(&partition)?;
+            i += run;
+        }
+        Ok(())
+    }
+
+    pub fn write_windows(&mut self, windows: &[WindowRow]) -> Result<(), String> {
+        for w in windows {
+            let size = HumanDuration::from_millis(w.size_ms.max(0) as u64);
+            let partition = self
+                .dir
+                .join("windows")
+                .join(format!("size={size}"))
+                .join(format!("date={}", Utc::from_ms(w.start).date()));
+            let file = self.file(&partition, w.start, false)?;
+            file.buffer.push_window(w);
+            file.rows += 1;
+            self.settle(&partition)?;
+        }
+        Ok(())
+    }
+
+    /// After a write to `partition`: encodes a full buffer, completes a full file.
+    fn settle(&mut self, partition: &Path) -> Result<(), String> {
+        let Some(file) = self.open.get_mut(partition) else {
+            return Ok(());
+        };
+        if file.rows >= self.options.roll_rows {
+            let file = self.open.remove(partition).expect("present");
+            self.completed.push(file.complete()?);
+        } else if file.buffer.len() >= BATCH_ROWS {
+            file.flush_buffer()?;
+        }
+        Ok(())
+    }
+
+    /// The open file of `partition`, opening one (named after `first_ts`) if needed.
+    fn file(
+        &mut self,
+        partition: &Path,
+        first_ts: i64,
+        samples: bool,
+    ) -> Result<&mut OpenFile, String> {
+        if !self.open.contains_key(partition) {
+            if self.open.len() >= MAX_OPEN_FILES {
+                let oldest = self
+                    .open
+                    .iter()
+                    .min_by_key(|(_, f)| f.last_write)
+                    .map(|(p, _)| p.clone())
+                    .expect("non-empty");
+                let file = self.open.remove(&oldest).expect("exists");
+                self.completed.push(file.complete()?);
+            }
+            fs::create_dir_all(partition)
+                .map_err(|e| format!("cannot create {}: {e}", partition.display()))?;
+            self.seq += 1;
+            let name = format!(
+                "part-{first_ts}-{}-{:06}.parquet",
+                self.options.writer, self.seq
+            );
+            let hidden = partition.join(format!(".{name}"));
+            let visible = partition.join(&name);
+            let (schema, buffer) = if samples {
+                (self.samples_schema.clone(), Buffer::samples())
+            } else {
+                (self.windows_schema.clone(), Buffer::windows())
+            };
+            let out = File::create(&hidden)
+                .map_err(|e| format!("cannot create {}: {e}", hidden.display()))?;
+            let writer = ArrowWriter::try_new(out, schema.clone(), Some(self.properties.clone()))
+                .map_err(|e| format!("{}: {e}", hidden.display()))?;
+            let now = Instant::now();
+            self.open.insert(
+                partition.to_path_buf(),
+                OpenFile {
+                    hidden,
+                    visible,
+                    writer,
+                    schema,
+                    buffer,
+                    rows: 0,
+                    opened: now,
+                    last_write: now,
+                },
+            );
+        }
+        let file = self.open.get_mut(partition).expect("inserted above");
+        file.last_write = Instant::now();
+        Ok(file)
+    }
+
+    /// Completes files older than `roll_age`.
+    pub fn roll_aged(&mut self) -> Result<(), String> {
+        let age = self.options.roll_age;
+        let aged: Vec<PathBuf> = self
+            .open
+            .iter()
+            .filter(|(_, f)| f.opened.elapsed() >= age)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for partition in aged {
+            let file = self.open.remove(&partition).expect("listed above");
+            self.completed.push(file.complete()?);
+        }
+        Ok(())
+    }
+
+    /// Completes every open file.
+    pub fn finish(&mut self) -> Result<(), String> {
+        let mut first_error = None;
+        for (_, file) in self.open.drain() {
+            match file.complete() {
+                Ok(path) => self.completed.push(path),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}

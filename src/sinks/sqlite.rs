@@ -1,0 +1,180 @@
+//! SQLite through sqlx (`schemas/sqlite.sql`, created if missing): the embedded default for SQL.
+//!
+//! Rows are buffered and written in one transaction per batch (`batch_rows`, or every tick) as
+//! multi-row inserts. Writes are idempotent on the primary keys: a re-delivered sample is
+//! ignored (`ON CONFLICT DO NOTHING`), a recomputed window replaces its row. Text longer than
+//! the schema's 1024 characters is cut at a character boundary.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use tokio::sync::mpsc;
+
+use super::{SinkMessage, SinkStats};
+use crate::config::SinkConfig;
+use crate::sample::Sample;
+use crate::time::Utc;
+use crate::window::WindowRow;
+
+/// The DDL, embedded.
+pub const SCHEMA: &str = include_str!("../../schemas/sqlite.sql");
+/// Rows per INSERT statement (5 or 14 parameters each; SQLite allows 32 766).
+const ROWS_PER_STATEMENT: usize = 500;
+/// Longest text kept (`VARCHAR(1024)`).
+pub const MAX_TEXT: usize = 1024;
+
+/// Opens the database (creating file and tables) and starts the writer task.
+pub async fn spawn(
+    config: &SinkConfig,
+    receiver: mpsc::Receiver<SinkMessage>,
+    stats: Arc<SinkStats>,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let url = config.url.clone().ok_or("sqlite sink without url")?;
+    let pool = open(&url)
+        .await
+        .map_err(|e| format!("sink {:?}: {e}", config.name))?;
+    let batch_rows = config.batch_rows.unwrap_or(5_000);
+    let name = config.name.clone();
+    Ok(tokio::spawn(run(pool, receiver, stats, batch_rows, name)))
+}
+
+/// Opens (and creates) the database at a `sqlite://path` URL and applies the schema.
+pub async fn open(url: &str) -> Result<SqlitePool, String> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    if let Some(parent) = std::path::Path::new(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
+        .map_err(|e| format!("bad SQLite URL {url:?}: {e}"))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .map_err(|e| format!("cannot open {path}: {e}"))?;
+    sqlx::raw_sql(SCHEMA)
+        .execute(&pool)
+        .await
+        .map_err(|e| format!("cannot create the tables in {path}: {e}"))?;
+    Ok(pool)
+}
+
+async fn run(
+    pool: SqlitePool,
+    mut receiver: mpsc::Receiver<SinkMessage>,
+    stats: Arc<SinkStats>,
+    batch_rows: usize,
+    name: String,
+) {
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut windows: Vec<WindowRow> = Vec::new();
+    loop {
+        let message = super::next(&mut receiver, &stats).await;
+        let flush = match &message {
+            Some(SinkMessage::Samples(batch)) => {
+                samples.extend_from_slice(batch);
+                samples.len() + windows.len() >= batch_rows
+            }
+            Some(SinkMessage::Windows(batch)) => {
+                windows.extend_from_slice(batch);
+                samples.len() + windows.len() >= batch_rows
+            }
+            Some(SinkMessage::Tick) | None => true,
+        };
+        if flush && !(samples.is_empty() && windows.is_empty()) {
+            let rows = (samples.len() + windows.len()) as u64;
+            match write(&pool, &samples, &windows).await {
+                Ok(()) => stats.ok(rows),
+                Err(e) => {
+                    tracing::error!(sink = %name, error = %e, rows, "cannot write to SQLite");
+                    stats.error(rows, &e);
+                }
+            }
+            samples.clear();
+            windows.clear();
+        }
+        if message.is_none() {
+            break;
+        }
+    }
+    pool.close().await;
+}
+
+/// Writes one batch in one transaction.
+pub async fn write(
+    pool: &SqlitePool,
+    samples: &[Sample],
+    windows: &[WindowRow],
+) -> Result<(), String> {
+    let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
+    for chunk in samples.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO samples (device, item, ts, value, text) VALUES {} ON CONFLICT DO NOTHING",
+            placeholders(5, chunk.len())
+        );
+        // Only placeholders are formatted into the statement; every value is bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for s in chunk {
+            query = query
+                .bind(&*s.device)
+                .bind(&*s.item)
+                .bind(Utc::from_ms(s.ts).sql())
+                .bind(s.value)
+                .bind(s.text.as_deref().map(|t| cut(t, MAX_TEXT)));
+        }
+        query.execute(&mut *tx).await.map_err(|e| e.to_string())?;
+    }
+    for chunk in windows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT OR REPLACE INTO window_aggregates \
+             (device, item, size_ms, start, count, min, max, mean, stddev, p50, p95, p99, first, last) VALUES {}",
+            placeholders(14, chunk.len())
+        );
+        // Only placeholders are formatted into the statement; every value is bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for w in chunk {
+            let finite = |v: f64| v.is_finite().then_some(v);
+            query = query
+                .bind(&*w.device)
+                .bind(&*w.item)
+                .bind(w.size_ms)
+                .bind(Utc::from_ms(w.start).sql())
+                .bind(w.count as i64)
+                .bind(finite(w.min))
+                .bind(finite(w.max))
+                .bind(finite(w.mean))
+                .bind(w.stddev.and_then(finite))
+                .bind(finite(w.p50))
+                .bind(finite(w.p95))
+                .bind(finite(w.p99))
+                .bind(finite(w.first))
+                .bind(finite(w.last));
+        }
+        query.execute(&mut *tx).await.map_err(|e| e.to_string())?;
+    }
+    tx.commit().await.map_err(|e| e.to_string())
+}
+
+fn placeholders(columns: usize, rows: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(","));
+    vec![row; rows].join(",")
+}
+
+/// The longest prefix of `text` of at most `max` characters.
+pub fn cut(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => &text[..i],
+        None => text,
+    }
+}
