@@ -189,3 +189,45 @@ fn late_samples_are_counted_and_still_reach_the_raw_output() {
         .sum();
     assert_eq!(total, 2, "the late sample is in no window");
 }
+
+#[test]
+fn a_quiet_source_still_closes_windows() {
+    let mut options = options(1);
+    options.windows = WindowSpec::new(&[1_000], &[]);
+    options.allowed_lateness_ms = 0;
+    options.idle_timeout_ms = Some(200);
+    let collect = Arc::new(Collect::default());
+    let (input, dataflow) = start(options, collect.clone()).unwrap();
+    let d: Arc<str> = Arc::from("M");
+    let i: Arc<str> = Arc::from("x");
+    // Event time far in the past (an old recording): the watermark must advance from there at
+    // wall-clock speed, not jump to now.
+    input
+        .blocking_send(vec![
+            Sample::number(d.clone(), i.clone(), 10_500, 1.0),
+            Sample::number(d, i, 10_700, 2.0),
+        ])
+        .unwrap();
+    let start = std::time::Instant::now();
+    while collect.windows.lock().unwrap().is_empty() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "no window closed without new data"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let waited = start.elapsed();
+    {
+        let windows = collect.windows.lock().unwrap();
+        assert_eq!(windows.len(), 1);
+        assert_eq!((windows[0].start, windows[0].count), (10_000, 2));
+    }
+    // 200 ms idle + 300 ms for the watermark to walk from 10 700 to 11 000.
+    assert!(
+        waited >= std::time::Duration::from_millis(450),
+        "closed after {waited:?}"
+    );
+    input.close();
+    dataflow.join().unwrap();
+    assert_eq!(collect.windows.lock().unwrap().len(), 1, "emitted once");
+}

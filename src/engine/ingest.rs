@@ -69,6 +69,14 @@ impl SourceControl {
     pub fn broker(&self) -> String {
         self.broker.read().expect("broker lock").clone()
     }
+
+    /// A control with no source behind it (every command fails), for API tests.
+    pub fn detached(broker: &str) -> SourceControl {
+        SourceControl {
+            commands: mpsc::channel(1).0,
+            broker: Arc::new(RwLock::new(broker.to_string())),
+        }
+    }
 }
 
 pub(super) struct Ingest {

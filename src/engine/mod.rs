@@ -65,6 +65,35 @@ impl Default for EngineSettings {
     }
 }
 
+/// The dataflow settings of a pipeline: its windows, lateness and idle timeout.
+pub fn dataflow_options(config: &Config, workers: usize) -> DataflowOptions {
+    let tumbling: Vec<i64> = config
+        .windows
+        .tumbling
+        .iter()
+        .map(|d| d.as_millis() as i64)
+        .collect();
+    let sliding: Vec<(i64, i64)> = config
+        .windows
+        .sliding
+        .iter()
+        .map(|s| (s.size.as_millis() as i64, s.every.as_millis() as i64))
+        .collect();
+    let lateness = config.windows.allowed_lateness.as_millis() as i64;
+    DataflowOptions {
+        workers: workers.max(1),
+        windows: WindowSpec::new(&tumbling, &sliding),
+        allowed_lateness_ms: lateness,
+        idle_timeout_ms: Some(
+            config
+                .windows
+                .idle_timeout
+                .map_or(lateness, |d| d.as_millis() as i64),
+        ),
+        input_capacity: 64,
+    }
+}
+
 /// A running engine.
 pub struct Engine {
     pub state: Arc<AppState>,
@@ -88,35 +117,10 @@ impl Engine {
         let bus = Bus::default();
 
         let sinks = Sinks::start(&config.sinks).await?;
-        let tumbling: Vec<i64> = config
-            .windows
-            .tumbling
-            .iter()
-            .map(|d| d.as_millis() as i64)
-            .collect();
-        let sliding: Vec<(i64, i64)> = config
-            .windows
-            .sliding
-            .iter()
-            .map(|s| (s.size.as_millis() as i64, s.every.as_millis() as i64))
-            .collect();
-        let spec = WindowSpec::new(&tumbling, &sliding);
-        let mut window_sizes: Vec<i64> = spec.families.iter().map(|f| f.size).collect();
+        let options = dataflow_options(&config, settings.workers);
+        let mut window_sizes: Vec<i64> = options.windows.families.iter().map(|f| f.size).collect();
         window_sizes.sort();
         window_sizes.dedup();
-        let lateness = config.windows.allowed_lateness.as_millis() as i64;
-        let options = DataflowOptions {
-            workers: settings.workers.max(1),
-            windows: spec,
-            allowed_lateness_ms: lateness,
-            idle_timeout_ms: Some(
-                config
-                    .windows
-                    .idle_timeout
-                    .map_or(lateness, |d| d.as_millis() as i64),
-            ),
-            input_capacity: 64,
-        };
         let observer = Arc::new(observer::EngineObserver {
             sinks: sinks.handles.clone(),
             views: views.clone(),

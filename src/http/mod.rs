@@ -122,3 +122,6 @@ impl From<&WindowRow> for WindowJson {
 async fn index() -> Html<&'static str> {
     Html(include_str!("index.html"))
 }
+
+#[cfg(test)]
+mod tests;

@@ -41,7 +41,13 @@ pub struct WindowRow {
 impl WindowRow {
     pub fn new(device: Arc<str>, item: Arc<str>, closed: &ClosedWindow) -> WindowRow {
         let a = &closed.aggregate;
-        let q = |q: f64| a.sketch.quantile(q).unwrap_or(f64::NAN);
+        // The sketch's estimate, clamped to the exact extremes: still within the error bound,
+        // and a window of one value reports that value.
+        let q = |q: f64| {
+            a.sketch
+                .quantile(q)
+                .map_or(f64::NAN, |v| v.clamp(a.min, a.max))
+        };
         WindowRow {
             device,
             item,

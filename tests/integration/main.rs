@@ -14,6 +14,7 @@ mod support;
 mod bad_input;
 mod broker_restart;
 mod cli;
+mod golden;
 mod recording;
 mod sim_source;
 mod tls;

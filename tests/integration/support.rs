@@ -215,3 +215,41 @@ fn mosquitto_binary() -> PathBuf {
 pub fn millstream() -> Command {
     Command::new(env!("CARGO_BIN_EXE_millstream"))
 }
+
+/// An observer that keeps everything the dataflow emits.
+#[derive(Default)]
+pub struct Collect {
+    pub samples: std::sync::Mutex<Vec<millstream::sample::Sample>>,
+    pub windows: std::sync::Mutex<Vec<millstream::window::WindowRow>>,
+    pub late: std::sync::atomic::AtomicU64,
+    pub views: millstream::views::LiveViews,
+}
+
+impl millstream::dataflow::Observer for Collect {
+    fn on_samples(&self, samples: &[millstream::sample::Sample]) {
+        self.samples.lock().unwrap().extend_from_slice(samples);
+    }
+    fn on_windows(&self, windows: &[millstream::window::WindowRow]) {
+        self.windows.lock().unwrap().extend_from_slice(windows);
+    }
+    fn on_late(&self, count: u64) {
+        self.late
+            .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn on_latest(
+        &self,
+        changes: &[(
+            millstream::views::ItemKey,
+            millstream::views::LatestValue,
+            isize,
+        )],
+    ) {
+        self.views.apply_latest(changes);
+    }
+    fn on_fleet(&self, changes: &[(millstream::nclink::status::MachineState, i64, isize)]) {
+        self.views.apply_fleet(changes);
+    }
+    fn on_samples_per_device(&self, changes: &[(Arc<str>, i64, isize)]) {
+        self.views.apply_samples(changes);
+    }
+}

@@ -1,0 +1,284 @@
+//! The API against a state filled by hand: answers, and the 4xx of bad input.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use tower::ServiceExt;
+
+use crate::config::Secret;
+use crate::engine::{AppState, Bus, SourceControl};
+use crate::metrics::Metrics;
+use crate::nclink::model::DeviceModel;
+use crate::registry::Registry;
+use crate::views::{LatestValue, LiveViews};
+use crate::window::WindowRow;
+use crate::window_store::WindowStore;
+
+fn state(token: Option<&str>) -> Arc<AppState> {
+    let views = LiveViews::default();
+    let d: Arc<str> = Arc::from("M1");
+    let speed: Arc<str> = Arc::from("0103502202");
+    views.apply_latest(&[(
+        (d.clone(), speed.clone()),
+        LatestValue {
+            ts: 5,
+            value_bits: Some(2.5f64.to_bits()),
+            text: None,
+        },
+        1,
+    )]);
+    let registry = Registry::default();
+    registry.seen(&d, 5);
+    let model: serde_json::Value =
+        serde_json::from_str(include_str!("../../data/nc-link/lab-model.json")).unwrap();
+    registry.set_model(&d, Arc::new(DeviceModel::from_tree(model).unwrap()));
+    let windows = WindowStore::default();
+    let row = |start: i64| WindowRow {
+        device: d.clone(),
+        item: speed.clone(),
+        size_ms: 10_000,
+        start,
+        end: start + 10_000,
+        count: 3,
+        min: 1.0,
+        max: 3.0,
+        mean: 2.0,
+        stddev: Some(1.0),
+        p50: 2.0,
+        p95: 3.0,
+        p99: 3.0,
+        first: 1.0,
+        last: 3.0,
+    };
+    windows.add(&[row(20_000), row(0), row(10_000)]);
+    Arc::new(AppState {
+        metrics: Arc::new(Metrics::default()),
+        views: Arc::new(views),
+        registry: Arc::new(registry),
+        windows: Arc::new(windows),
+        bus: Bus::default(),
+        source: SourceControl::detached("mqtt://127.0.0.1:1883"),
+        sinks: Vec::new(),
+        token: token.map(Secret::new),
+        window_sizes: vec![1_000, 10_000, 60_000],
+        started: Instant::now(),
+    })
+}
+
+async fn call(
+    state: Arc<AppState>,
+    request: Request<Body>,
+) -> (StatusCode, serde_json::Value, String) {
+    let response = super::app(state).oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        text,
+    )
+}
+
+async fn get(path: &str) -> (StatusCode, serde_json::Value, String) {
+    call(state(None), Request::get(path).body(Body::empty()).unwrap()).await
+}
+
+fn post(path: &str, body: &str, token: Option<&str>) -> Request<Body> {
+    let mut r = Request::post(path).header("content-type", "application/json");
+    if let Some(t) = token {
+        r = r.header("authorization", format!("Bearer {t}"));
+    }
+    r.body(Body::from(body.to_string())).unwrap()
+}
+
+#[tokio::test]
+async fn answers() {
+    let (s, v, _) = get("/api/v1/health").await;
+    assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let (s, v, _) = get("/api/v1/latest?device=M1").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["items"]["0103502202"]["value"], 2.5);
+    let (s, v, _) = get("/api/v1/devices/M1/items").await;
+    assert_eq!(s, StatusCode::OK);
+    let speed = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["item"] == "0103502202")
+        .unwrap();
+    assert_eq!(speed["name"], "实际速度");
+    assert_eq!(speed["last"]["value"], 2.5);
+    let (s, v, _) = get("/api/v1/windows?device=M1&item=0103502202&size=10s").await;
+    assert_eq!(s, StatusCode::OK);
+    let starts: Vec<i64> = v["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["start"].as_i64().unwrap())
+        .collect();
+    assert_eq!(starts, vec![0, 10_000, 20_000], "oldest first");
+    let (_, v, _) =
+        get("/api/v1/windows?device=M1&item=0103502202&size=10s&from=5000&to=1970-01-01T00:00:20Z")
+            .await;
+    assert_eq!(v["windows"].as_array().unwrap().len(), 1);
+    let (_, v, _) = get("/api/v1/windows?device=M1&item=0103502202&size=10s&limit=2").await;
+    assert_eq!(
+        v["windows"][0]["start"], 10_000,
+        "the newest `limit`, oldest first"
+    );
+    let (s, v, _) = get("/api/v1/fleet").await;
+    assert_eq!((s, v["unknown"].as_i64()), (StatusCode::OK, Some(0)));
+    let (s, _, text) = get("/metrics").await;
+    assert_eq!(s, StatusCode::OK);
+    for name in [
+        "millstream_messages_total",
+        "millstream_late_samples_total",
+        "millstream_watermark_lag_seconds",
+    ] {
+        assert!(text.contains(name), "{name}");
+    }
+    let (s, _, text) = get("/").await;
+    assert!(s == StatusCode::OK && text.contains("/api/v1/windows"));
+}
+
+#[tokio::test]
+async fn bad_parameters_are_400_with_a_reason() {
+    for (path, status, needle) in [
+        (
+            "/api/v1/windows?device=M1&item=0103502202&size=5x",
+            StatusCode::BAD_REQUEST,
+            "bad `size`",
+        ),
+        (
+            "/api/v1/windows?device=M1&item=0103502202&size=7s",
+            StatusCode::BAD_REQUEST,
+            "sizes: 1s, 10s, 1m",
+        ),
+        (
+            "/api/v1/windows?item=0103502202&size=10s",
+            StatusCode::BAD_REQUEST,
+            "missing parameter `device`",
+        ),
+        (
+            "/api/v1/windows?device=M1&item=x&size=10s&from=yesterday",
+            StatusCode::BAD_REQUEST,
+            "bad `from`",
+        ),
+        (
+            "/api/v1/windows?device=M1&item=x&size=10s&limit=0",
+            StatusCode::BAD_REQUEST,
+            "bad `limit`",
+        ),
+        (
+            "/api/v1/windows?device=M1&item=x&size=10s&from=20&to=10",
+            StatusCode::BAD_REQUEST,
+            "after",
+        ),
+        (
+            "/api/v1/windows?device=NOPE&item=x&size=10s",
+            StatusCode::NOT_FOUND,
+            "unknown device",
+        ),
+        (
+            "/api/v1/latest",
+            StatusCode::BAD_REQUEST,
+            "missing parameter `device`",
+        ),
+        (
+            "/api/v1/latest?device=NOPE",
+            StatusCode::NOT_FOUND,
+            "unknown device",
+        ),
+        (
+            "/api/v1/latest?device=M1&item=nope",
+            StatusCode::NOT_FOUND,
+            "no value for item",
+        ),
+        (
+            "/api/v1/devices/NOPE/items",
+            StatusCode::NOT_FOUND,
+            "unknown device",
+        ),
+        (
+            "/api/v2/anything",
+            StatusCode::NOT_FOUND,
+            "no such endpoint",
+        ),
+    ] {
+        let (s, v, text) = get(path).await;
+        assert_eq!(s, status, "{path}: {text}");
+        assert!(
+            v["error"].as_str().unwrap().contains(needle),
+            "{path}: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bad_bodies_and_tokens() {
+    let open = state(None);
+    let (s, v, _) = call(open.clone(), post("/api/v1/query", "{not json", None)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        v["error"].as_str().unwrap().starts_with("bad JSON body"),
+        "{v}"
+    );
+    let (s, _, _) = call(
+        open.clone(),
+        post("/api/v1/query", r#"{"device":"M1","items":[]}"#, None),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _, _) = call(
+        open.clone(),
+        post(
+            "/api/v1/query",
+            r#"{"device":"M1","items":["x"],"extra":1}"#,
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "unknown fields are refused");
+    let (s, _, _) = call(
+        open.clone(),
+        post("/api/v1/query", r#"{"device":"NOPE","items":["x"]}"#, None),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, v, _) = call(
+        open.clone(),
+        post("/api/v1/source", r#"{"url":"http://x"}"#, None),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(v["error"].as_str().unwrap().contains("mqtt://"), "{v}");
+    // With no source behind the control, a valid request is a 502, not a hang.
+    let (s, _, _) = call(
+        open,
+        post("/api/v1/query", r#"{"device":"M1","items":["x"]}"#, None),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY);
+
+    let locked = state(Some("s3cret"));
+    let body = r#"{"device":"M1","items":["x"]}"#;
+    let (s, v, _) = call(locked.clone(), post("/api/v1/query", body, None)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(v["error"].as_str().unwrap().contains("Bearer"));
+    let (s, _, _) = call(locked.clone(), post("/api/v1/query", body, Some("wrong"))).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, _) = call(locked.clone(), post("/api/v1/query", body, Some("s3cret"))).await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "authorized, then no source");
+    // GET endpoints stay open.
+    let (s, _, _) = call(
+        locked,
+        Request::get("/api/v1/fleet").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+}
