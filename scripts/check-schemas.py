@@ -76,7 +76,8 @@ def main():
             failures += 1
             print(f"FAIL accepted invalid {topic}: {json.dumps(payload)[:120]}")
     recorded = 0
-    for recording in sorted((ROOT / "data" / "recordings").glob("*.jsonl*")):
+    recordings = [r for r in sorted((ROOT / "data" / "recordings").glob("*.jsonl*")) if not r.name.endswith(".windows.jsonl")]
+    for recording in recordings:
         raw = recording.read_bytes()
         if recording.suffix == ".zst":
             raw = subprocess.run(["zstd", "-dc"], input=raw, capture_output=True, check=True).stdout

@@ -69,6 +69,7 @@ async fn record(args: RecordArgs) -> Result<(), Failure> {
             interval,
             items: args.poll_items.clone(),
             timeout: None,
+            devices: Vec::new(),
         });
     }
     let metrics = Arc::new(Metrics::default());

@@ -133,9 +133,24 @@ pub struct PollConfig {
     /// An answer later than this counts as a timeout (default: the interval, at least 1 s).
     #[serde(default)]
     pub timeout: Option<HumanDuration>,
+    /// Only these devices (ids, or prefixes ending in `*`); default: every known device.
+    #[serde(default)]
+    pub devices: Vec<String>,
 }
 
 impl PollConfig {
+    /// Whether `device` is polled.
+    pub fn polls(&self, device: &str) -> bool {
+        self.devices.is_empty()
+            || self
+                .devices
+                .iter()
+                .any(|pattern| match pattern.strip_suffix('*') {
+                    Some(prefix) => device.starts_with(prefix),
+                    None => device == pattern,
+                })
+    }
+
     pub fn effective_timeout(&self) -> HumanDuration {
         self.timeout
             .unwrap_or_else(|| self.interval.max(HumanDuration::from_millis(1_000)))

@@ -63,6 +63,8 @@ struct DeviceJson {
     items: usize,
     last_seen: Option<i64>,
     status: MachineState,
+    /// Samples received from the device.
+    samples: i64,
 }
 
 pub async fn devices(State(state): State<Arc<AppState>>) -> Json<Value> {
@@ -75,9 +77,11 @@ pub async fn devices(State(state): State<Arc<AppState>>) -> Json<Value> {
                 items: 0,
                 last_seen: Some(info.last_seen),
                 status: MachineState::Unknown,
+                samples: 0,
             },
         );
     }
+    let counts = state.views.samples_per_device();
     for device in state.views.devices() {
         let latest = state.views.latest(&device).unwrap_or_default();
         let entry = devices.entry(device.clone()).or_insert(DeviceJson {
@@ -85,7 +89,9 @@ pub async fn devices(State(state): State<Arc<AppState>>) -> Json<Value> {
             items: 0,
             last_seen: None,
             status: MachineState::Unknown,
+            samples: 0,
         });
+        entry.samples = counts.get(&device).copied().unwrap_or(0);
         entry.items = latest.len();
         if let Some(status) = latest.get(STATUS_ITEM) {
             entry.status = status.state();

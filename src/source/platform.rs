@@ -545,7 +545,12 @@ impl Platform {
         if now < due {
             return;
         }
-        let mut devices: Vec<Arc<str>> = self.devices.keys().cloned().collect();
+        let mut devices: Vec<Arc<str>> = self
+            .devices
+            .keys()
+            .filter(|d| poll.polls(d))
+            .cloned()
+            .collect();
         devices.sort();
         for device in devices {
             self.send_query(&device, &poll.items, now);
@@ -780,6 +785,7 @@ mod tests {
             interval: HumanDuration::from_millis(1_000),
             items: vec!["0103502202".into()],
             timeout: Some(HumanDuration::from_millis(500)),
+            devices: Vec::new(),
         };
         let (mut p, metrics) = platform(Some(poll));
         p.on_message(

@@ -14,6 +14,8 @@ mod support;
 mod bad_input;
 mod broker_restart;
 mod cli;
+mod demo;
+mod engine;
 mod golden;
 mod recording;
 mod sim_source;

@@ -33,6 +33,8 @@ async fn source_discovers_probes_samples_and_polls_three_machines() {
             interval: HumanDuration::from_millis(500),
             items: POLLED.iter().map(|s| s.to_string()).collect(),
             timeout: None,
+            // Only this test's machines: others on the shared broker belong to other tests.
+            devices: (base..base + 3).map(device_id).collect(),
         });
     });
     // Let the source subscribe before the machines announce themselves.

@@ -253,3 +253,102 @@ impl millstream::dataflow::Observer for Collect {
         self.views.apply_samples(changes);
     }
 }
+
+/// GET `url` and parse the JSON answer; the status comes too.
+pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let response = reqwest::get(url)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(serde_json::Value::Null);
+    (status, body)
+}
+
+/// Waits until `GET {base}/api/v1/health` answers.
+pub async fn wait_for_http(base: &str, timeout: Duration) {
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = reqwest::get(format!("{base}/api/v1/health")).await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "no HTTP API at {base} after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sends SIGINT to a child process and waits (up to `timeout`) for its exit code.
+pub fn interrupt_and_wait(child: &mut Child, timeout: Duration) -> Option<i32> {
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status();
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.code();
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            panic!("process did not stop within {timeout:?} of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Parquet files (complete ones) under `dir`, and hidden (incomplete) ones.
+pub fn lake_files(dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let mut visible = Vec::new();
+    let mut hidden = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'))
+            {
+                hidden.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                visible.push(path);
+            }
+        }
+    }
+    (visible, hidden)
+}
+
+/// Rows of the lake's `table` (`samples` or `windows`) per device, read with polars (lazy scan,
+/// Hive partitions).
+pub fn polars_rows_per_device(lake: &Path, table: &str) -> std::collections::BTreeMap<String, u64> {
+    use polars::prelude::*;
+    let path = format!("{}/{table}/**/*.parquet", lake.display());
+    let args = ScanArgsParquet {
+        hive_options: polars::io::HiveOptions::new_enabled(),
+        ..Default::default()
+    };
+    let frame = LazyFrame::scan_parquet(PlRefPath::new(path.as_str()), args)
+        .unwrap_or_else(|e| panic!("polars cannot scan {path}: {e}"))
+        .group_by([col("device")])
+        .agg([len().alias("rows")])
+        .collect()
+        .unwrap_or_else(|e| panic!("polars cannot read {path}: {e}"));
+    let devices = frame.column("device").unwrap().str().unwrap().clone();
+    let rows = frame
+        .column("rows")
+        .unwrap()
+        .cast(&DataType::UInt64)
+        .unwrap();
+    let rows = rows.u64().unwrap().clone();
+    devices
+        .iter()
+        .zip(rows.iter())
+        .filter_map(|(d, n)| Some((d?.to_string(), n?)))
+        .collect()
+}
