@@ -219,7 +219,7 @@ fn sim_and_record_capture_a_complete_recording_on_ctrl_c() {
             }
         }
     }
-    // 2 machines × 15 items × 10 samples/s × ~3.5 s.
+    // 2 machines × 20 items × 10 samples/s × ~3.5 s.
     assert!(
         samples > 800,
         "decoded {samples} samples from the recording"

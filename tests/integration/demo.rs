@@ -48,7 +48,7 @@ async fn demo_runs_shows_live_data_and_stops_cleanly() {
         let ready = devices
             .as_array()
             .map(|list| {
-                list.len() == 3 && list.iter().all(|d| d["items"].as_u64().unwrap_or(0) >= 15)
+                list.len() == 3 && list.iter().all(|d| d["items"].as_u64().unwrap_or(0) >= 20)
             })
             .unwrap_or(false);
         if ready {

@@ -90,7 +90,7 @@ roll_age = "2s"
     let stats = sim.stats.clone();
     sim.shutdown().await;
     let published = stats.samples.load(std::sync::atomic::Ordering::Relaxed);
-    assert!(published > 3 * 15 * 30, "published {published}");
+    assert!(published > 3 * 20 * 30, "published {published}");
 
     // Everything published arrives.
     let mut received = 0;
@@ -119,7 +119,7 @@ roll_age = "2s"
         let (status, latest) = get_json(&format!("{base}/api/v1/latest?device={device}")).await;
         assert_eq!(status, 200);
         let items = latest["items"].as_object().unwrap();
-        assert_eq!(items.len(), 15, "{device}: {latest}");
+        assert_eq!(items.len(), 20, "{device}: {latest}");
         for (axis, item) in positions.iter().enumerate() {
             let ts = items[*item]["ts"].as_i64().unwrap();
             let truth = machines.get_mut(device).unwrap().at(ts - epoch);
