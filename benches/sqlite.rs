@@ -37,34 +37,36 @@ fn samples(n: usize) -> Vec<Sample> {
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let data = samples(200_000);
+    let data = samples(1_000_000);
     let mut group = c.benchmark_group("sqlite");
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(20));
     group.throughput(Throughput::Elements(data.len() as u64));
-    group.bench_function("insert_samples_batches_of_5000/samples", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let dir = tempfile::tempdir().unwrap();
-                let url = format!("sqlite://{}/b.db", dir.path().display());
-                total += rt.block_on(async {
-                    let pool = millstream::sinks::sqlite::open(&url).await.unwrap();
-                    let start = Instant::now();
-                    for chunk in data.chunks(5_000) {
-                        millstream::sinks::sqlite::write(&pool, chunk, &[])
-                            .await
-                            .unwrap();
-                    }
-                    let elapsed = start.elapsed();
-                    pool.close().await;
-                    elapsed
-                });
-            }
-            total
-        })
-    });
+    for batch in [5_000usize, 50_000, 200_000] {
+        group.bench_function(format!("insert_samples_batches_of_{batch}/samples"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let dir = tempfile::tempdir().unwrap();
+                    let url = format!("sqlite://{}/b.db", dir.path().display());
+                    total += rt.block_on(async {
+                        let pool = millstream::sinks::sqlite::open(&url).await.unwrap();
+                        let start = Instant::now();
+                        for chunk in data.chunks(batch) {
+                            millstream::sinks::sqlite::write(&pool, chunk, &[])
+                                .await
+                                .unwrap();
+                        }
+                        let elapsed = start.elapsed();
+                        pool.close().await;
+                        elapsed
+                    });
+                }
+                total
+            })
+        });
+    }
     group.finish();
 }
 

@@ -59,6 +59,28 @@ impl Utc {
         format!("{:04}-{:02}-{:02}", self.year, self.month, self.day)
     }
 
+    /// [`Utc::sql`] without the formatting machinery (the SQL sinks format one per row).
+    pub fn sql_fast(&self) -> String {
+        let mut b = *b"0000-00-00 00:00:00.000";
+        let mut put = |at: usize, width: usize, mut v: u64| {
+            for i in (0..width).rev() {
+                b[at + i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        if !(0..=9999).contains(&self.year) {
+            return self.sql();
+        }
+        put(0, 4, self.year as u64);
+        put(5, 2, u64::from(self.month));
+        put(8, 2, u64::from(self.day));
+        put(11, 2, u64::from(self.hour));
+        put(14, 2, u64::from(self.minute));
+        put(17, 2, u64::from(self.second));
+        put(20, 3, u64::from(self.millis));
+        String::from_utf8(b.to_vec()).expect("ascii digits")
+    }
+
     /// `YYYY-MM-DD HH:MM:SS.mmm` (SQL `DATETIME(3)` text, UTC).
     pub fn sql(&self) -> String {
         format!(
@@ -141,6 +163,7 @@ mod tests {
         }
         for ms in [0, 1_764_086_400_123, 951_782_400_000, -86_400_001] {
             assert_eq!(parse_sql(&Utc::from_ms(ms).sql()), Some(ms));
+            assert_eq!(Utc::from_ms(ms).sql_fast(), Utc::from_ms(ms).sql());
         }
         assert_eq!(parse_sql("2025-11-25T16:00:00Z"), Some(1_764_086_400_000));
         assert_eq!(parse_time("2025-11-25T16:00:00Z"), Some(1_764_086_400_000));

@@ -307,9 +307,13 @@ pub struct SinkConfig {
     /// Parquet lake directory.
     #[serde(default)]
     pub dir: Option<PathBuf>,
-    /// Batches the sink's queue holds before the dataflow waits for it.
+    /// Batches the sink's in-memory queue holds; beyond them batches spool to disk.
     #[serde(default = "default_queue")]
     pub queue: usize,
+    /// Most bytes spooled to disk (`state_dir/spool/<name>`) while the sink is behind; beyond
+    /// it the oldest spooled data is dropped (counted, logged as an error).
+    #[serde(default = "default_spool_limit")]
+    pub spool_limit: ByteSize,
     /// Parquet: complete a file after this many rows (default 1,000,000).
     #[serde(default)]
     pub roll_rows: Option<u64>,
@@ -319,7 +323,7 @@ pub struct SinkConfig {
     /// Parquet: this writer's part of file names (default: unique per process run).
     #[serde(default)]
     pub writer_id: Option<String>,
-    /// SQL: rows per transaction (default 5,000; also written every second).
+    /// SQL: rows per transaction (default 100,000; also written every second).
     #[serde(default)]
     pub batch_rows: Option<usize>,
 }
@@ -340,6 +344,7 @@ impl SinkConfig {
             password: None,
             dir: None,
             queue: default_queue(),
+            spool_limit: default_spool_limit(),
             roll_rows: None,
             roll_age: None,
             writer_id: None,
@@ -349,7 +354,12 @@ impl SinkConfig {
 }
 
 fn default_queue() -> usize {
-    256
+    // Batches of up to 16,384 samples: 16 bounds a sink's queue near 16 MB; the spool takes
+    // the rest.
+    16
+}
+fn default_spool_limit() -> ByteSize {
+    ByteSize::mib(1024)
 }
 
 /// `[dead_letters]`: where refused messages go (`state_dir/dead-letters/*.jsonl`).

@@ -116,7 +116,7 @@ impl Engine {
         let windows = Arc::new(WindowStore::default());
         let bus = Bus::default();
 
-        let sinks = Sinks::start(&config.sinks).await?;
+        let sinks = Sinks::start(&config.sinks, &config.state_dir).await?;
         let options = dataflow_options(&config, settings.workers);
         let mut window_sizes: Vec<i64> = options.windows.families.iter().map(|f| f.size).collect();
         window_sizes.sort();

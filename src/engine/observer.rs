@@ -33,7 +33,7 @@ impl Observer for EngineObserver {
         let mut shared: Option<Arc<[Sample]>> = None;
         for sink in self.sinks.iter().filter(|s| s.wants(StreamKind::Samples)) {
             let batch = shared.get_or_insert_with(|| Arc::from(samples)).clone();
-            sink.blocking_send(SinkMessage::Samples(batch));
+            sink.send(SinkMessage::Samples(batch));
         }
     }
 
@@ -47,7 +47,7 @@ impl Observer for EngineObserver {
         let mut shared: Option<Arc<[WindowRow]>> = None;
         for sink in self.sinks.iter().filter(|s| s.wants(StreamKind::Windows)) {
             let batch = shared.get_or_insert_with(|| Arc::from(windows)).clone();
-            sink.blocking_send(SinkMessage::Windows(batch));
+            sink.send(SinkMessage::Windows(batch));
         }
     }
 

@@ -21,6 +21,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::{SinkMessage, SinkQueue, SinkStats};
+use crate::config::{HumanDuration, SinkConfig};
+use crate::sample::Sample;
+use crate::time::Utc;
+use crate::window::WindowRow;
 use arrow_array::builder::{
     ArrayBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
 };
@@ -29,13 +34,6 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use tokio::sync::mpsc;
-
-use super::{SinkMessage, SinkStats};
-use crate::config::{HumanDuration, SinkConfig};
-use crate::sample::Sample;
-use crate::time::Utc;
-use crate::window::WindowRow;
 
 /// Rows buffered per partition before they are encoded as a record batch.
 const BATCH_ROWS: usize = 65_536;
@@ -45,7 +43,7 @@ const MAX_OPEN_FILES: usize = 64;
 /// Starts the sink thread.
 pub fn spawn(
     config: &SinkConfig,
-    receiver: mpsc::Receiver<SinkMessage>,
+    receiver: SinkQueue,
     stats: Arc<SinkStats>,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let dir = config.dir.clone().ok_or("parquet sink without dir")?;
@@ -73,13 +71,8 @@ pub fn spawn(
     }))
 }
 
-fn run(
-    mut lake: Lake,
-    mut receiver: mpsc::Receiver<SinkMessage>,
-    stats: Arc<SinkStats>,
-    name: &str,
-) {
-    while let Some(message) = super::blocking_next(&mut receiver, &stats) {
+fn run(mut lake: Lake, mut receiver: SinkQueue, stats: Arc<SinkStats>, name: &str) {
+    while let Some(message) = receiver.blocking_next() {
         let result = match message {
             SinkMessage::Samples(samples) => lake.write_samples(&samples).map(|()| samples.len()),
             SinkMessage::Windows(windows) => lake.write_windows(&windows).map(|()| windows.len()),

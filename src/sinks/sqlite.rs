@@ -1,6 +1,6 @@
 //! SQLite through sqlx (`schemas/sqlite.sql`, created if missing): the embedded default for SQL.
 //!
-//! Rows are buffered and written in one transaction per batch (`batch_rows`, or every tick) as
+//! Rows are buffered and written in one transaction per batch (`batch_rows`, or every second) as
 //! multi-row inserts. Writes are idempotent on the primary keys: a re-delivered sample is
 //! ignored (`ON CONFLICT DO NOTHING`), a recomputed window replaces its row. Text longer than
 //! the schema's 1024 characters is cut at a character boundary.
@@ -8,35 +8,36 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use tokio::sync::mpsc;
-
-use super::{SinkMessage, SinkStats};
+use super::{SinkMessage, SinkQueue, SinkStats};
 use crate::config::SinkConfig;
 use crate::sample::Sample;
 use crate::time::Utc;
 use crate::window::WindowRow;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 /// The DDL, embedded.
 pub const SCHEMA: &str = include_str!("../../schemas/sqlite.sql");
 /// Rows per INSERT statement (5 or 14 parameters each; SQLite allows 32 766).
 const ROWS_PER_STATEMENT: usize = 500;
+/// Rows per transaction when not configured: large transactions touch each B-tree page once
+/// for many rows (5,000-row transactions inserted 220 K rows/s, 200,000-row ones 420 K).
+pub const DEFAULT_BATCH_ROWS: usize = 100_000;
 /// Longest text kept (`VARCHAR(1024)`).
 pub const MAX_TEXT: usize = 1024;
 
 /// Opens the database (creating file and tables) and starts the writer task.
 pub async fn spawn(
     config: &SinkConfig,
-    receiver: mpsc::Receiver<SinkMessage>,
+    receiver: SinkQueue,
     stats: Arc<SinkStats>,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let url = config.url.clone().ok_or("sqlite sink without url")?;
     let pool = open(&url)
         .await
         .map_err(|e| format!("sink {:?}: {e}", config.name))?;
-    let batch_rows = config.batch_rows.unwrap_or(5_000);
+    let batch_rows = config.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS);
     let name = config.name.clone();
     Ok(tokio::spawn(run(pool, receiver, stats, batch_rows, name)))
 }
@@ -58,10 +59,9 @@ pub async fn open(url: &str) -> Result<SqlitePool, String> {
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
-        // Ingest-sized caches: B-tree pages stay in memory instead of being re-read through
-        // system calls for every batch, and the WAL is copied back less often.
-        .pragma("cache_size", "-65536")
-        .pragma("mmap_size", "268435456")
+        // An ingest-sized page cache (32 MB, bounded: no mmap, which would let the growing file
+        // count against memory), and the WAL copied back less often.
+        .pragma("cache_size", "-32768")
         .pragma("wal_autocheckpoint", "8192")
         .pragma("temp_store", "memory");
     let pool = SqlitePoolOptions::new()
@@ -78,7 +78,7 @@ pub async fn open(url: &str) -> Result<SqlitePool, String> {
 
 async fn run(
     pool: SqlitePool,
-    mut receiver: mpsc::Receiver<SinkMessage>,
+    mut receiver: SinkQueue,
     stats: Arc<SinkStats>,
     batch_rows: usize,
     name: String,
@@ -86,7 +86,7 @@ async fn run(
     let mut samples: Vec<Sample> = Vec::new();
     let mut windows: Vec<WindowRow> = Vec::new();
     loop {
-        let message = super::next(&mut receiver, &stats).await;
+        let message = receiver.next().await;
         let flush = match &message {
             Some(SinkMessage::Samples(batch)) => {
                 samples.extend_from_slice(batch);
@@ -126,7 +126,9 @@ pub async fn write(
     let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
     for chunk in samples.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT INTO samples (device, item, ts, value, text) VALUES {} ON CONFLICT DO NOTHING",
+            // OR IGNORE rather than ON CONFLICT: a statement that cannot abort needs no
+            // statement journal, which was a tenth of the insert cost.
+            "INSERT OR IGNORE INTO samples (device, item, ts, value, text) VALUES {}",
             placeholders(5, chunk.len())
         );
         // Only placeholders are formatted into the statement; every value is bound.
@@ -135,7 +137,7 @@ pub async fn write(
             query = query
                 .bind(&*s.device)
                 .bind(&*s.item)
-                .bind(Utc::from_ms(s.ts).sql())
+                .bind(Utc::from_ms(s.ts).sql_fast())
                 .bind(s.value)
                 .bind(s.text.as_deref().map(|t| cut(t, MAX_TEXT)));
         }

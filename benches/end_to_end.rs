@@ -1,0 +1,219 @@
+//! End-to-end load benchmark through the machine's Mosquitto (not criterion: one long run).
+//!
+//! 1. Throughput: simulated machines publish as fast as they are asked to; the engine (SQLite and
+//!    Parquet sinks, default windows) and a bare rumqttc subscriber on the same broker receive
+//!    the same traffic. Prints what each sustained.
+//! 2. Latency: 1,000 messages/s, each stamped with its publish time; the time from publish to
+//!    the SSE `sample` event, p50 and p99.
+//!
+//! Run with `cargo bench --bench end_to_end`; settings come from the environment:
+//! `E2E_DEVICES=50 E2E_SAMPLE=1ms E2E_UPLOAD=20ms E2E_SECONDS=20 E2E_SINKS=sqlite,parquet`.
+//! Results: docs/benchmarks.md.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use millstream::config::{self, HumanDuration};
+use millstream::engine::{Engine, EngineSettings};
+use millstream::sample::now_ms;
+use millstream::sim::{self, SimOptions};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    // `cargo bench` passes --bench; ignore arguments.
+    millstream::tls::install_crypto_provider();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run());
+}
+
+async fn run() {
+    let devices: u64 = env("E2E_DEVICES", 50);
+    let sample: HumanDuration = env("E2E_SAMPLE", HumanDuration::from_millis(1));
+    let upload: HumanDuration = env("E2E_UPLOAD", HumanDuration::from_millis(20));
+    let seconds: u64 = env("E2E_SECONDS", 20);
+    let sinks: String = env("E2E_SINKS", "sqlite,parquet".to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = dir.path().display();
+    let mut text = format!(
+        "state_dir = \"{d}/state\"\n[source]\nurl = \"mqtt://127.0.0.1:1883\"\nclient_id = \"e2e-bench-{pid}\"\nclean_session = true\n\
+         [windows]\ntumbling = [\"1s\", \"10s\", \"1m\"]\nsliding = [{{ size = \"1m\", every = \"10s\" }}]\n\
+         [http]\nlisten = \"127.0.0.1:{port}\"\n",
+        pid = std::process::id()
+    );
+    if sinks.contains("sqlite") {
+        text +=
+            &format!("[[sinks]]\nname = \"sql\"\nkind = \"sqlite\"\nurl = \"sqlite://{d}/b.db\"\n");
+    }
+    if sinks.contains("parquet") {
+        text += &format!("[[sinks]]\nname = \"lake\"\nkind = \"parquet\"\ndir = \"{d}/lake\"\n");
+    }
+    let config = config::load_str(&text, "bench.toml", |_| None).unwrap();
+    let engine = Engine::start(config, EngineSettings::default())
+        .await
+        .unwrap();
+    let base = format!("http://{}", engine.http_addr);
+
+    // The bare subscriber.
+    let bare = Arc::new(AtomicU64::new(0));
+    let mut options = MqttOptions::new(format!("bare-{}", std::process::id()), "127.0.0.1", 1883);
+    options.set_max_packet_size(64 << 20, 64 << 20);
+    let (client, mut eventloop) = AsyncClient::new(options, 100);
+    client
+        .subscribe("Sample/+/+", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let counter = bare.clone();
+    tokio::spawn(async move {
+        while let Ok(event) = eventloop.poll().await {
+            if let Event::Incoming(Packet::Publish(_)) = event {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    println!(
+        "throughput: {devices} machines × 20 items every {sample}, uploaded every {upload}, {seconds} s, sinks: {sinks}"
+    );
+    let mut sim_options = SimOptions::new("mqtt://127.0.0.1:1883".parse().unwrap(), devices);
+    sim_options.base = 90_000;
+    sim_options.sample_interval_ms = Some(sample.as_millis() as i64);
+    sim_options.upload_interval_ms = Some(upload.as_millis() as i64);
+    let sim = sim::start(sim_options, None).unwrap();
+    let metrics = engine.state.metrics.clone();
+    // Warm-up, then measure the steady state.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let start = (
+        Instant::now(),
+        bare.load(Ordering::Relaxed),
+        metrics.source.messages.load(Ordering::Relaxed),
+        metrics.source.samples.load(Ordering::Relaxed),
+        sim.stats.messages.load(Ordering::Relaxed),
+        sim.stats.samples.load(Ordering::Relaxed),
+    );
+    let written = |engine: &Engine| -> u64 {
+        engine
+            .state
+            .sinks
+            .iter()
+            .map(|s| s.status().written)
+            .min()
+            .unwrap_or(0)
+    };
+    let written_start = written(&engine);
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let secs = start.0.elapsed().as_secs_f64();
+    let bare_rate = (bare.load(Ordering::Relaxed) - start.1) as f64 / secs;
+    let engine_rate = (metrics.source.messages.load(Ordering::Relaxed) - start.2) as f64 / secs;
+    let engine_samples = (metrics.source.samples.load(Ordering::Relaxed) - start.3) as f64 / secs;
+    let offered_messages = (sim.stats.messages.load(Ordering::Relaxed) - start.4) as f64 / secs;
+    let offered_samples = (sim.stats.samples.load(Ordering::Relaxed) - start.5) as f64 / secs;
+    let written_rate = (written(&engine) - written_start) as f64 / secs;
+    sim.shutdown().await;
+    println!(
+        "  offered by the simulator:   {offered_messages:>10.0} messages/s {offered_samples:>12.0} samples/s"
+    );
+    println!("  bare rumqttc subscriber:    {bare_rate:>10.0} messages/s");
+    println!(
+        "  millstream engine:          {engine_rate:>10.0} messages/s {engine_samples:>12.0} samples/s ({:.0} % of the bare subscriber)",
+        100.0 * engine_rate / bare_rate.max(1.0)
+    );
+    println!("  written by the slowest sink:                    {written_rate:>12.0} rows/s");
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())
+        .unwrap_or_default();
+    println!(
+        "  peak RSS of this process (engine, simulator, subscriber): {} MB",
+        rss.parse::<u64>().unwrap_or(0) / 1024
+    );
+    // Let the engine catch up before the latency run.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    latency(&base).await;
+    let _ = client.disconnect().await;
+    engine.shutdown().await.unwrap();
+}
+
+/// 1,000 messages/s for 10 s; publish time → SSE event.
+async fn latency(base: &str) {
+    let device = format!("E2E_LATENCY_{}", std::process::id());
+    let events = reqwest::get(format!("{base}/api/v1/events?device={device}"))
+        .await
+        .unwrap();
+    let mut stream = events.bytes_stream();
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = latencies.clone();
+    let reader = tokio::spawn(async move {
+        let mut buffer = String::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            let now = now_ms();
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let event: String = buffer.drain(..end + 2).collect();
+                if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: "))
+                    && let Ok(v) = serde_json::from_str::<serde_json::Value>(data)
+                {
+                    for s in v["samples"].as_array().into_iter().flatten() {
+                        if let Some(ts) = s["ts"].as_i64() {
+                            sink.lock().unwrap().push(now - ts);
+                        }
+                    }
+                }
+            }
+        }
+    });
+    let options = MqttOptions::new(format!("latency-{}", std::process::id()), "127.0.0.1", 1883);
+    let (client, mut eventloop) = AsyncClient::new(options, 1000);
+    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let topic = format!("Sample/{device}/lat");
+    for seq in 0..10_000u64 {
+        tick.tick().await;
+        // NC-Link 3.0 form: the message names its item and interval, no model needed.
+        let payload = format!(
+            r#"{{"beginTime":{},"interval":1,"paths":["seq"],"data":[[{seq}]]}}"#,
+            now_ms()
+        );
+        client
+            .publish(topic.clone(), QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    reader.abort();
+    let mut l = latencies.lock().unwrap().clone();
+    l.sort();
+    if l.is_empty() {
+        println!("latency: no events received");
+        return;
+    }
+    let p = |q: f64| l[((l.len() - 1) as f64 * q) as usize];
+    println!(
+        "latency at 1,000 messages/s, publish → SSE event: p50 {} ms, p99 {} ms, max {} ms ({} of 10,000 events)",
+        p(0.5),
+        p(0.99),
+        l[l.len() - 1],
+        l.len()
+    );
+}

@@ -1,0 +1,242 @@
+//! The spool's record format: a compact little-endian binary form of a batch, with the batch's
+//! device and item names written once (a table) and referred to by index.
+//!
+//! ```text
+//! record   = kind:u8 names rows
+//! names    = count:u32 (len:u16 utf8)*
+//! samples  = count:u32 (device:u32 item:u32 ts:i64 flags:u8 [value:f64] [len:u32 text])*
+//! windows  = count:u32 (device:u32 item:u32 size:i64 start:i64 count:u64 stats:9×f64 flags:u8)*
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::sample::Sample;
+use crate::sinks::SinkMessage;
+use crate::window::WindowRow;
+
+const SAMPLES: u8 = 1;
+const WINDOWS: u8 = 2;
+
+/// Rows in a message.
+pub fn rows(message: &SinkMessage) -> u64 {
+    match message {
+        SinkMessage::Samples(s) => s.len() as u64,
+        SinkMessage::Windows(w) => w.len() as u64,
+        SinkMessage::Tick => 0,
+    }
+}
+
+struct Names<'a> {
+    index: HashMap<&'a str, u32>,
+    list: Vec<&'a str>,
+}
+
+impl<'a> Names<'a> {
+    fn new() -> Self {
+        Names {
+            index: HashMap::new(),
+            list: Vec::new(),
+        }
+    }
+
+    fn id(&mut self, name: &'a str) -> u32 {
+        *self.index.entry(name).or_insert_with(|| {
+            self.list.push(name);
+            (self.list.len() - 1) as u32
+        })
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.list.len() as u32).to_le_bytes());
+        for name in &self.list {
+            let bytes = &name.as_bytes()[..name.len().min(u16::MAX as usize)];
+            out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+            out.extend_from_slice(bytes);
+        }
+    }
+}
+
+/// Encodes a batch; `None` for messages that are not data (ticks).
+pub fn encode(message: &SinkMessage) -> Option<Vec<u8>> {
+    let mut names = Names::new();
+    let mut body = Vec::new();
+    let kind = match message {
+        SinkMessage::Samples(samples) => {
+            body.extend_from_slice(&(samples.len() as u32).to_le_bytes());
+            for s in samples.iter() {
+                body.extend_from_slice(&names.id(&s.device).to_le_bytes());
+                body.extend_from_slice(&names.id(&s.item).to_le_bytes());
+                body.extend_from_slice(&s.ts.to_le_bytes());
+                let flags = u8::from(s.value.is_some()) | (u8::from(s.text.is_some()) << 1);
+                body.push(flags);
+                if let Some(v) = s.value {
+                    body.extend_from_slice(&v.to_le_bytes());
+                }
+                if let Some(t) = &s.text {
+                    body.extend_from_slice(&(t.len() as u32).to_le_bytes());
+                    body.extend_from_slice(t.as_bytes());
+                }
+            }
+            SAMPLES
+        }
+        SinkMessage::Windows(windows) => {
+            body.extend_from_slice(&(windows.len() as u32).to_le_bytes());
+            for w in windows.iter() {
+                body.extend_from_slice(&names.id(&w.device).to_le_bytes());
+                body.extend_from_slice(&names.id(&w.item).to_le_bytes());
+                body.extend_from_slice(&w.size_ms.to_le_bytes());
+                body.extend_from_slice(&w.start.to_le_bytes());
+                body.extend_from_slice(&w.count.to_le_bytes());
+                for v in [
+                    w.min,
+                    w.max,
+                    w.mean,
+                    w.stddev.unwrap_or(0.0),
+                    w.p50,
+                    w.p95,
+                    w.p99,
+                    w.first,
+                    w.last,
+                ] {
+                    body.extend_from_slice(&v.to_le_bytes());
+                }
+                body.push(u8::from(w.stddev.is_some()));
+            }
+            WINDOWS
+        }
+        SinkMessage::Tick => return None,
+    };
+    let mut out = Vec::with_capacity(body.len() + 64);
+    out.push(kind);
+    names.write(&mut out);
+    out.extend_from_slice(&body);
+    Some(out)
+}
+
+struct Reader<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|e| *e <= self.data.len())
+            .ok_or("record cut short")?;
+        let slice = &self.data[self.at..end];
+        self.at = end;
+        Ok(slice)
+    }
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, String> {
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+    fn i64(&mut self) -> Result<i64, String> {
+        Ok(self.u64()? as i64)
+    }
+    fn f64(&mut self) -> Result<f64, String> {
+        Ok(f64::from_bits(self.u64()?))
+    }
+    fn str(&mut self, len: usize) -> Result<&str, String> {
+        std::str::from_utf8(self.take(len)?).map_err(|e| e.to_string())
+    }
+}
+
+/// Decodes a record written by [`encode`].
+pub fn decode(record: &[u8]) -> Result<SinkMessage, String> {
+    let mut r = Reader {
+        data: record,
+        at: 0,
+    };
+    let kind = r.u8()?;
+    let n_names = r.u32()? as usize;
+    let mut names: Vec<Arc<str>> = Vec::with_capacity(n_names.min(1 << 16));
+    for _ in 0..n_names {
+        let len = r.u16()? as usize;
+        names.push(Arc::from(r.str(len)?));
+    }
+    let name = |i: u32| {
+        names
+            .get(i as usize)
+            .cloned()
+            .ok_or_else(|| format!("name {i} out of range"))
+    };
+    let count = r.u32()? as usize;
+    match kind {
+        SAMPLES => {
+            let mut samples = Vec::with_capacity(count.min(1 << 20));
+            for _ in 0..count {
+                let device = name(r.u32()?)?;
+                let item = name(r.u32()?)?;
+                let ts = r.i64()?;
+                let flags = r.u8()?;
+                let value = if flags & 1 != 0 { Some(r.f64()?) } else { None };
+                let text = if flags & 2 != 0 {
+                    let len = r.u32()? as usize;
+                    Some(Box::from(r.str(len)?))
+                } else {
+                    None
+                };
+                samples.push(Sample {
+                    device,
+                    item,
+                    ts,
+                    value,
+                    text,
+                });
+            }
+            Ok(SinkMessage::Samples(Arc::from(samples)))
+        }
+        WINDOWS => {
+            let mut windows = Vec::with_capacity(count.min(1 << 20));
+            for _ in 0..count {
+                let device = name(r.u32()?)?;
+                let item = name(r.u32()?)?;
+                let size_ms = r.i64()?;
+                let start = r.i64()?;
+                let count = r.u64()?;
+                let mut v = [0.0; 9];
+                for slot in &mut v {
+                    *slot = r.f64()?;
+                }
+                let has_stddev = r.u8()? != 0;
+                windows.push(WindowRow {
+                    device,
+                    item,
+                    size_ms,
+                    start,
+                    end: start + size_ms,
+                    count,
+                    min: v[0],
+                    max: v[1],
+                    mean: v[2],
+                    stddev: has_stddev.then_some(v[3]),
+                    p50: v[4],
+                    p95: v[5],
+                    p99: v[6],
+                    first: v[7],
+                    last: v[8],
+                });
+            }
+            Ok(SinkMessage::Windows(Arc::from(windows)))
+        }
+        other => Err(format!("unknown record kind {other}")),
+    }
+}
