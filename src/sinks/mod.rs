@@ -100,13 +100,16 @@ impl SinkHandle {
     pub fn send(&self, message: SinkMessage) {
         let mut spool = self.spool.lock().expect("spool lock");
         let message = if spool.is_empty() {
+            // Counted before sending: the sink may take it (and count it down) at once.
+            self.stats.queued.fetch_add(1, Ordering::Relaxed);
             match self.sender.try_send(message) {
-                Ok(()) => {
-                    self.stats.queued.fetch_add(1, Ordering::Relaxed);
-                    return;
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(message)) => {
+                    self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                    message
                 }
-                Err(mpsc::error::TrySendError::Full(message)) => message,
                 Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.stats.queued.fetch_sub(1, Ordering::Relaxed);
                     tracing::warn!(sink = %self.name, "sink stopped; data for it is lost");
                     return;
                 }
@@ -133,8 +136,9 @@ impl SinkHandle {
 
     /// Sends a tick unless the queue is full (a busy sink needs no reminder).
     pub fn tick(&self) {
-        if self.sender.try_send(SinkMessage::Tick).is_ok() {
-            self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        if self.sender.try_send(SinkMessage::Tick).is_err() {
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
