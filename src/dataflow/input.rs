@@ -1,7 +1,9 @@
-//! Getting samples into the dataflow: a bounded channel from the async side to worker 0, whose
-//! source operator drains it whenever a send activates it (no polling), stamps what it drained
-//! with the current batch time, and advances. Closing the channel drops the operator's
-//! capability: the dataflow then flushes and ends.
+//! Getting samples into the dataflow: one bounded channel (a *lane*) per worker. The sender
+//! splits each batch by the hash of (device, item), so every key always travels the same lane
+//! to the same worker, in order — the workers share the ingest work and no sample has to be
+//! exchanged between them. Each worker's source operator drains its lane whenever a send
+//! activates it (no polling), stamps what it drained with its current batch time, and advances.
+//! Closing the input drops the operators' capabilities: the dataflow then flushes and ends.
 
 use std::sync::{Arc, Mutex};
 
@@ -11,6 +13,7 @@ use timely::dataflow::operators::generic::operator::source as timely_source;
 use timely::scheduling::SyncActivator;
 use tokio::sync::mpsc;
 
+use super::key_hash;
 use crate::sample::Sample;
 
 /// The input has been closed (the dataflow is ending).
@@ -21,54 +24,86 @@ pub struct InputClosed;
 /// Most batches drained per activation before yielding to other operators.
 const MAX_BATCHES_PER_ACTIVATION: usize = 256;
 
+/// Where a worker puts the activator that senders use to wake it.
+type ActivatorSlot = Arc<Mutex<Option<SyncActivator>>>;
+
 /// The sending side, usable from async code. Dropping every clone closes the input.
 #[derive(Clone)]
 pub struct DataflowInput {
-    /// `None` only while dropping.
-    sender: Option<mpsc::Sender<Vec<Sample>>>,
-    activator: ActivatorSlot,
+    /// One sender per worker; `None` only while dropping.
+    senders: Option<Vec<mpsc::Sender<Vec<Sample>>>>,
+    activators: Vec<ActivatorSlot>,
 }
 
-/// Where worker 0 puts the activator that senders use to wake it.
-type ActivatorSlot = Arc<Mutex<Option<SyncActivator>>>;
+/// A worker's end of its lane.
+type Lane = (mpsc::Receiver<Vec<Sample>>, ActivatorSlot);
 
-/// The receiving side, taken by worker 0.
-pub(super) struct Receiver {
-    receiver: Mutex<Option<mpsc::Receiver<Vec<Sample>>>>,
-    activator: ActivatorSlot,
+/// The receiving sides, one taken by each worker.
+pub(super) struct Receivers {
+    lanes: Mutex<Vec<Option<Lane>>>,
 }
 
-impl Receiver {
-    pub(super) fn take(&self) -> Option<(mpsc::Receiver<Vec<Sample>>, ActivatorSlot)> {
-        let receiver = self.receiver.lock().expect("input lock").take()?;
-        Some((receiver, self.activator.clone()))
+impl Receivers {
+    pub(super) fn take(&self, worker: usize) -> Option<Lane> {
+        self.lanes
+            .lock()
+            .expect("input lock")
+            .get_mut(worker)?
+            .take()
     }
 }
 
-pub(super) fn channel(capacity: usize) -> (DataflowInput, Arc<Receiver>) {
-    let (sender, receiver) = mpsc::channel(capacity);
-    let activator = Arc::new(Mutex::new(None));
+pub(super) fn channel(capacity: usize, workers: usize) -> (DataflowInput, Arc<Receivers>) {
+    let mut senders = Vec::new();
+    let mut activators = Vec::new();
+    let mut lanes = Vec::new();
+    for _ in 0..workers.max(1) {
+        let (sender, receiver) = mpsc::channel(capacity);
+        let activator: ActivatorSlot = Arc::new(Mutex::new(None));
+        senders.push(sender);
+        activators.push(activator.clone());
+        lanes.push(Some((receiver, activator)));
+    }
     (
         DataflowInput {
-            sender: Some(sender),
-            activator: activator.clone(),
+            senders: Some(senders),
+            activators,
         },
-        Arc::new(Receiver {
-            receiver: Mutex::new(Some(receiver)),
-            activator,
+        Arc::new(Receivers {
+            lanes: Mutex::new(lanes),
         }),
     )
 }
 
 impl DataflowInput {
-    /// Sends a batch (waits while the channel is full: back-pressure to the source).
+    /// Splits a batch into one part per lane (a single lane keeps it whole).
+    fn split(&self, batch: Vec<Sample>) -> Vec<(usize, Vec<Sample>)> {
+        let lanes = self.activators.len();
+        if lanes == 1 {
+            return vec![(0, batch)];
+        }
+        let mut parts: Vec<Vec<Sample>> = (0..lanes).map(|_| Vec::new()).collect();
+        for sample in batch {
+            let lane = (key_hash(&sample.device, &sample.item) % lanes as u64) as usize;
+            parts[lane].push(sample);
+        }
+        parts
+            .into_iter()
+            .enumerate()
+            .filter(|(_, p)| !p.is_empty())
+            .collect()
+    }
+
+    /// Sends a batch (waits while a lane is full: back-pressure to the source).
     pub async fn send(&self, batch: Vec<Sample>) -> Result<(), InputClosed> {
         if batch.is_empty() {
             return Ok(());
         }
-        let sender = self.sender.as_ref().ok_or(InputClosed)?;
-        sender.send(batch).await.map_err(|_| InputClosed)?;
-        self.wake();
+        let senders = self.senders.as_ref().ok_or(InputClosed)?;
+        for (lane, part) in self.split(batch) {
+            senders[lane].send(part).await.map_err(|_| InputClosed)?;
+            self.wake(lane);
+        }
         Ok(())
     }
 
@@ -77,14 +112,20 @@ impl DataflowInput {
         if batch.is_empty() {
             return Ok(());
         }
-        let sender = self.sender.as_ref().ok_or(InputClosed)?;
-        sender.blocking_send(batch).map_err(|_| InputClosed)?;
-        self.wake();
+        let senders = self.senders.as_ref().ok_or(InputClosed)?;
+        for (lane, part) in self.split(batch) {
+            senders[lane].blocking_send(part).map_err(|_| InputClosed)?;
+            self.wake(lane);
+        }
         Ok(())
     }
 
-    fn wake(&self) {
-        if let Some(activator) = self.activator.lock().expect("activator lock").as_ref() {
+    fn wake(&self, lane: usize) {
+        if let Some(activator) = self.activators[lane]
+            .lock()
+            .expect("activator lock")
+            .as_ref()
+        {
             let _ = activator.activate();
         }
     }
@@ -96,24 +137,25 @@ impl DataflowInput {
 }
 
 impl Drop for DataflowInput {
-    /// The worker only notices a closed channel when it looks: release the sender, then wake it.
+    /// A worker only notices a closed lane when it looks: release the senders, then wake them.
     fn drop(&mut self) {
-        drop(self.sender.take());
-        self.wake();
+        drop(self.senders.take());
+        for lane in 0..self.activators.len() {
+            self.wake(lane);
+        }
     }
 }
 
-/// The source operator. Only the worker holding `receiver` produces data; the others release
-/// their capability at once.
+/// The source operator of one worker, reading its lane.
 pub(super) fn source<'scope>(
     scope: Scope<'scope, u64>,
-    receiver: Option<Arc<Receiver>>,
+    receivers: Arc<Receivers>,
 ) -> Stream<'scope, u64, Vec<Sample>> {
     timely_source::<_, timely::container::CapacityContainerBuilder<Vec<Sample>>, _, _>(
         scope,
         "Input",
         move |capability, info| {
-            let taken = receiver.and_then(|r| r.take());
+            let taken = receivers.take(scope.index());
             let mut capability = taken.is_some().then_some(capability);
             let reactivate = scope.activator_for(info.address.clone());
             let mut receiver = None;

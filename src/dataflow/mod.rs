@@ -2,10 +2,11 @@
 //! between versions; keeping them here keeps the rest of the engine stable).
 //!
 //! ```text
-//!   Input (bounded channel, worker 0) ──► samples ──┬──► observer.on_samples (raw sinks, SSE)
-//!                                                    └──► exchange by (device,item) ──┬──► windows ──► observer.on_windows
-//!                                                                                     └──► latest, counts ──► differential:
-//!                                                         latest values, fleet status counts, samples per device ──► observer
+//!   Input: one lane per worker, split by hash(device, item)
+//!     └─► samples (per worker) ──┬──► observer.on_samples (raw sinks, SSE)
+//!                                ├──► windows ──► observer.on_windows
+//!                                └──► latest values, counts ──► differential (exchanged by its
+//!                                     own keys): latest values, fleet status, samples per device ──► observer
 //! ```
 //!
 //! Time is a batch counter: the input operator gives everything it drains in one activation the
@@ -13,18 +14,23 @@
 //! time lives in the data; each key's watermark lives in the window operator's state.
 //!
 //! Layout:
-//! - [`input`]: the bounded channel into worker 0, woken by a sync activator.
-//! - [`windows`]: the window operator around [`crate::window::KeyWindows`].
-//! - [`views`]: the latest-value operator and the differential views.
+//! - [`input`]: one bounded lane per worker, split by key, woken by sync activators.
+//! - [`keyed`]: the per-key operator: windows (around [`crate::window::KeyWindows`]), latest
+//!   values, counts.
+//! - [`views`]: the differential views.
 
 pub mod input;
+mod keyed;
 mod views;
-mod windows;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use timely::dataflow::operators::{Exchange as _, Inspect};
+use timely::dataflow::operators::Inspect;
+use timely::dataflow::operators::core::Partition;
+use timely::dataflow::operators::vec::Map;
+
+use keyed::KeyedOut;
 
 pub use input::{DataflowInput, InputClosed};
 
@@ -92,29 +98,61 @@ pub fn start(
     observer: Arc<dyn Observer>,
 ) -> Result<(DataflowInput, Dataflow), String> {
     let workers = options.workers.max(1);
-    let (input, receiver) = input::channel(options.input_capacity.max(1));
+    let (input, receivers) = input::channel(options.input_capacity.max(1), workers);
     let options = Arc::new(options);
     let config = timely::Config {
         communication: timely::CommunicationConfig::Process(workers),
         worker: timely::WorkerConfig::default().idle_spin(Duration::from_micros(50)),
     };
     let guards = timely::execute(config, move |worker| {
-        let index = worker.index();
-        let receiver = (index == 0).then(|| receiver.clone());
+        let receivers = receivers.clone();
         let options = options.clone();
         let observer = observer.clone();
         worker.dataflow::<u64, _, _>(|scope| {
-            let samples = input::source(scope, receiver);
+            let samples = input::source(scope, receivers);
             let raw = observer.clone();
             let samples = samples.inspect_core(move |event| {
                 if let Ok((_, batch)) = event {
                     raw.on_samples(batch);
                 }
             });
-            // One exchange: every operator downstream works per (device, item).
-            let keyed = samples.exchange(|s: &Sample| key_hash(&s.device, &s.item));
-            windows::windows(keyed.clone(), &options, observer.clone());
-            views::views(keyed, observer.clone());
+            // The input already partitioned samples by (device, item): each worker holds whole
+            // keys, so the per-key operator needs no exchange.
+            let out = keyed::keyed(samples, &options, observer.clone());
+            let mut parts = out
+                .partition::<timely::container::CapacityContainerBuilder<Vec<KeyedOut>>, _, _>(
+                    3,
+                    |o| match o {
+                        KeyedOut::Window(_) => (0, o),
+                        KeyedOut::Latest(_) => (1, o),
+                        KeyedOut::Count(_) => (2, o),
+                    },
+                );
+            let counts = parts.pop().expect("three parts").flat_map(|o| match o {
+                KeyedOut::Count(u) => Some(u),
+                _ => None,
+            });
+            let latest = parts.pop().expect("three parts").flat_map(|o| match o {
+                KeyedOut::Latest(u) => Some(u),
+                _ => None,
+            });
+            let windows = parts.pop().expect("three parts");
+            let o = observer.clone();
+            windows.inspect_core(move |event| {
+                if let Ok((_, outs)) = event {
+                    let rows: Vec<WindowRow> = outs
+                        .iter()
+                        .filter_map(|o| match o {
+                            KeyedOut::Window(w) => Some(w.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    if !rows.is_empty() {
+                        o.on_windows(&rows);
+                    }
+                }
+            });
+            views::views(latest, counts, observer.clone());
         });
         while worker.step_or_park(None) {}
     })
@@ -127,7 +165,7 @@ pub fn start(
     ))
 }
 
-/// The exchange key of a sample: all samples of a (device, item) meet on one worker.
+/// The partition key of a sample: all samples of a (device, item) go to one worker.
 fn key_hash(device: &str, item: &str) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = rustc_hash::FxHasher::default();
