@@ -2,6 +2,7 @@
 //! (rumqttd) on a free loopback port, simulated machines, the pipeline of `dataflows/demo.toml`
 //! (SQLite and a Parquet lake under `./millstream-data/`), and the HTTP API.
 
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 
 use clap::Args;
@@ -70,21 +71,25 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
         let sim = sim::start(options, None).map_err(Failure::Runtime)?;
         let base = format!("http://{}", engine.http_addr);
         let first = device_id(0);
-        println!(
-            "millstream demo: {} simulated machine(s) on an embedded broker at {url}",
-            args.devices
+        let banner = format!(
+            "millstream demo: {devices} simulated machine(s) on an embedded broker at {url}\n\n  \
+             open {base}/\n\n  \
+             curl {base}/api/v1/devices\n  \
+             curl '{base}/api/v1/latest?device={first}'\n  \
+             curl '{base}/api/v1/windows?device={first}&item=0103502201&size=10s'\n  \
+             curl {base}/api/v1/fleet\n  \
+             curl -N {base}/api/v1/events\n\n  \
+             data: ./millstream-data/ (SQLite millstream.db, Parquet lake/)\n  \
+             Ctrl-C to stop\n",
+            devices = args.devices
         );
-        println!();
-        println!("  open {base}/");
-        println!();
-        println!("  curl {base}/api/v1/devices");
-        println!("  curl '{base}/api/v1/latest?device={first}'");
-        println!("  curl '{base}/api/v1/windows?device={first}&item=0103502201&size=10s'");
-        println!("  curl {base}/api/v1/fleet");
-        println!("  curl -N {base}/api/v1/events");
-        println!();
-        println!("  data: ./millstream-data/ (SQLite millstream.db, Parquet lake/)");
-        println!("  Ctrl-C to stop");
+        // Whoever reads stdout may stop reading (`| head`): the demo keeps running and still
+        // shuts down cleanly, where `println!` would panic on the closed pipe.
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout
+            .write_all(banner.as_bytes())
+            .and_then(|()| stdout.flush());
+        drop(stdout);
         report_until_interrupted(&engine).await;
         eprintln!("stopping: machines, then windows and sink writes…");
         sim.shutdown().await;

@@ -2,9 +2,16 @@
 //! splits each batch by the hash of (device, item), so every key always travels the same lane
 //! to the same worker, in order — the workers share the ingest work and no sample has to be
 //! exchanged between them. Each worker's source operator drains its lane whenever a send
-//! activates it (no polling), stamps what it drained with its current batch time, and advances.
+//! activates it (no polling), stamps what it drained with its current time, and advances.
+//!
+//! Times are *epochs shared by all workers*: a worker that closes an epoch publishes the next
+//! one and wakes the others, which move their capabilities up to it even when their lanes were
+//! quiet. Without that, each worker's time would count its own batches, and a result at one
+//! worker's time would wait for the slowest-counting worker to catch up — on a quiet lane,
+//! forever.
 //! Closing the input drops the operators' capabilities: the dataflow then flushes and ends.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use timely::dataflow::Scope;
@@ -23,6 +30,10 @@ pub struct InputClosed;
 
 /// Most batches drained per activation before yielding to other operators.
 const MAX_BATCHES_PER_ACTIVATION: usize = 256;
+/// A time holds at most this many samples of a worker…
+const EPOCH_SAMPLES: usize = 65_536;
+/// …or lasts at most this long, before the worker's input advances to the next time.
+const EPOCH_AGE: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Where a worker puts the activator that senders use to wake it.
 type ActivatorSlot = Arc<Mutex<Option<SyncActivator>>>;
@@ -41,9 +52,24 @@ type Lane = (mpsc::Receiver<Vec<Sample>>, ActivatorSlot);
 /// The receiving sides, one taken by each worker.
 pub(super) struct Receivers {
     lanes: Mutex<Vec<Option<Lane>>>,
+    /// Every lane's activator, so a worker that advances the epoch can wake the others.
+    activators: Vec<ActivatorSlot>,
+    /// The newest epoch any worker has moved to.
+    epoch: AtomicU64,
 }
 
 impl Receivers {
+    /// Wakes every worker's source but `me`'s, to catch up with a new epoch.
+    fn wake_all_but(&self, me: usize) {
+        for (lane, slot) in self.activators.iter().enumerate() {
+            if lane != me
+                && let Some(activator) = slot.lock().expect("activator lock").as_ref()
+            {
+                let _ = activator.activate();
+            }
+        }
+    }
+
     pub(super) fn take(&self, worker: usize) -> Option<Lane> {
         self.lanes
             .lock()
@@ -67,10 +93,12 @@ pub(super) fn channel(capacity: usize, workers: usize) -> (DataflowInput, Arc<Re
     (
         DataflowInput {
             senders: Some(senders),
-            activators,
+            activators: activators.clone(),
         },
         Arc::new(Receivers {
             lanes: Mutex::new(lanes),
+            activators: activators.clone(),
+            epoch: AtomicU64::new(0),
         }),
     )
 }
@@ -155,10 +183,13 @@ pub(super) fn source<'scope>(
         scope,
         "Input",
         move |capability, info| {
-            let taken = receivers.take(scope.index());
+            let me = scope.index();
+            let taken = receivers.take(me);
             let mut capability = taken.is_some().then_some(capability);
             let reactivate = scope.activator_for(info.address.clone());
             let mut receiver = None;
+            let mut epoch_samples = 0usize;
+            let mut epoch_started = std::time::Instant::now();
             if let Some((rx, activator)) = taken {
                 *activator.lock().expect("activator lock") =
                     Some(scope.worker().sync_activator_for(info.address.to_vec()));
@@ -169,13 +200,15 @@ pub(super) fn source<'scope>(
                     capability = None;
                     return;
                 };
-                let mut sent = false;
                 let mut closed = false;
                 for _ in 0..MAX_BATCHES_PER_ACTIVATION {
                     match rx.try_recv() {
                         Ok(mut batch) => {
+                            if epoch_samples == 0 {
+                                epoch_started = std::time::Instant::now();
+                            }
+                            epoch_samples += batch.len();
                             output.session(&*cap).give_container(&mut batch);
-                            sent = true;
                         }
                         Err(mpsc::error::TryRecvError::Empty) => break,
                         Err(mpsc::error::TryRecvError::Disconnected) => {
@@ -189,13 +222,29 @@ pub(super) fn source<'scope>(
                     receiver = None;
                     return;
                 }
-                if sent {
-                    let next = *cap.time() + 1;
-                    cap.downgrade(&next);
-                    // There may be more: come back after the other operators have run.
-                    if !rx.is_empty() {
-                        reactivate.activate();
+                // Time advances per EPOCH_SAMPLES samples or EPOCH_AGE, not per batch:
+                // progress tracking between workers costs per time, and small batches would
+                // spend more on it than on the data. A worker behind the shared epoch catches up
+                // at once, since the others' results wait for it.
+                let shared = receivers.epoch.load(Ordering::Acquire);
+                if epoch_samples > 0 {
+                    let age = epoch_started.elapsed();
+                    if epoch_samples >= EPOCH_SAMPLES || age >= EPOCH_AGE || shared > *cap.time() {
+                        let next = shared.max(*cap.time() + 1);
+                        cap.downgrade(&next);
+                        epoch_samples = 0;
+                        if receivers.epoch.fetch_max(next, Ordering::AcqRel) < next {
+                            receivers.wake_all_but(me);
+                        }
+                    } else {
+                        reactivate.activate_after(EPOCH_AGE - age);
                     }
+                } else if shared > *cap.time() {
+                    cap.downgrade(&shared);
+                }
+                // There may be more: come back after the other operators have run.
+                if !rx.is_empty() {
+                    reactivate.activate();
                 }
             }
         },

@@ -24,6 +24,7 @@ async fn demo_runs_shows_live_data_and_stops_cleanly() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Stops reading after the URL, as `millstream demo | head` would: the demo must live on.
     let stdout = demo.stdout.take().unwrap();
     let url = tokio::task::spawn_blocking(move || {
         let mut lines = BufReader::new(stdout).lines();

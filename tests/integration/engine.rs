@@ -108,7 +108,12 @@ roll_age = "2s"
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(received, published, "samples counted by the live view");
+    if received != published {
+        let (_, status) = get_json(&format!("{base}/api/v1/status")).await;
+        panic!(
+            "the live view counted {received} samples of {published} published; status: {status:#}"
+        );
+    }
 
     // Latest values are the machines' true values at their timestamps.
     let mut machines: HashMap<String, Machine> = (first..first + 3)
