@@ -559,6 +559,7 @@ fn check_sinks(sinks: &[(usize, SinkConfig)], ctx: &mut Ctx<'_>) {
             forbid(ctx, "writer_id", sink.writer_id.is_some());
         } else {
             forbid(ctx, "batch_rows", sink.batch_rows.is_some());
+            forbid(ctx, "linger", sink.linger.is_some());
         }
         let influx_keys = [
             ("database", sink.database.is_some()),

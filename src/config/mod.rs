@@ -24,7 +24,7 @@ use serde::Deserialize;
 pub use broker::BrokerUrl;
 pub use duration::HumanDuration;
 pub use load::{ConfigError, ConfigErrors, load, load_str};
-pub use secret::Secret;
+pub use secret::{Secret, redact_secrets};
 pub use size::ByteSize;
 
 /// Deserializes a value written as a string through its `FromStr`, whose error becomes the
@@ -323,9 +323,12 @@ pub struct SinkConfig {
     /// Parquet: this writer's part of file names (default: unique per process run).
     #[serde(default)]
     pub writer_id: Option<String>,
-    /// SQL: rows per transaction (default 100,000; also written every second).
+    /// SQL and InfluxDB: rows per write (SQLite 100,000; MySQL 20,000; InfluxDB 5,000).
     #[serde(default)]
     pub batch_rows: Option<usize>,
+    /// SQL and InfluxDB: longest a row waits for its batch to fill (default 1s).
+    #[serde(default)]
+    pub linger: Option<HumanDuration>,
 }
 
 impl SinkConfig {
@@ -349,6 +352,7 @@ impl SinkConfig {
             roll_age: None,
             writer_id: None,
             batch_rows: None,
+            linger: None,
         }
     }
 }

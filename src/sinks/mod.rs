@@ -8,11 +8,17 @@
 //!   [`SinkStats`]), and starting the configured sinks.
 //! - [`parquet`]: the Parquet lake (Hive layout, hidden until complete).
 //! - [`sqlite`]: SQLite through sqlx, idempotent batched inserts.
+//! - [`mysql`]: MySQL/MariaDB through sqlx, idempotent batched inserts.
+//! - [`influx`]: InfluxDB 1.x and 2.x/3.x/Cloud, line protocol over HTTP.
+//! - [`writer`]: the batching, retry and rejection loop of the network sinks.
 //! - [`spool`]: where batches go when a sink's queue is full, so the dataflow never waits.
 
+pub mod influx;
+pub mod mysql;
 pub mod parquet;
 pub mod spool;
 pub mod sqlite;
+pub mod writer;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -223,6 +229,48 @@ impl SinkQueue {
         self.got(m)
     }
 
+    /// The producers are gone: the engine is shutting down.
+    pub fn is_closing(&self) -> bool {
+        self.receiver.is_closed()
+    }
+
+    /// At shutdown, with the store unreachable: the held rows and everything still queued go
+    /// to the spool, to be written first at the next start.
+    pub fn spool_remaining(&mut self, held: writer::Batch) {
+        let mut messages = Vec::new();
+        if !held.samples.is_empty() {
+            messages.push(SinkMessage::Samples(held.samples.into()));
+        }
+        if !held.windows.is_empty() {
+            messages.push(SinkMessage::Windows(held.windows.into()));
+        }
+        while let Ok(m) = self.receiver.try_recv() {
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+            if !matches!(m, SinkMessage::Tick) {
+                messages.push(m);
+            }
+        }
+        let mut spool = self.spool.lock().expect("spool lock");
+        for message in &messages {
+            match spool.push(message) {
+                Ok(dropped) => {
+                    self.stats.dropped.fetch_add(dropped, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    let rows = spool::codec::rows(message);
+                    tracing::error!(rows, error = %e, "cannot spool at shutdown; these rows are lost");
+                    self.stats.dropped.fetch_add(rows, Ordering::Relaxed);
+                }
+            }
+        }
+        if let Err(e) = spool.flush() {
+            tracing::error!(error = %e, "cannot flush the spool at shutdown");
+        }
+        self.stats
+            .spooled_bytes
+            .store(spool.bytes(), Ordering::Relaxed);
+    }
+
     /// [`SinkQueue::next`] for sinks running on their own thread.
     pub fn blocking_next(&mut self) -> Option<SinkMessage> {
         match self.receiver.try_recv() {
@@ -277,14 +325,9 @@ impl Sinks {
             };
             let task = match config.kind {
                 SinkKind::Parquet => parquet::spawn(config, queue, stats.clone())?,
-                SinkKind::Sqlite => sqlite::spawn(config, queue, stats.clone()).await?,
-                SinkKind::Mysql | SinkKind::Influx => {
-                    return Err(format!(
-                        "sink {:?}: kind {:?} is not available yet (see the MySQL/InfluxDB issue)",
-                        config.name,
-                        config.kind.as_str()
-                    ));
-                }
+                SinkKind::Sqlite => sqlite::spawn(config, queue, stats.clone(), state_dir).await?,
+                SinkKind::Mysql => mysql::spawn(config, queue, stats.clone(), state_dir)?,
+                SinkKind::Influx => influx::spawn(config, queue, stats.clone(), state_dir)?,
             };
             handles.push(SinkHandle {
                 name: config.name.clone(),

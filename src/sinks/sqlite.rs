@@ -1,14 +1,15 @@
 //! SQLite through sqlx (`schemas/sqlite.sql`, created if missing): the embedded default for SQL.
 //!
-//! Rows are buffered and written in one transaction per batch (`batch_rows`, or every second) as
-//! multi-row inserts. Writes are idempotent on the primary keys: a re-delivered sample is
+//! Rows are buffered and written in one transaction per batch (`batch_rows`, or `linger`) as
+//! multi-row inserts, by the shared write loop ([`super::writer`]: retries, rejected batches). Writes are idempotent on the primary keys: a re-delivered sample is
 //! ignored (`ON CONFLICT DO NOTHING`), a recomputed window replaces its row. Text longer than
 //! the schema's 1024 characters is cut at a character boundary.
 
 use std::str::FromStr;
 use std::sync::Arc;
 
-use super::{SinkMessage, SinkQueue, SinkStats};
+use super::writer::{Batch, BatchWriter, WriteError, WriteSettings};
+use super::{SinkQueue, SinkStats};
 use crate::config::SinkConfig;
 use crate::sample::Sample;
 use crate::time::Utc;
@@ -26,20 +27,62 @@ const ROWS_PER_STATEMENT: usize = 500;
 pub const DEFAULT_BATCH_ROWS: usize = 100_000;
 /// Longest text kept (`VARCHAR(1024)`).
 pub const MAX_TEXT: usize = 1024;
+/// Longest a row waits for its transaction when not configured.
+pub const DEFAULT_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Opens the database (creating file and tables) and starts the writer task.
 pub async fn spawn(
     config: &SinkConfig,
-    receiver: SinkQueue,
+    queue: SinkQueue,
     stats: Arc<SinkStats>,
+    state_dir: &std::path::Path,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let url = config.url.clone().ok_or("sqlite sink without url")?;
     let pool = open(&url)
         .await
         .map_err(|e| format!("sink {:?}: {e}", config.name))?;
-    let batch_rows = config.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS);
-    let name = config.name.clone();
-    Ok(tokio::spawn(run(pool, receiver, stats, batch_rows, name)))
+    let settings = WriteSettings {
+        name: config.name.clone(),
+        batch_rows: config.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS).max(1),
+        linger: config.linger.map_or(DEFAULT_LINGER, |d| d.get()),
+        rejected_dir: state_dir.join("rejected").join(&config.name),
+    };
+    Ok(tokio::spawn(async move {
+        let writer = SqliteWriter { pool: pool.clone() };
+        super::writer::run(queue, writer, stats, settings).await;
+        pool.close().await;
+    }))
+}
+
+/// The store's side of the SQLite sink.
+pub struct SqliteWriter {
+    pool: SqlitePool,
+}
+
+impl BatchWriter for SqliteWriter {
+    async fn write(&mut self, batch: &Batch) -> Result<(), WriteError> {
+        write(&self.pool, &batch.samples, &batch.windows)
+            .await
+            .map_err(classify)
+    }
+}
+
+/// A busy or locked database, a full disk or an I/O error may pass; anything else is the
+/// batch's fault.
+fn classify(error: sqlx::Error) -> WriteError {
+    match &error {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+            // SQLITE_BUSY 5, SQLITE_LOCKED 6, SQLITE_IOERR 10, SQLITE_FULL 13 (and extended codes).
+            let primary = code.parse::<u32>().map(|c| c & 0xff).unwrap_or(0);
+            if matches!(primary, 5 | 6 | 10 | 13) {
+                WriteError::transient(format!("SQLite: {db}"))
+            } else {
+                WriteError::Permanent(format!("SQLite error {code}: {db}"))
+            }
+        }
+        _ => WriteError::transient(format!("SQLite: {error}")),
+    }
 }
 
 /// Opens (and creates) the database at a `sqlite://path` URL and applies the schema.
@@ -76,54 +119,13 @@ pub async fn open(url: &str) -> Result<SqlitePool, String> {
     Ok(pool)
 }
 
-async fn run(
-    pool: SqlitePool,
-    mut receiver: SinkQueue,
-    stats: Arc<SinkStats>,
-    batch_rows: usize,
-    name: String,
-) {
-    let mut samples: Vec<Sample> = Vec::new();
-    let mut windows: Vec<WindowRow> = Vec::new();
-    loop {
-        let message = receiver.next().await;
-        let flush = match &message {
-            Some(SinkMessage::Samples(batch)) => {
-                samples.extend_from_slice(batch);
-                samples.len() + windows.len() >= batch_rows
-            }
-            Some(SinkMessage::Windows(batch)) => {
-                windows.extend_from_slice(batch);
-                samples.len() + windows.len() >= batch_rows
-            }
-            Some(SinkMessage::Tick) | None => true,
-        };
-        if flush && !(samples.is_empty() && windows.is_empty()) {
-            let rows = (samples.len() + windows.len()) as u64;
-            match write(&pool, &samples, &windows).await {
-                Ok(()) => stats.ok(rows),
-                Err(e) => {
-                    tracing::error!(sink = %name, error = %e, rows, "cannot write to SQLite");
-                    stats.error(rows, &e);
-                }
-            }
-            samples.clear();
-            windows.clear();
-        }
-        if message.is_none() {
-            break;
-        }
-    }
-    pool.close().await;
-}
-
 /// Writes one batch in one transaction.
 pub async fn write(
     pool: &SqlitePool,
     samples: &[Sample],
     windows: &[WindowRow],
-) -> Result<(), String> {
-    let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
     for chunk in samples.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             // OR IGNORE rather than ON CONFLICT: a statement that cannot abort needs no
@@ -141,7 +143,7 @@ pub async fn write(
                 .bind(s.value)
                 .bind(s.text.as_deref().map(|t| cut(t, MAX_TEXT)));
         }
-        query.execute(&mut *tx).await.map_err(|e| e.to_string())?;
+        query.execute(&mut *tx).await?;
     }
     for chunk in windows.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
@@ -169,9 +171,9 @@ pub async fn write(
                 .bind(finite(w.first))
                 .bind(finite(w.last));
         }
-        query.execute(&mut *tx).await.map_err(|e| e.to_string())?;
+        query.execute(&mut *tx).await?;
     }
-    tx.commit().await.map_err(|e| e.to_string())
+    tx.commit().await
 }
 
 fn placeholders(columns: usize, rows: usize) -> String {

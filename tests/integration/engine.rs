@@ -63,6 +63,7 @@ roll_age = "2s"
     let first = device_base(3);
     let devices: Vec<String> = (first..first + 3).map(device_id).collect();
     // Live events of the first machine.
+    millstream::tls::install_crypto_provider();
     let events = reqwest::get(format!("{base}/api/v1/events?device={}", devices[0]))
         .await
         .unwrap();

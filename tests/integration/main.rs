@@ -9,8 +9,10 @@
 //! (a distinct `STRESS_TEST_` number range or a unique name) and its own client ids, and only
 //! looks at traffic of its own devices.
 
+mod stores;
 mod support;
 
+mod all_stores;
 mod bad_input;
 mod broker_restart;
 mod cli;
@@ -19,4 +21,5 @@ mod engine;
 mod golden;
 mod recording;
 mod sim_source;
+mod sinks;
 mod tls;

@@ -256,6 +256,7 @@ impl millstream::dataflow::Observer for Collect {
 
 /// GET `url` and parse the JSON answer; the status comes too.
 pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
+    millstream::tls::install_crypto_provider();
     let response = reqwest::get(url)
         .await
         .unwrap_or_else(|e| panic!("GET {url}: {e}"));
@@ -268,6 +269,7 @@ pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
 pub async fn wait_for_http(base: &str, timeout: Duration) {
     let start = Instant::now();
     loop {
+        millstream::tls::install_crypto_provider();
         if let Ok(r) = reqwest::get(format!("{base}/api/v1/health")).await
             && r.status().is_success()
         {

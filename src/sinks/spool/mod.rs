@@ -10,7 +10,8 @@
 //!   batches reach the store in the order they were produced.
 //! - Bound: at most `limit` bytes; beyond it the oldest segment is deleted, and its rows counted
 //!   as dropped and logged as an error.
-//! - Leftover segments (a previous run that stopped with a backlog) are drained first.
+//! - Leftover segments (a previous run that stopped with a backlog) are drained first, from
+//!   where the previous run stopped reading (`read-position`, saved on flush and drop).
 //! - The spool is not synced to disk: it protects against slow stores, not against power loss
 //!   (the write-ahead log of the source does that).
 
@@ -25,8 +26,10 @@ use super::SinkMessage;
 
 pub mod codec;
 
-/// Segment files roll at this size.
+/// Segment files roll at this size, or at a quarter of the limit when that is smaller (dropping
+/// the oldest segment then gives up at most a quarter of the spool).
 const SEGMENT_BYTES: u64 = 64 << 20;
+const MIN_SEGMENT_BYTES: u64 = 4 << 10;
 
 /// One segment on disk.
 #[derive(Debug)]
@@ -41,6 +44,7 @@ struct Segment {
 pub struct Spool {
     dir: PathBuf,
     limit: u64,
+    segment_bytes: u64,
     next_number: u64,
     /// Oldest first; the last one is being written.
     segments: VecDeque<Segment>,
@@ -52,7 +56,15 @@ pub struct Spool {
     bytes: u64,
     /// Rows given up because the spool was full.
     pub dropped_rows: u64,
+    /// Where a previous run stopped reading: (segment number, offset).
+    resume: Option<(u64, u64)>,
+    /// Rows already read from the segment being read (not lost if it is dropped).
+    read_rows: u64,
 }
+
+/// The file remembering how far the oldest segment was read, so a restart does not write
+/// that part again.
+const POSITION_FILE: &str = "read-position";
 
 impl Spool {
     /// Opens (creating) the spool directory; existing segments are kept, to be drained first.
@@ -75,9 +87,18 @@ impl Spool {
                 rows: 0,
             });
         }
+        let resume = fs::read_to_string(dir.join(POSITION_FILE))
+            .ok()
+            .and_then(|text| {
+                let (segment, offset) = text.trim().split_once(' ')?;
+                Some((segment.parse().ok()?, offset.parse().ok()?))
+            });
         Ok(Spool {
+            read_rows: 0,
+            resume,
             dir: dir.to_path_buf(),
-            limit: limit.max(SEGMENT_BYTES),
+            limit,
+            segment_bytes: (limit / 4).clamp(MIN_SEGMENT_BYTES, SEGMENT_BYTES),
             next_number: numbers.last().map_or(0, |n| n + 1),
             segments,
             writer: None,
@@ -106,7 +127,7 @@ impl Spool {
             || self
                 .segments
                 .back()
-                .is_some_and(|s| s.bytes >= SEGMENT_BYTES)
+                .is_some_and(|s| s.bytes >= self.segment_bytes)
         {
             self.roll()?;
         }
@@ -125,6 +146,27 @@ impl Spool {
         Ok(dropped)
     }
 
+    /// Writes buffered records to the file and remembers how far the oldest segment was read
+    /// (the spool is not fsynced: see the module notes).
+    pub fn flush(&mut self) -> io::Result<()> {
+        if let Some(w) = self.writer.as_mut() {
+            w.flush()?;
+        }
+        let path = self.dir.join(POSITION_FILE);
+        match &self.reader {
+            Some((segment, _)) if self.read_offset > 0 => {
+                let temporary = self.dir.join(format!(".{POSITION_FILE}"));
+                fs::write(&temporary, format!("{segment} {}\n", self.read_offset))?;
+                fs::rename(&temporary, &path)
+            }
+            _ if self.resume.is_none() => match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+
     /// The oldest batch, or `None` when the spool is empty (then its files are gone).
     pub fn pop(&mut self) -> io::Result<Option<SinkMessage>> {
         loop {
@@ -138,7 +180,11 @@ impl Spool {
             }
             if self.reader.as_ref().is_none_or(|(n, _)| *n != number) {
                 self.reader = Some((number, File::open(&oldest.path)?));
-                self.read_offset = 0;
+                self.read_rows = 0;
+                self.read_offset = match self.resume.take() {
+                    Some((segment, offset)) if segment == number => offset,
+                    _ => 0,
+                };
             }
             let (_, file) = self.reader.as_ref().expect("opened above");
             let mut len = [0u8; 4];
@@ -148,7 +194,10 @@ impl Spool {
                     file.read_exact_at(&mut record, self.read_offset + 4)?;
                     self.read_offset += 4 + record.len() as u64;
                     match codec::decode(&record) {
-                        Ok(message) => return Ok(Some(message)),
+                        Ok(message) => {
+                            self.read_rows += codec::rows(&message);
+                            return Ok(Some(message));
+                        }
                         Err(e) => {
                             tracing::error!(spool = %self.dir.display(), error = %e, "skipping a corrupt spool record");
                         }
@@ -166,6 +215,7 @@ impl Spool {
                     }
                     fs::remove_file(&done.path)?;
                     if self.segments.is_empty() {
+                        let _ = fs::remove_file(self.dir.join(POSITION_FILE));
                         return Ok(None);
                     }
                 }
@@ -195,24 +245,37 @@ impl Spool {
 
     fn drop_oldest(&mut self) -> io::Result<u64> {
         let oldest = self.segments.pop_front().expect("more than one");
+        // Rows already handed to the sink from this segment are not lost.
+        let mut lost = oldest.rows;
         if self
             .reader
             .as_ref()
             .is_some_and(|(n, _)| *n == segment_number(&oldest.path))
         {
+            lost = lost.saturating_sub(self.read_rows);
             self.reader = None;
             self.read_offset = 0;
+            self.read_rows = 0;
         }
         self.bytes -= oldest.bytes;
         fs::remove_file(&oldest.path)?;
-        self.dropped_rows += oldest.rows;
+        self.dropped_rows += lost;
         tracing::error!(
             spool = %self.dir.display(),
-            rows = oldest.rows,
+            rows = lost,
             bytes = oldest.bytes,
             "spool full: dropped its oldest segment (raise spool_limit or fix the sink)"
         );
-        Ok(oldest.rows)
+        Ok(lost)
+    }
+}
+
+impl Drop for Spool {
+    /// A backlog left at shutdown is resumed where it was read, not from its segment's start.
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            tracing::warn!(spool = %self.dir.display(), error = %e, "cannot save the spool's read position");
+        }
     }
 }
 
@@ -316,8 +379,8 @@ mod tests {
         while let Some(m) = spool.pop().unwrap() {
             seen.push(first_ts(&m));
         }
-        // The reopened spool starts its segment from the beginning: at-least-once after restart.
-        assert_eq!(seen, (0..11).map(|k| k * 100).collect::<Vec<_>>());
+        // The reopened spool resumes where the first one stopped reading.
+        assert_eq!(seen, (4..11).map(|k| k * 100).collect::<Vec<_>>());
         assert!(spool.is_empty());
         assert_eq!(spool.bytes(), 0);
         assert_eq!(
@@ -330,19 +393,23 @@ mod tests {
     #[test]
     fn a_full_spool_drops_its_oldest_segment_and_counts_it() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spool = Spool::open(dir.path(), 0).unwrap();
-        // The limit is raised to one segment (64 MiB): write well past two.
-        let big = samples(0, 200_000);
+        let limit = 1 << 20;
+        let mut spool = Spool::open(dir.path(), limit).unwrap();
         let mut dropped = 0;
-        for _ in 0..60 {
-            dropped += spool.push(&big).unwrap();
+        for k in 0..100 {
+            dropped += spool.push(&samples(k * 1000, 1000)).unwrap();
         }
         assert!(dropped > 0);
+        assert_eq!(dropped % 1000, 0, "whole batches are dropped");
         assert_eq!(dropped, spool.dropped_rows);
-        assert!(
-            spool.bytes() <= 2 * SEGMENT_BYTES + (8 << 20),
-            "{}",
-            spool.bytes()
-        );
+        assert!(spool.bytes() <= limit, "{}", spool.bytes());
+        // What was not dropped is all there, oldest first: the newest batches survive.
+        let mut kept = Vec::new();
+        while let Some(m) = spool.pop().unwrap() {
+            kept.push(first_ts(&m));
+        }
+        assert_eq!(kept.len() as u64 * 1000 + dropped, 100_000);
+        assert_eq!(*kept.last().unwrap(), 99_000);
+        assert!(kept.windows(2).all(|w| w[1] == w[0] + 1000));
     }
 }

@@ -1,0 +1,234 @@
+//! MySQL 8 and MariaDB through sqlx (`schemas/mysql.sql`; database and tables created if
+//! missing), the SQL store of the classroom stack.
+//!
+//! Each batch is one transaction of multi-row `INSERT`s ([`ROWS_PER_STATEMENT`] rows each, a
+//! fixed size so the prepared statements are reused), which on one connection is the fastest
+//! path sqlx offers (no `LOAD DATA`). Writes are idempotent on the primary keys: a re-delivered
+//! sample leaves its row as it was (`ON DUPLICATE KEY UPDATE ts = ts`, which unlike `INSERT
+//! IGNORE` still fails on real errors), a recomputed window replaces its row.
+//!
+//! The sink starts even when the server is down (the pool connects lazily): its batches wait
+//! and spool while the writer retries, so a database outage never stops the engine.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlSslMode};
+use sqlx::{ConnectOptions, Connection};
+
+use super::sqlite::{MAX_TEXT, cut};
+use super::writer::{Batch, BatchWriter, WriteError, WriteSettings};
+use super::{SinkQueue, SinkStats};
+use crate::config::{Secret, SinkConfig};
+use crate::time::Utc;
+
+/// The DDL, embedded.
+pub const SCHEMA: &str = include_str!("../../schemas/mysql.sql");
+/// Rows per INSERT (5 or 14 parameters each; the protocol allows 65,535 per statement).
+pub const ROWS_PER_STATEMENT: usize = 1_000;
+/// Rows per transaction when not configured.
+pub const DEFAULT_BATCH_ROWS: usize = 20_000;
+/// Longest a row waits for its batch when not configured.
+pub const DEFAULT_LINGER: Duration = Duration::from_secs(1);
+
+/// Checks the configuration and starts the writer task (connecting happens there).
+pub fn spawn(
+    config: &SinkConfig,
+    queue: SinkQueue,
+    stats: Arc<SinkStats>,
+    state_dir: &std::path::Path,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let options = connect_options(config).map_err(|e| format!("sink {:?}: {e}", config.name))?;
+    let writer = MySqlWriter::new(options);
+    let settings = WriteSettings {
+        name: config.name.clone(),
+        batch_rows: config.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS).max(1),
+        linger: config.linger.map_or(DEFAULT_LINGER, |d| d.get()),
+        rejected_dir: state_dir.join("rejected").join(&config.name),
+    };
+    Ok(tokio::spawn(super::writer::run(
+        queue, writer, stats, settings,
+    )))
+}
+
+/// Connection options from the sink's `url` (`mysql://user@host:3306/db?ssl-mode=required`),
+/// `username` and `password`. The password is remembered as a secret, so messages never show it.
+pub fn connect_options(config: &SinkConfig) -> Result<MySqlConnectOptions, String> {
+    let url = config.url.as_deref().ok_or("mysql sink without url")?;
+    let parsed =
+        url::Url::parse(url).map_err(|e| format!("bad MySQL URL {:?}: {e}", redact(url)))?;
+    if let Some(password) = parsed.password() {
+        let _ = Secret::new(password);
+    }
+    let mut options = MySqlConnectOptions::from_str(url)
+        .map_err(|e| format!("bad MySQL URL {:?}: {e}", redact(url)))?;
+    if let Some(user) = &config.username {
+        options = options.username(user);
+    }
+    if let Some(password) = &config.password {
+        options = options.password(password.expose());
+    }
+    if options.get_database().is_none_or(str::is_empty) {
+        return Err("name the database: mysql://user@host:3306/<database>".into());
+    }
+    // A TLS option given in the URL is kept; otherwise TLS is used when the server offers it.
+    if !url.contains("ssl-mode") && !url.contains("sslmode") {
+        options = options.ssl_mode(MySqlSslMode::Preferred);
+    }
+    Ok(options
+        .charset("utf8mb4")
+        .timezone(Some("+00:00".into()))
+        // Batches are 1,000-row statements: logging them (or warning that they are "slow")
+        // would flood the log.
+        .disable_statement_logging())
+}
+
+fn redact(url: &str) -> String {
+    crate::config::redact_secrets(url)
+}
+
+/// The store's side of the sink.
+pub struct MySqlWriter {
+    options: MySqlConnectOptions,
+    pool: Option<MySqlPool>,
+}
+
+impl MySqlWriter {
+    pub fn new(options: MySqlConnectOptions) -> MySqlWriter {
+        MySqlWriter {
+            options,
+            pool: None,
+        }
+    }
+
+    /// The pool, creating the database and tables on first use.
+    async fn pool(&mut self) -> Result<&MySqlPool, WriteError> {
+        if self.pool.is_none() {
+            self.pool = Some(open(&self.options).await?);
+        }
+        Ok(self.pool.as_ref().expect("set above"))
+    }
+}
+
+impl BatchWriter for MySqlWriter {
+    async fn write(&mut self, batch: &Batch) -> Result<(), WriteError> {
+        let pool = self.pool().await?;
+        write(pool, batch).await
+    }
+}
+
+/// Connects, creating the database if missing, and applies the schema.
+pub async fn open(options: &MySqlConnectOptions) -> Result<MySqlPool, WriteError> {
+    let database = options.get_database().unwrap_or_default().to_string();
+    // The database may not exist yet: create it over a connection that names none.
+    let mut server = options
+        .clone()
+        .database("")
+        .connect()
+        .await
+        .map_err(classify)?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE IF NOT EXISTS `{}` CHARACTER SET utf8mb4",
+        database.replace('`', "``")
+    )))
+    .execute(&mut server)
+    .await
+    .map_err(classify)?;
+    let _ = server.close().await;
+    let pool = MySqlPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options.clone())
+        .await
+        .map_err(classify)?;
+    sqlx::raw_sql(SCHEMA)
+        .execute(&pool)
+        .await
+        .map_err(classify)?;
+    Ok(pool)
+}
+
+/// Writes one batch in one transaction.
+pub async fn write(pool: &MySqlPool, batch: &Batch) -> Result<(), WriteError> {
+    let mut tx = pool.begin().await.map_err(classify)?;
+    for chunk in batch.samples.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO samples (device, item, ts, value, text) VALUES {} \
+             ON DUPLICATE KEY UPDATE ts = ts",
+            placeholders(5, chunk.len())
+        );
+        // Only placeholders are formatted into the statement; every value is bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for s in chunk {
+            query = query
+                .bind(&*s.device)
+                .bind(&*s.item)
+                .bind(Utc::from_ms(s.ts).sql_fast())
+                .bind(s.value.filter(|v| v.is_finite()))
+                .bind(s.text.as_deref().map(|t| cut(t, MAX_TEXT)));
+        }
+        query.execute(&mut *tx).await.map_err(classify)?;
+    }
+    for chunk in batch.windows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO window_aggregates \
+             (device, item, size_ms, start, count, min, max, mean, stddev, p50, p95, p99, first, last) \
+             VALUES {} ON DUPLICATE KEY UPDATE count = VALUES(count), min = VALUES(min), \
+             max = VALUES(max), mean = VALUES(mean), stddev = VALUES(stddev), p50 = VALUES(p50), \
+             p95 = VALUES(p95), p99 = VALUES(p99), first = VALUES(first), last = VALUES(last)",
+            placeholders(14, chunk.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for w in chunk {
+            let finite = |v: f64| v.is_finite().then_some(v);
+            query = query
+                .bind(&*w.device)
+                .bind(&*w.item)
+                .bind(w.size_ms)
+                .bind(Utc::from_ms(w.start).sql())
+                .bind(w.count as i64)
+                .bind(finite(w.min))
+                .bind(finite(w.max))
+                .bind(finite(w.mean))
+                .bind(w.stddev.and_then(finite))
+                .bind(finite(w.p50))
+                .bind(finite(w.p95))
+                .bind(finite(w.p99))
+                .bind(finite(w.first))
+                .bind(finite(w.last));
+        }
+        query.execute(&mut *tx).await.map_err(classify)?;
+    }
+    tx.commit().await.map_err(classify)
+}
+
+fn placeholders(columns: usize, rows: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(","));
+    vec![row; rows].join(",")
+}
+
+/// Server error codes worth retrying: lock timeouts and deadlocks, too many connections,
+/// shutdown in progress, a killed connection, a read-only server (failover), out of memory.
+const TRANSIENT_CODES: [&str; 8] = [
+    "1205", "1213", "1040", "1053", "1927", "1290", "1836", "1041",
+];
+
+/// Retry what a later attempt can fix; a statement the server refuses (bad data, access
+/// denied, unknown database rights) is permanent for its batch.
+pub fn classify(error: sqlx::Error) -> WriteError {
+    match &error {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+            if TRANSIENT_CODES.contains(&code.as_str()) {
+                WriteError::transient(format!("MySQL: {db}"))
+            } else {
+                WriteError::Permanent(format!("MySQL error {code}: {db}"))
+            }
+        }
+        sqlx::Error::Configuration(_) | sqlx::Error::InvalidArgument(_) => {
+            WriteError::Permanent(format!("MySQL: {error}"))
+        }
+        _ => WriteError::transient(format!("MySQL: {error}")),
+    }
+}
