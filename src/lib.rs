@@ -28,5 +28,6 @@ pub mod stop;
 pub mod time;
 pub mod tls;
 pub mod views;
+pub mod wal;
 pub mod window;
 pub mod window_store;

@@ -17,7 +17,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use super::env::expand;
 use super::{
     Config, DeadLetterConfig, HttpConfig, SinkConfig, SinkKind, SourceConfig, StreamKind,
-    WindowsConfig,
+    WalConfig, WindowsConfig,
 };
 
 /// One problem in a config file.
@@ -107,6 +107,7 @@ pub fn load_str(
     let mut windows = WindowsConfig::default();
     let mut http = HttpConfig::default();
     let mut dead_letters = DeadLetterConfig::default();
+    let mut wal = WalConfig::default();
     let mut sinks: Vec<(usize, SinkConfig)> = Vec::new();
     for (key, value) in root {
         let key_span = key.span();
@@ -123,6 +124,7 @@ pub fn load_str(
             "windows" => windows = ctx.section(value).unwrap_or(windows),
             "http" => http = ctx.section(value).unwrap_or(http),
             "dead_letters" => dead_letters = ctx.section(value).unwrap_or(dead_letters),
+            "wal" => wal = ctx.section(value).unwrap_or(wal),
             "sinks" => {
                 let span = value.span();
                 match value.into_inner() {
@@ -143,7 +145,7 @@ pub fn load_str(
             other => ctx.push(
                 Some(key_span),
                 Some(other.to_string()),
-                "unknown key (expected state_dir, source, windows, http, sinks or dead_letters)"
+                "unknown key (expected state_dir, source, windows, http, sinks, wal or dead_letters)"
                     .into(),
             ),
         }
@@ -171,6 +173,7 @@ pub fn load_str(
         http,
         sinks: sinks.into_iter().map(|(_, s)| s).collect(),
         dead_letters,
+        wal,
     })
 }
 

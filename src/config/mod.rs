@@ -48,6 +48,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub sinks: Vec<SinkConfig>,
     pub dead_letters: DeadLetterConfig,
+    pub wal: WalConfig,
 }
 
 impl Config {
@@ -364,6 +365,38 @@ fn default_queue() -> usize {
 }
 fn default_spool_limit() -> ByteSize {
     ByteSize::mib(1024)
+}
+
+/// `[wal]`: the write-ahead log that makes an acknowledged message survive a crash
+/// (`state_dir/wal/`, DESIGN.md §7).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalConfig {
+    /// Off: messages are acknowledged once handed to the dataflow (faster, but a crash loses
+    /// what the sinks had not written yet).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// How often the log is cut: once every sink has durably written what a cut segment holds
+    /// (and the windows over it have closed), the segment is deleted. The Parquet lake
+    /// completes its open files at each cut.
+    #[serde(default = "default_checkpoint")]
+    pub checkpoint: HumanDuration,
+}
+
+impl Default for WalConfig {
+    fn default() -> Self {
+        WalConfig {
+            enabled: true,
+            checkpoint: default_checkpoint(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_checkpoint() -> HumanDuration {
+    HumanDuration::from_millis(30_000)
 }
 
 /// `[dead_letters]`: where refused messages go (`state_dir/dead-letters/*.jsonl`).

@@ -35,6 +35,45 @@ const EPOCH_SAMPLES: usize = 65_536;
 /// …or lasts at most this long, before the worker's input advances to the next time.
 const EPOCH_AGE: std::time::Duration = std::time::Duration::from_millis(2);
 
+/// A reader of the dataflow's progress ([`DataflowInput::processed`]).
+#[derive(Debug, Clone)]
+pub struct Progress(Arc<AtomicU64>);
+
+impl Progress {
+    pub fn processed(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// What travels a lane: samples, or a marker of the point an epoch was cut.
+pub(super) enum LaneItem {
+    Samples(Vec<Sample>),
+    Marker(Arc<EpochMarker>),
+}
+
+/// A cut through every lane ([`DataflowInput::mark`]): once each worker has passed it, every
+/// sample sent before the cut carries a time below [`EpochMarker::epoch`].
+#[derive(Debug)]
+pub struct EpochMarker {
+    /// Lanes that have not passed the marker yet.
+    pending: std::sync::atomic::AtomicUsize,
+    /// The highest time a worker moved to on passing it.
+    time: AtomicU64,
+}
+
+impl EpochMarker {
+    fn passed(&self, time: u64) {
+        self.time.fetch_max(time, Ordering::AcqRel);
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// `Some(epoch)` once every worker has passed the marker: results of everything sent
+    /// before it are delivered when the dataflow's progress reaches `epoch`.
+    pub fn epoch(&self) -> Option<u64> {
+        (self.pending.load(Ordering::Acquire) == 0).then(|| self.time.load(Ordering::Acquire))
+    }
+}
+
 /// Where a worker puts the activator that senders use to wake it.
 type ActivatorSlot = Arc<Mutex<Option<SyncActivator>>>;
 
@@ -42,12 +81,14 @@ type ActivatorSlot = Arc<Mutex<Option<SyncActivator>>>;
 #[derive(Clone)]
 pub struct DataflowInput {
     /// One sender per worker; `None` only while dropping.
-    senders: Option<Vec<mpsc::Sender<Vec<Sample>>>>,
+    senders: Option<Vec<mpsc::Sender<LaneItem>>>,
     activators: Vec<ActivatorSlot>,
+    /// Every result of inputs before this epoch has been delivered (kept by worker 0).
+    processed: Arc<AtomicU64>,
 }
 
 /// A worker's end of its lane.
-type Lane = (mpsc::Receiver<Vec<Sample>>, ActivatorSlot);
+type Lane = (mpsc::Receiver<LaneItem>, ActivatorSlot);
 
 /// The receiving sides, one taken by each worker.
 pub(super) struct Receivers {
@@ -55,7 +96,7 @@ pub(super) struct Receivers {
     /// Every lane's activator, so a worker that advances the epoch can wake the others.
     activators: Vec<ActivatorSlot>,
     /// The newest epoch any worker has moved to.
-    epoch: AtomicU64,
+    epoch: Arc<AtomicU64>,
 }
 
 impl Receivers {
@@ -79,7 +120,13 @@ impl Receivers {
     }
 }
 
-pub(super) fn channel(capacity: usize, workers: usize) -> (DataflowInput, Arc<Receivers>) {
+pub(super) fn channel(
+    capacity: usize,
+    workers: usize,
+    processed: Arc<AtomicU64>,
+) -> (DataflowInput, Arc<Receivers>) {
+    let epoch = Arc::new(AtomicU64::new(0));
+
     let mut senders = Vec::new();
     let mut activators = Vec::new();
     let mut lanes = Vec::new();
@@ -94,11 +141,12 @@ pub(super) fn channel(capacity: usize, workers: usize) -> (DataflowInput, Arc<Re
         DataflowInput {
             senders: Some(senders),
             activators: activators.clone(),
+            processed,
         },
         Arc::new(Receivers {
             lanes: Mutex::new(lanes),
             activators: activators.clone(),
-            epoch: AtomicU64::new(0),
+            epoch,
         }),
     )
 }
@@ -129,7 +177,10 @@ impl DataflowInput {
         }
         let senders = self.senders.as_ref().ok_or(InputClosed)?;
         for (lane, part) in self.split(batch) {
-            senders[lane].send(part).await.map_err(|_| InputClosed)?;
+            senders[lane]
+                .send(LaneItem::Samples(part))
+                .await
+                .map_err(|_| InputClosed)?;
             self.wake(lane);
         }
         Ok(())
@@ -142,7 +193,9 @@ impl DataflowInput {
         }
         let senders = self.senders.as_ref().ok_or(InputClosed)?;
         for (lane, part) in self.split(batch) {
-            senders[lane].blocking_send(part).map_err(|_| InputClosed)?;
+            senders[lane]
+                .blocking_send(LaneItem::Samples(part))
+                .map_err(|_| InputClosed)?;
             self.wake(lane);
         }
         Ok(())
@@ -156,6 +209,35 @@ impl DataflowInput {
         {
             let _ = activator.activate();
         }
+    }
+
+    /// Cuts every lane: once the returned marker has an [`EpochMarker::epoch`] and
+    /// [`DataflowInput::processed`] reaches it, everything sent before this call has passed
+    /// through the dataflow (samples and windows handed to the sinks).
+    pub async fn mark(&self) -> Result<Arc<EpochMarker>, InputClosed> {
+        let senders = self.senders.as_ref().ok_or(InputClosed)?;
+        let marker = Arc::new(EpochMarker {
+            pending: std::sync::atomic::AtomicUsize::new(senders.len()),
+            time: AtomicU64::new(0),
+        });
+        for (lane, sender) in senders.iter().enumerate() {
+            sender
+                .send(LaneItem::Marker(marker.clone()))
+                .await
+                .map_err(|_| InputClosed)?;
+            self.wake(lane);
+        }
+        Ok(marker)
+    }
+
+    /// The dataflow's progress: results of every epoch before this one are delivered.
+    pub fn processed(&self) -> u64 {
+        self.processed.load(Ordering::Acquire)
+    }
+
+    /// The dataflow's progress, readable without holding the input open.
+    pub fn progress(&self) -> Progress {
+        Progress(self.processed.clone())
     }
 
     /// Closes this handle; the input closes when every clone is closed or dropped.
@@ -203,12 +285,22 @@ pub(super) fn source<'scope>(
                 let mut closed = false;
                 for _ in 0..MAX_BATCHES_PER_ACTIVATION {
                     match rx.try_recv() {
-                        Ok(mut batch) => {
+                        Ok(LaneItem::Samples(mut batch)) => {
                             if epoch_samples == 0 {
                                 epoch_started = std::time::Instant::now();
                             }
                             epoch_samples += batch.len();
                             output.session(&*cap).give_container(&mut batch);
+                        }
+                        Ok(LaneItem::Marker(marker)) => {
+                            // Everything before the marker was given at an earlier time.
+                            let next = *cap.time() + 1;
+                            cap.downgrade(&next);
+                            epoch_samples = 0;
+                            marker.passed(next);
+                            if receivers.epoch.fetch_max(next, Ordering::AcqRel) < next {
+                                receivers.wake_all_but(me);
+                            }
                         }
                         Err(mpsc::error::TryRecvError::Empty) => break,
                         Err(mpsc::error::TryRecvError::Disconnected) => {

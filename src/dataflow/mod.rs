@@ -32,7 +32,7 @@ use timely::dataflow::operators::vec::Map;
 
 use keyed::KeyedOut;
 
-pub use input::{DataflowInput, InputClosed};
+pub use input::{DataflowInput, EpochMarker, InputClosed, Progress};
 
 use crate::nclink::status::MachineState;
 use crate::sample::Sample;
@@ -98,7 +98,9 @@ pub fn start(
     observer: Arc<dyn Observer>,
 ) -> Result<(DataflowInput, Dataflow), String> {
     let workers = options.workers.max(1);
-    let (input, receivers) = input::channel(options.input_capacity.max(1), workers);
+    let processed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (input, receivers) =
+        input::channel(options.input_capacity.max(1), workers, processed.clone());
     let options = Arc::new(options);
     let config = timely::Config {
         communication: timely::CommunicationConfig::Process(workers),
@@ -108,7 +110,7 @@ pub fn start(
         let receivers = receivers.clone();
         let options = options.clone();
         let observer = observer.clone();
-        worker.dataflow::<u64, _, _>(|scope| {
+        let probe = worker.dataflow::<u64, _, _>(|scope| {
             let samples = input::source(scope, receivers);
             let raw = observer.clone();
             let samples = samples.inspect_core(move |event| {
@@ -138,7 +140,7 @@ pub fn start(
             });
             let windows = parts.pop().expect("three parts");
             let o = observer.clone();
-            windows.inspect_core(move |event| {
+            let windows = windows.inspect_core(move |event| {
                 if let Ok((_, outs)) = event {
                     let rows: Vec<WindowRow> = outs
                         .iter()
@@ -153,8 +155,21 @@ pub fn start(
                 }
             });
             views::views(latest, counts, observer.clone());
+            use timely::dataflow::operators::Probe;
+            windows.probe().0
         });
-        while worker.step_or_park(None) {}
+        // Progress past the sinks' inputs (windows come after samples), for the write-ahead
+        // log's checkpoints; one worker keeps the shared number.
+        let track = worker.index() == 0;
+        while worker.step_or_park(None) {
+            if track {
+                let done = probe.with_frontier(|f| f.first().copied().unwrap_or(u64::MAX));
+                processed.store(done, std::sync::atomic::Ordering::Release);
+            }
+        }
+        if track {
+            processed.store(u64::MAX, std::sync::atomic::Ordering::Release);
+        }
     })
     .map_err(|e| format!("cannot start the dataflow: {e}"))?;
     Ok((

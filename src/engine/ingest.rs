@@ -9,11 +9,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::events::Bus;
 use crate::config::BrokerUrl;
-use crate::dataflow::DataflowInput;
+use crate::dataflow::{DataflowInput, EpochMarker};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::sample::Sample;
+use crate::source::ack::Ack;
 use crate::source::{self, SourceEvent, SourceHandle, SourceOptions};
+use crate::wal::Wal;
 
 /// Most samples put in one dataflow batch.
 const MAX_BATCH: usize = 16_384;
@@ -28,6 +30,10 @@ pub enum SourceCommand {
         device: String,
         items: Vec<String>,
         reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// Cut the write-ahead log and the dataflow's input at the same point (a checkpoint).
+    Cut {
+        reply: oneshot::Sender<(Option<u64>, Option<Arc<EpochMarker>>)>,
     },
 }
 
@@ -66,6 +72,18 @@ impl SourceControl {
             .map_err(|_| "the source is stopping".to_string())?
     }
 
+    /// Cuts the write-ahead log and marks the dataflow's input at the same point: the segment
+    /// cut (if it held anything) and the marker telling when the dataflow has passed it.
+    /// `None` when the source is stopping.
+    pub async fn cut(&self) -> Option<(Option<u64>, Option<Arc<EpochMarker>>)> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(SourceCommand::Cut { reply })
+            .await
+            .ok()?;
+        answer.await.ok()
+    }
+
     pub fn broker(&self) -> String {
         self.broker.read().expect("broker lock").clone()
     }
@@ -85,6 +103,11 @@ pub(super) struct Ingest {
     pub input: DataflowInput,
     pub registry: Arc<Registry>,
     pub bus: Bus,
+    /// The write-ahead log; `None` when disabled (messages are then acknowledged once handed
+    /// to the dataflow).
+    pub wal: Option<Wal>,
+    /// Acknowledgements of the samples in `pending`.
+    pub acks: Vec<Arc<Ack>>,
 }
 
 impl Ingest {
@@ -122,6 +145,15 @@ impl Ingest {
                     None => break,
                 },
                 Some(command) = commands.recv() => match command {
+                    SourceCommand::Cut { reply } => {
+                        self.flush(&mut pending).await;
+                        let segment = match &self.wal {
+                            Some(wal) => wal.cut().await,
+                            None => None,
+                        };
+                        let marker = self.input.mark().await.ok();
+                        let _ = reply.send((segment, marker));
+                    }
                     SourceCommand::Query { device, items, reply } => {
                         let _ = reply.send(handle.query(&device, items).await.map_err(|e| e.to_string()));
                     }
@@ -191,6 +223,7 @@ impl Ingest {
                 self.registry.seen(&batch.device, batch.received_at);
                 self.bus.samples(&batch.device, &batch.samples);
                 pending.extend(batch.samples);
+                self.acks.extend(batch.ack);
             }
             SourceEvent::DeviceDiscovered { device, at } => self.registry.seen(&device, at),
             SourceEvent::Model { device, model } => self.registry.set_model(&device, model),
@@ -202,13 +235,22 @@ impl Ingest {
         }
     }
 
+    /// Hands the pending samples to the write-ahead log (which acknowledges their messages
+    /// once they are on disk) and to the dataflow.
     async fn flush(&mut self, pending: &mut Vec<Sample>) {
         if pending.is_empty() {
             return;
         }
         let batch = std::mem::take(pending);
-        if self.input.send(batch).await.is_err() {
+        let acks = std::mem::take(&mut self.acks);
+        if let Some(wal) = &self.wal {
+            wal.append(batch.clone().into(), acks).await;
+            if self.input.send(batch).await.is_err() {
+                tracing::error!("the dataflow stopped; samples cannot be processed");
+            }
+        } else if self.input.send(batch).await.is_err() {
             tracing::error!("the dataflow stopped; samples cannot be processed");
+            acks.iter().for_each(|a| a.disarm());
         }
     }
 }

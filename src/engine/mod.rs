@@ -8,7 +8,9 @@
 //! - [`ingest`]: the source, batching into the dataflow, source commands.
 //! - [`observer`]: where dataflow outputs go.
 //! - [`events`]: live events for SSE.
+//! - [`checkpoint`]: when write-ahead log segments may be deleted.
 
+pub mod checkpoint;
 pub mod events;
 pub mod ingest;
 mod observer;
@@ -45,6 +47,8 @@ pub struct AppState {
     /// Window sizes computed, in ms.
     pub window_sizes: Vec<i64>,
     pub started: Instant,
+    /// The write-ahead log's counters (`None`: the log is off).
+    pub wal: Option<Arc<crate::wal::WalStats>>,
 }
 
 /// How to run the engine beyond the pipeline file.
@@ -104,6 +108,7 @@ pub struct Engine {
     dataflow: Dataflow,
     sinks: Sinks,
     ticker: tokio::task::JoinHandle<()>,
+    checkpoints: Option<tokio::task::JoinHandle<()>>,
     http_stop: oneshot::Sender<()>,
     http: tokio::task::JoinHandle<()>,
 }
@@ -128,7 +133,20 @@ impl Engine {
             bus: bus.clone(),
             metrics: metrics.clone(),
         });
+        let horizon = Duration::from_millis(
+            window_sizes.last().copied().unwrap_or(0).max(0) as u64
+                + options.allowed_lateness_ms.max(0) as u64
+                + options.idle_timeout_ms.unwrap_or(0).max(0) as u64
+                + 1_000,
+        );
         let (input, dataflow) = dataflow::start(options, observer)?;
+        let (wal, cuts) = if config.wal.enabled {
+            let (wal, recovered) = crate::wal::Wal::open(&config.state_dir.join("wal"))?;
+            let cuts = recover(&wal, recovered, &input).await?;
+            (Some(wal), cuts)
+        } else {
+            (None, Vec::new())
+        };
 
         let mut source_options = SourceOptions::new(config.source.clone(), &config.state_dir);
         source_options.dead_letters = config.dead_letters.clone();
@@ -139,8 +157,25 @@ impl Engine {
             input,
             registry: registry.clone(),
             bus: bus.clone(),
+            wal: wal.clone(),
+            acks: Vec::new(),
         };
+        let progress = ingest.input.progress();
         let (source, ingest) = ingest.start(stop_rx)?;
+        let checkpoints = wal.clone().map(|wal| {
+            tokio::spawn(
+                checkpoint::Checkpoints {
+                    wal,
+                    source: source.clone(),
+                    progress,
+                    sinks: sinks.handles.clone(),
+                    interval: config.wal.checkpoint.get(),
+                    horizon,
+                    cuts,
+                }
+                .run(),
+            )
+        });
 
         let tick_handles = sinks.handles.clone();
         let ticker = tokio::spawn(async move {
@@ -162,6 +197,7 @@ impl Engine {
             token: config.http.token.clone(),
             window_sizes,
             started: Instant::now(),
+            wal: wal.as_ref().map(|w| w.stats.clone()),
         });
         let listen = settings.listen.unwrap_or(config.http.listen);
         let listener = tokio::net::TcpListener::bind(listen)
@@ -189,6 +225,7 @@ impl Engine {
             dataflow,
             sinks,
             ticker,
+            checkpoints,
             http_stop,
             http,
         })
@@ -200,6 +237,11 @@ impl Engine {
         // Open SSE streams would keep the server waiting: give it a moment, then move on.
         let _ = tokio::time::timeout(Duration::from_secs(2), self.http).await;
         let _ = self.stop.send(true);
+        if let Some(checkpoints) = self.checkpoints {
+            // It holds sink handles: stop it so the sinks can close.
+            checkpoints.abort();
+            let _ = checkpoints.await;
+        }
         let _ = self.ingest.await;
         let dataflow = self.dataflow;
         let joined = tokio::task::spawn_blocking(move || dataflow.join())
@@ -210,4 +252,53 @@ impl Engine {
         self.sinks.finish().await;
         joined
     }
+}
+
+/// Replays the segments a previous run left in the write-ahead log through the dataflow,
+/// before the source connects; they stay on disk until a checkpoint finds them written.
+async fn recover(
+    wal: &crate::wal::Wal,
+    recovered: crate::wal::Recovered,
+    input: &dataflow::DataflowInput,
+) -> Result<Vec<checkpoint::Cut>, String> {
+    if recovered.segments.is_empty() {
+        return Ok(Vec::new());
+    }
+    let feed = input.clone();
+    let paths = recovered.segments.clone();
+    let started = Instant::now();
+    let samples = tokio::task::spawn_blocking(move || {
+        let mut total = 0;
+        for (_, path) in &paths {
+            match crate::wal::segment::read(path, |batch| {
+                let _ = feed.blocking_send(batch);
+            }) {
+                Ok(n) => total += n,
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "cannot read a write-ahead log segment")
+                }
+            }
+        }
+        total
+    })
+    .await
+    .map_err(|e| format!("write-ahead log replay: {e}"))?;
+    wal.stats
+        .recovered_samples
+        .fetch_add(samples, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(
+        samples,
+        segments = recovered.segments.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "replayed the write-ahead log of the previous run"
+    );
+    let marker = input
+        .mark()
+        .await
+        .map_err(|_| "the dataflow stopped during replay".to_string())?;
+    Ok(vec![checkpoint::Cut {
+        segments: recovered.segments.iter().map(|(n, _)| *n).collect(),
+        marker,
+        passed_at: None,
+    }])
 }

@@ -260,6 +260,7 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
         "watermark": engine.watermark(),
         "windows_emitted": windows,
         "sinks": state.sinks.iter().map(|s| s.status()).collect::<Vec<_>>(),
+        "wal": state.wal.as_ref().map(|w| w.status(true)),
         "uptime_ms": state.started.elapsed().as_millis() as u64,
         "now": now_ms(),
     }))

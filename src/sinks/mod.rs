@@ -37,6 +37,24 @@ pub enum SinkMessage {
     Windows(Arc<[WindowRow]>),
     /// Periodic: lets a sink roll files by age or flush by linger time while no data comes.
     Tick,
+    /// The write-ahead log's checkpoint: make everything received before it durable, then
+    /// mark it done.
+    Barrier(Barrier),
+}
+
+/// A checkpoint's request to one sink: done once everything the sink received before it is
+/// durable (written to the store, or synced in the sink's spool).
+#[derive(Debug, Clone, Default)]
+pub struct Barrier(Arc<AtomicBool>);
+
+impl Barrier {
+    pub fn done(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 /// A sink's counters, shown by `/api/v1/status` and `/metrics`.
@@ -105,6 +123,13 @@ impl SinkHandle {
     /// (and once spooling, everything spools until the sink has caught up, to keep order).
     pub fn send(&self, message: SinkMessage) {
         let mut spool = self.spool.lock().expect("spool lock");
+        if let SinkMessage::Barrier(barrier) = &message
+            && !spool.is_empty()
+        {
+            // Behind: what came before the barrier is in the spool; synced, it is durable.
+            Self::sync_spool(&mut spool, barrier, &self.name);
+            return;
+        }
         let message = if spool.is_empty() {
             // Counted before sending: the sink may take it (and count it down) at once.
             self.stats.queued.fetch_add(1, Ordering::Relaxed);
@@ -123,6 +148,11 @@ impl SinkHandle {
         } else {
             message
         };
+        if let SinkMessage::Barrier(_) = &message {
+            // The queue is full: what it holds is not durable yet, so this barrier cannot be
+            // passed; the checkpoint tries again next time.
+            return;
+        }
         match spool.push(&message) {
             Ok(dropped) => {
                 if dropped > 0 {
@@ -138,6 +168,15 @@ impl SinkHandle {
         self.stats
             .spooled_bytes
             .store(spool.bytes(), Ordering::Relaxed);
+    }
+
+    fn sync_spool(spool: &mut spool::Spool, barrier: &Barrier, name: &str) {
+        match spool.sync() {
+            Ok(()) => barrier.done(),
+            Err(e) => {
+                tracing::warn!(sink = %name, error = %e, "cannot sync the spool for a checkpoint")
+            }
+        }
     }
 
     /// Sends a tick unless the queue is full (a busy sink needs no reminder).

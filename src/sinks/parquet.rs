@@ -77,6 +77,11 @@ fn run(mut lake: Lake, mut receiver: SinkQueue, stats: Arc<SinkStats>, name: &st
             SinkMessage::Samples(samples) => lake.write_samples(&samples).map(|()| samples.len()),
             SinkMessage::Windows(windows) => lake.write_windows(&windows).map(|()| windows.len()),
             SinkMessage::Tick => lake.roll_aged().map(|()| 0),
+            // Only complete files are durable: complete the open ones.
+            SinkMessage::Barrier(barrier) => lake.finish().map(|()| {
+                barrier.done();
+                0
+            }),
         };
         match result {
             Ok(rows) => stats.ok(rows as u64),

@@ -127,9 +127,11 @@ pub async fn run<W: BatchWriter>(
             None => queue.next().await,
         };
         let closing = message.is_none();
+        let mut barrier = None;
         match message {
             Some(SinkMessage::Samples(rows)) => batch.samples.extend_from_slice(&rows),
             Some(SinkMessage::Windows(rows)) => batch.windows.extend_from_slice(&rows),
+            Some(SinkMessage::Barrier(b)) => barrier = Some(b),
             Some(SinkMessage::Tick) | None => {}
         }
         if !batch.is_empty() && oldest.is_none() {
@@ -137,7 +139,8 @@ pub async fn run<W: BatchWriter>(
         }
         let due = batch.rows() >= settings.batch_rows
             || oldest.is_some_and(|t| t.elapsed() >= settings.linger)
-            || closing;
+            || closing
+            || barrier.is_some();
         if due && !batch.is_empty() {
             let written =
                 write_with_retries(&mut writer, &batch, &stats, &settings, &mut backoff, &queue)
@@ -149,6 +152,9 @@ pub async fn run<W: BatchWriter>(
             }
             batch.clear();
             oldest = None;
+        }
+        if let Some(barrier) = barrier {
+            barrier.done();
         }
         if closing {
             break;

@@ -57,4 +57,7 @@ pub struct SampleBatch {
     /// Receive time, ms since the epoch.
     pub received_at: i64,
     pub samples: Vec<Sample>,
+    /// The acknowledgement of the message these samples came from: drop it once they are
+    /// durable (QoS 1 messages only).
+    pub ack: Option<Arc<super::ack::Ack>>,
 }

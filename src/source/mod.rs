@@ -13,6 +13,7 @@
 //! a message is acknowledged only after everything derived from it was accepted by the
 //! consumer's bounded channel, so a slow consumer slows the broker, not memory.
 
+pub mod ack;
 pub mod connection;
 pub mod event;
 pub mod pending;
@@ -274,18 +275,33 @@ impl Driver {
                 received_at,
             } => {
                 let size = publish.payload.len() as u64;
-                let actions =
+                let mut actions =
                     self.platform
                         .on_message(&publish.topic, publish.payload.clone(), received_at);
+                let ack = (publish.qos != QoS::AtMostOnce).then(|| {
+                    Arc::new(ack::Ack::new(
+                        self.client.clone(),
+                        publish,
+                        self.metrics.clone(),
+                    ))
+                });
+                // The message is acknowledged when its samples are durable (whoever holds the
+                // last reference drops it); a message without samples, once handled.
+                if let Some(ack) = &ack {
+                    for action in actions.iter_mut() {
+                        if let Action::Emit(SourceEvent::Samples(batch)) = action {
+                            batch.ack = Some(ack.clone());
+                        }
+                    }
+                }
                 let alive = self.perform(actions).await;
                 self.metrics
                     .source
                     .buffered_bytes
                     .fetch_sub(size, Ordering::Relaxed);
-                if alive && publish.qos != QoS::AtMostOnce && self.client.try_ack(&publish).is_err()
-                {
-                    // The broker redelivers unacknowledged messages; sinks are idempotent.
-                    inc(&self.metrics.source.ack_failures);
+                if !alive && let Some(ack) = ack {
+                    // Nobody took the samples: no ack, the broker delivers the message again.
+                    ack.disarm();
                 }
                 alive
             }

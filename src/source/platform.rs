@@ -295,6 +295,7 @@ impl Platform {
             inc(&self.metrics.source.query_answers);
         }
         self.emit_samples(SampleBatch {
+            ack: None,
             device,
             kind: MessageKind::QueryResponse,
             channel: None,
@@ -493,6 +494,7 @@ impl Platform {
             return self.hold(device, topic_text, payload, received_at);
         }
         self.emit_samples(SampleBatch {
+            ack: None,
             device: device.clone(),
             kind: MessageKind::Sample,
             channel: Some(message.channel),

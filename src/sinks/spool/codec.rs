@@ -23,7 +23,7 @@ pub fn rows(message: &SinkMessage) -> u64 {
     match message {
         SinkMessage::Samples(s) => s.len() as u64,
         SinkMessage::Windows(w) => w.len() as u64,
-        SinkMessage::Tick => 0,
+        SinkMessage::Tick | SinkMessage::Barrier(_) => 0,
     }
 }
 
@@ -105,7 +105,7 @@ pub fn encode(message: &SinkMessage) -> Option<Vec<u8>> {
             }
             WINDOWS
         }
-        SinkMessage::Tick => return None,
+        SinkMessage::Tick | SinkMessage::Barrier(_) => return None,
     };
     let mut out = Vec::with_capacity(body.len() + 64);
     out.push(kind);

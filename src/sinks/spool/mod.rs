@@ -167,6 +167,15 @@ impl Spool {
         }
     }
 
+    /// Flushes and syncs to disk (for a write-ahead log checkpoint).
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.flush()?;
+        if let Some(w) = self.writer.as_ref() {
+            w.get_ref().sync_data()?;
+        }
+        Ok(())
+    }
+
     /// The oldest batch, or `None` when the spool is empty (then its files are gone).
     pub fn pop(&mut self) -> io::Result<Option<SinkMessage>> {
         loop {

@@ -1,0 +1,117 @@
+//! Checkpoints of the write-ahead log: deciding when a segment is no longer needed.
+//!
+//! Every `wal.checkpoint` the log is *cut*: the ingest task closes the segment being written
+//! and puts a marker into the dataflow's input at the same point. A cut segment may be
+//! deleted once three things hold for everything in it:
+//!
+//! 1. the dataflow has passed the marker (every sample handed to the sinks' queues);
+//! 2. the windows over those samples have closed and been handed on too — a window closes at
+//!    the latest `horizon` (largest window + allowed lateness + idle timeout + a second) after
+//!    its samples were processed, since a quiet key's watermark moves at wall-clock speed;
+//! 3. every sink has made all of that durable: a *barrier* goes down each sink's queue and
+//!    comes back done once what was before it is written to the store (the lake completes its
+//!    open files; a sink behind syncs its spool).
+//!
+//! Segments left by a crash are replayed at start-up and then handled like cut ones.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::ingest::SourceControl;
+use crate::dataflow::{EpochMarker, Progress};
+use crate::sinks::{Barrier, SinkHandle, SinkMessage};
+use crate::wal::Wal;
+
+/// Segments cut at one point, waiting to be deleted.
+pub struct Cut {
+    pub segments: Vec<u64>,
+    pub marker: Arc<EpochMarker>,
+    /// When the dataflow had passed the marker.
+    pub passed_at: Option<Instant>,
+}
+
+pub struct Checkpoints {
+    pub wal: Wal,
+    pub source: SourceControl,
+    pub progress: Progress,
+    pub sinks: Vec<SinkHandle>,
+    pub interval: Duration,
+    pub horizon: Duration,
+    /// Cuts not yet deleted, oldest first (recovered segments first of all).
+    pub cuts: Vec<Cut>,
+}
+
+/// How often cuts are checked for progress.
+const POLL: Duration = Duration::from_millis(200);
+
+impl Checkpoints {
+    /// Runs until the source stops.
+    pub async fn run(mut self) {
+        let mut last_cut = Instant::now();
+        loop {
+            tokio::time::sleep(POLL).await;
+            self.note_progress();
+            if last_cut.elapsed() < self.interval {
+                continue;
+            }
+            last_cut = Instant::now();
+            match self.source.cut().await {
+                Some((segment, Some(marker))) => self.cuts.push(Cut {
+                    segments: segment.into_iter().collect(),
+                    marker,
+                    passed_at: None,
+                }),
+                Some((_, None)) | None => return,
+            }
+            self.checkpoint().await;
+        }
+    }
+
+    fn note_progress(&mut self) {
+        let processed = self.progress.processed();
+        for cut in self.cuts.iter_mut().filter(|c| c.passed_at.is_none()) {
+            if cut.marker.epoch().is_some_and(|epoch| processed >= epoch) {
+                cut.passed_at = Some(Instant::now());
+            }
+        }
+    }
+
+    /// Deletes the segments of every cut whose windows have closed, once all sinks pass a
+    /// barrier.
+    async fn checkpoint(&mut self) {
+        let ready = self
+            .cuts
+            .iter()
+            .take_while(|c| c.passed_at.is_some_and(|t| t.elapsed() >= self.horizon))
+            .count();
+        if ready == 0 {
+            return;
+        }
+        let barriers: Vec<Barrier> = self
+            .sinks
+            .iter()
+            .map(|sink| {
+                let barrier = Barrier::default();
+                sink.send(SinkMessage::Barrier(barrier.clone()));
+                barrier
+            })
+            .collect();
+        let deadline = Instant::now() + self.interval;
+        while !barriers.iter().all(Barrier::is_done) {
+            if Instant::now() >= deadline {
+                tracing::debug!(
+                    "a sink did not pass the checkpoint's barrier in time; trying again at the next one"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let done: Vec<Cut> = self.cuts.drain(..ready).collect();
+        let segments: Vec<u64> = done.iter().flat_map(|c| c.segments.clone()).collect();
+        tracing::debug!(
+            ?segments,
+            "checkpoint: write-ahead log segments no longer needed"
+        );
+        self.wal.delete(&segments);
+    }
+}
