@@ -40,6 +40,43 @@ const BATCH_ROWS: usize = 65_536;
 /// Most files open at once; the least recently written is completed beyond this.
 const MAX_OPEN_FILES: usize = 64;
 
+/// A hidden file untouched for its roll age plus this long belongs to no live writer.
+const STALE_MARGIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Deletes incomplete files a crashed writer left behind. Their rows are not lost: the
+/// write-ahead log kept them until the lake completed a file holding them, and replays them
+/// after the crash. Files of live writers (other processes sharing the lake) are recent.
+pub fn remove_stale_hidden(dir: &Path, older_than: std::time::Duration) {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&at) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(path);
+            } else if entry.file_name().to_string_lossy().starts_with(".part-")
+                && meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .is_some_and(|age| age >= older_than)
+            {
+                match fs::remove_file(&path) {
+                    Ok(()) => {
+                        tracing::info!(path = %path.display(), "removed an incomplete Parquet file left by a crash (its rows were replayed from the write-ahead log)")
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot remove a stale incomplete Parquet file")
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Starts the sink thread.
 pub fn spawn(
     config: &SinkConfig,
@@ -54,6 +91,11 @@ pub fn spawn(
             dir.display()
         )
     })?;
+    let roll_age = config
+        .roll_age
+        .unwrap_or(HumanDuration::from_millis(60_000))
+        .get();
+    remove_stale_hidden(&dir, roll_age + STALE_MARGIN);
     let lake = Lake::new(
         dir,
         LakeOptions {
@@ -517,5 +559,36 @@ impl Lake {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_stale_incomplete_files_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let partition = dir.path().join("samples/date=2026-01-01/hour=00");
+        fs::create_dir_all(&partition).unwrap();
+        let stale = partition.join(".part-1-crashed-000001.parquet");
+        let live = partition.join(".part-2-live-000001.parquet");
+        let complete = partition.join("part-1-crashed-000000.parquet");
+        for path in [&stale, &live, &complete] {
+            fs::write(path, b"x").unwrap();
+        }
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for path in [&stale, &complete] {
+            File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        remove_stale_hidden(dir.path(), std::time::Duration::from_secs(120));
+        assert!(!stale.exists());
+        assert!(live.exists(), "a live writer's file is recent");
+        assert!(complete.exists(), "complete files are never touched");
     }
 }

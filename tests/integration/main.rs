@@ -16,6 +16,7 @@ mod all_stores;
 mod bad_input;
 mod broker_restart;
 mod cli;
+mod crash;
 mod demo;
 mod engine;
 mod golden;
