@@ -7,7 +7,10 @@
 //!    the SSE `sample` event, p50 and p99.
 //!
 //! Run with `cargo bench --bench end_to_end`; settings come from the environment:
-//! `E2E_DEVICES=50 E2E_SAMPLE=1ms E2E_UPLOAD=20ms E2E_SECONDS=20 E2E_SINKS=sqlite,parquet`.
+//! `E2E_DEVICES=50 E2E_SAMPLE=1ms E2E_UPLOAD=20ms E2E_SECONDS=20 E2E_SINKS=sqlite,parquet
+//! E2E_WAL=on`. `E2E_SINKS` may also name `mysql` (the machine's MariaDB), `edge` (InfluxDB on
+//! 8086) and `cloud` (InfluxDB on 8087 with `MILLSTREAM_TEST_INFLUX_CLOUD_USER`/`_PASSWORD`,
+//! windows only); `E2E_WAL=off` measures without the write-ahead log.
 //! Results: docs/benchmarks.md.
 
 use std::sync::Arc;
@@ -44,6 +47,8 @@ async fn run() {
     let upload: HumanDuration = env("E2E_UPLOAD", HumanDuration::from_millis(20));
     let seconds: u64 = env("E2E_SECONDS", 20);
     let sinks: String = env("E2E_SINKS", "sqlite,parquet".to_string());
+    let wal = env("E2E_WAL", "on".to_string()) != "off";
+    let tag = std::process::id();
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -54,7 +59,7 @@ async fn run() {
     let mut text = format!(
         "state_dir = \"{d}/state\"\n[source]\nurl = \"mqtt://127.0.0.1:1883\"\nclient_id = \"e2e-bench-{pid}\"\nclean_session = true\n\
          [windows]\ntumbling = [\"1s\", \"10s\", \"1m\"]\nsliding = [{{ size = \"1m\", every = \"10s\" }}]\n\
-         [http]\nlisten = \"127.0.0.1:{port}\"\n",
+         [http]\nlisten = \"127.0.0.1:{port}\"\n[wal]\nenabled = {wal}\n",
         pid = std::process::id()
     );
     if sinks.contains("sqlite") {
@@ -63,6 +68,25 @@ async fn run() {
     }
     if sinks.contains("parquet") {
         text += &format!("[[sinks]]\nname = \"lake\"\nkind = \"parquet\"\ndir = \"{d}/lake\"\n");
+    }
+    if sinks.contains("mysql") {
+        text += &format!(
+            "[[sinks]]\nname = \"mysql\"\nkind = \"mysql\"\nurl = \"mysql://root@127.0.0.1:3306/ms_bench_e2e_{tag}\"\n"
+        );
+    }
+    if sinks.contains("edge") {
+        text += &format!(
+            "[[sinks]]\nname = \"edge\"\nkind = \"influx\"\nurl = \"http://127.0.0.1:8086\"\ndatabase = \"bench_e2e_{tag}\"\n"
+        );
+    }
+    if sinks.contains("cloud") {
+        let user =
+            std::env::var("MILLSTREAM_TEST_INFLUX_CLOUD_USER").unwrap_or("millstream".into());
+        let password = std::env::var("MILLSTREAM_TEST_INFLUX_CLOUD_PASSWORD")
+            .unwrap_or("millstream-test".into());
+        text += &format!(
+            "[[sinks]]\nname = \"cloud\"\nkind = \"influx\"\nurl = \"http://127.0.0.1:8087\"\ndatabase = \"bench_e2e_{tag}\"\nusername = \"{user}\"\npassword = \"{password}\"\nstreams = [\"windows\"]\n"
+        );
     }
     let config = config::load_str(&text, "bench.toml", |_| None).unwrap();
     let engine = Engine::start(config, EngineSettings::default())
@@ -90,7 +114,8 @@ async fn run() {
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     println!(
-        "throughput: {devices} machines × 20 items every {sample}, uploaded every {upload}, {seconds} s, sinks: {sinks}"
+        "throughput: {devices} machines × 20 items every {sample}, uploaded every {upload}, {seconds} s, sinks: {sinks}, write-ahead log {}",
+        if wal { "on" } else { "off" }
     );
     let mut sim_options = SimOptions::new("mqtt://127.0.0.1:1883".parse().unwrap(), devices);
     sim_options.base = 90_000;
@@ -108,14 +133,13 @@ async fn run() {
         sim.stats.messages.load(Ordering::Relaxed),
         sim.stats.samples.load(Ordering::Relaxed),
     );
-    let written = |engine: &Engine| -> u64 {
+    let written = |engine: &Engine| -> Vec<(String, u64)> {
         engine
             .state
             .sinks
             .iter()
-            .map(|s| s.status().written)
-            .min()
-            .unwrap_or(0)
+            .map(|s| (s.name.clone(), s.status().written))
+            .collect()
     };
     let written_start = written(&engine);
     tokio::time::sleep(Duration::from_secs(seconds)).await;
@@ -125,7 +149,7 @@ async fn run() {
     let engine_samples = (metrics.source.samples.load(Ordering::Relaxed) - start.3) as f64 / secs;
     let offered_messages = (sim.stats.messages.load(Ordering::Relaxed) - start.4) as f64 / secs;
     let offered_samples = (sim.stats.samples.load(Ordering::Relaxed) - start.5) as f64 / secs;
-    let written_rate = (written(&engine) - written_start) as f64 / secs;
+    let written_end = written(&engine);
     sim.shutdown().await;
     println!(
         "  offered by the simulator:   {offered_messages:>10.0} messages/s {offered_samples:>12.0} samples/s"
@@ -135,7 +159,21 @@ async fn run() {
         "  millstream engine:          {engine_rate:>10.0} messages/s {engine_samples:>12.0} samples/s ({:.0} % of the bare subscriber)",
         100.0 * engine_rate / bare_rate.max(1.0)
     );
-    println!("  written by the slowest sink:                    {written_rate:>12.0} rows/s");
+    for ((name, end), (_, start)) in written_end.iter().zip(&written_start) {
+        println!(
+            "  written by sink {name:<10}                    {:>12.0} rows/s",
+            (end - start) as f64 / secs
+        );
+    }
+    if let Some(wal) = &engine.state.wal {
+        let w = wal.status(true);
+        println!(
+            "  write-ahead log: {} syncs, {} samples, {} MB on disk at the end",
+            w.syncs,
+            w.appended_samples,
+            w.bytes >> 20
+        );
+    }
     let rss = std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
         .lines()

@@ -107,6 +107,57 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         "Rows given up, per sink.",
         &per_sink(&|s| s.dropped as f64),
     );
+    metric(
+        "millstream_sink_retries_total",
+        "counter",
+        "Write attempts retried after a transient failure, per sink.",
+        &per_sink(&|s| s.retries as f64),
+    );
+    metric(
+        "millstream_sink_healthy",
+        "gauge",
+        "1 while the sink's last write succeeded.",
+        &per_sink(&|s| f64::from(u8::from(s.healthy))),
+    );
+    if let Some(wal) = &state.wal {
+        let w = wal.status(true);
+        metric(
+            "millstream_wal_bytes",
+            "gauge",
+            "Bytes in write-ahead log segments on disk.",
+            &plain(w.bytes),
+        );
+        metric(
+            "millstream_wal_segments",
+            "gauge",
+            "Write-ahead log segments on disk.",
+            &plain(w.segments),
+        );
+        metric(
+            "millstream_wal_syncs_total",
+            "counter",
+            "Group commits of the write-ahead log (fdatasync calls).",
+            &plain(w.syncs),
+        );
+        metric(
+            "millstream_wal_appended_samples_total",
+            "counter",
+            "Samples written to the write-ahead log.",
+            &plain(w.appended_samples),
+        );
+        metric(
+            "millstream_wal_recovered_samples_total",
+            "counter",
+            "Samples replayed from the write-ahead log at start-up.",
+            &plain(w.recovered_samples),
+        );
+        metric(
+            "millstream_wal_write_errors_total",
+            "counter",
+            "Failed write-ahead log writes or syncs (messages left unacknowledged).",
+            &plain(w.write_errors),
+        );
+    }
     let lag = e
         .watermark()
         .map_or(0.0, |w| ((now_ms() - w).max(0)) as f64 / 1_000.0);

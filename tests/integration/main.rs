@@ -20,6 +20,7 @@ mod crash;
 mod demo;
 mod engine;
 mod golden;
+mod influx_api;
 mod recording;
 mod sim_source;
 mod sinks;
