@@ -1,6 +1,7 @@
 //! `millstream check -c FILE`: validates a pipeline file (every problem, one line each, exit 2),
-//! then tries the broker and each sink (one line per unreachable service, exit 1). Secrets never
-//! appear in the output.
+//! then tries the broker and each sink — logging in to MySQL and InfluxDB with the configured
+//! credentials — (one line per unreachable or refusing service, exit 1). Secrets never appear
+//! in the output.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,7 +10,7 @@ use clap::Args;
 use rumqttc::{AsyncClient, Event, Packet};
 
 use super::{Failure, runtime};
-use crate::config::{self, Config, SinkConfig, SinkKind, broker::redact};
+use crate::config::{self, Config, SinkConfig, SinkKind, redact_secrets};
 use crate::source::SourceOptions;
 use crate::source::connection::mqtt_options;
 
@@ -95,33 +96,27 @@ async fn try_broker(config: &Config) -> Result<(), String> {
 
 async fn try_sink(sink: &SinkConfig) -> Result<(), String> {
     match sink.kind {
-        SinkKind::Mysql | SinkKind::Influx => {
-            let text = sink.url.as_deref().unwrap_or_default();
-            let url =
-                url::Url::parse(text).map_err(|e| format!("bad URL {}: {e}", redact(text)))?;
-            let host = url
-                .host_str()
-                .ok_or("URL without a host")?
-                .trim_matches(['[', ']'])
-                .to_string();
-            let port = url
-                .port_or_known_default()
-                .unwrap_or(if sink.kind == SinkKind::Mysql {
-                    3306
-                } else {
-                    8086
-                });
-            match tokio::time::timeout(
-                TIMEOUT,
-                tokio::net::TcpStream::connect((host.as_str(), port)),
-            )
-            .await
-            {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(format!("cannot reach {}: {e}", redact(text))),
+        SinkKind::Mysql => {
+            let options = crate::sinks::mysql::connect_options(sink)?;
+            // Logs in (checks user and password) without needing the database to exist yet:
+            // the sink creates it.
+            let attempt = async {
+                use sqlx::{ConnectOptions, Connection};
+                let connection = options.database("").connect().await?;
+                connection.close().await
+            };
+            match tokio::time::timeout(TIMEOUT, attempt).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(redact_secrets(&format!("cannot log in to MySQL: {e}"))),
+                Err(_) => Err(format!("MySQL: no answer within {} s", TIMEOUT.as_secs())),
+            }
+        }
+        SinkKind::Influx => {
+            let writer = crate::sinks::influx::InfluxWriter::from_config(sink)?;
+            match tokio::time::timeout(TIMEOUT, writer.check()).await {
+                Ok(result) => result.map_err(|e| redact_secrets(&e)),
                 Err(_) => Err(format!(
-                    "cannot reach {}: no answer within {} s",
-                    redact(text),
+                    "InfluxDB: no answer within {} s",
                     TIMEOUT.as_secs()
                 )),
             }

@@ -109,6 +109,7 @@ pub struct Engine {
     sinks: Sinks,
     ticker: tokio::task::JoinHandle<()>,
     checkpoints: Option<tokio::task::JoinHandle<()>>,
+    wal: Option<crate::wal::Wal>,
     http_stop: oneshot::Sender<()>,
     http: tokio::task::JoinHandle<()>,
 }
@@ -226,6 +227,7 @@ impl Engine {
             sinks,
             ticker,
             checkpoints,
+            wal,
             http_stop,
             http,
         })
@@ -249,7 +251,15 @@ impl Engine {
             .map_err(|e| format!("dataflow: {e}"))?;
         self.ticker.abort();
         let _ = self.ticker.await;
-        self.sinks.finish().await;
+        let durable = self.sinks.finish().await;
+        if let Some(wal) = self.wal {
+            if durable && joined.is_ok() {
+                // Everything is in the stores: nothing to replay at the next start.
+                wal.clear();
+            } else {
+                tracing::warn!("the write-ahead log is kept: it is replayed at the next start");
+            }
+        }
         joined
     }
 }

@@ -302,8 +302,8 @@ impl SinkQueue {
                 }
             }
         }
-        if let Err(e) = spool.flush() {
-            tracing::error!(error = %e, "cannot flush the spool at shutdown");
+        if let Err(e) = spool.sync() {
+            tracing::error!(error = %e, "cannot sync the spool at shutdown");
         }
         self.stats
             .spooled_bytes
@@ -328,7 +328,7 @@ impl SinkQueue {
 /// Running sinks: handles to send to, and the tasks to wait for.
 pub struct Sinks {
     pub handles: Vec<SinkHandle>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    tasks: Vec<tokio::task::JoinHandle<bool>>,
 }
 
 impl Sinks {
@@ -381,12 +381,15 @@ impl Sinks {
         Ok(Sinks { handles, tasks })
     }
 
-    /// Closes every queue and waits for the sinks to write what they hold.
-    pub async fn finish(self) {
+    /// Closes every queue and waits for the sinks to write what they hold. `true` when every
+    /// row they received is durable (in its store, a complete file, or the synced spool).
+    pub async fn finish(self) -> bool {
         drop(self.handles);
+        let mut durable = true;
         for task in self.tasks {
-            let _ = task.await;
+            durable &= task.await.unwrap_or(false);
         }
+        durable
     }
 }
 

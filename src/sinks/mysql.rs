@@ -38,7 +38,7 @@ pub fn spawn(
     queue: SinkQueue,
     stats: Arc<SinkStats>,
     state_dir: &std::path::Path,
-) -> Result<tokio::task::JoinHandle<()>, String> {
+) -> Result<tokio::task::JoinHandle<bool>, String> {
     let options = connect_options(config).map_err(|e| format!("sink {:?}: {e}", config.name))?;
     let writer = MySqlWriter::new(options);
     let settings = WriteSettings {

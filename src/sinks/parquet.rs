@@ -82,7 +82,7 @@ pub fn spawn(
     config: &SinkConfig,
     receiver: SinkQueue,
     stats: Arc<SinkStats>,
-) -> Result<tokio::task::JoinHandle<()>, String> {
+) -> Result<tokio::task::JoinHandle<bool>, String> {
     let dir = config.dir.clone().ok_or("parquet sink without dir")?;
     fs::create_dir_all(&dir).map_err(|e| {
         format!(
@@ -113,7 +113,8 @@ pub fn spawn(
     }))
 }
 
-fn run(mut lake: Lake, mut receiver: SinkQueue, stats: Arc<SinkStats>, name: &str) {
+/// Returns whether everything ended up in complete files.
+fn run(mut lake: Lake, mut receiver: SinkQueue, stats: Arc<SinkStats>, name: &str) -> bool {
     while let Some(message) = receiver.blocking_next() {
         let result = match message {
             SinkMessage::Samples(samples) => lake.write_samples(&samples).map(|()| samples.len()),
@@ -136,7 +137,9 @@ fn run(mut lake: Lake, mut receiver: SinkQueue, stats: Arc<SinkStats>, name: &st
     if let Err(e) = lake.finish() {
         tracing::error!(sink = name, error = %e, "cannot complete the lake's open files");
         stats.error(0, &e);
+        return false;
     }
+    true
 }
 
 /// A writer id unique to this process run: the process id and start time, base 36.

@@ -36,7 +36,7 @@ pub async fn spawn(
     queue: SinkQueue,
     stats: Arc<SinkStats>,
     state_dir: &std::path::Path,
-) -> Result<tokio::task::JoinHandle<()>, String> {
+) -> Result<tokio::task::JoinHandle<bool>, String> {
     let url = config.url.clone().ok_or("sqlite sink without url")?;
     let pool = open(&url)
         .await
@@ -49,8 +49,9 @@ pub async fn spawn(
     };
     Ok(tokio::spawn(async move {
         let writer = SqliteWriter { pool: pool.clone() };
-        super::writer::run(queue, writer, stats, settings).await;
+        let durable = super::writer::run(queue, writer, stats, settings).await;
         pool.close().await;
+        durable
     }))
 }
 

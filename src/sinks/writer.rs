@@ -105,13 +105,14 @@ pub struct WriteSettings {
     pub rejected_dir: PathBuf,
 }
 
-/// Runs a sink until its queue closes; returns once everything is written or spooled.
+/// Runs a sink until its queue closes; returns once everything is written or spooled (and
+/// synced), so always `true`: nothing the sink received is only in memory.
 pub async fn run<W: BatchWriter>(
     mut queue: SinkQueue,
     mut writer: W,
     stats: Arc<SinkStats>,
     settings: WriteSettings,
-) {
+) -> bool {
     let mut batch = Batch::default();
     let mut oldest: Option<tokio::time::Instant> = None;
     let mut backoff = Backoff::new(FIRST_RETRY_DELAY, MAX_RETRY_DELAY);
@@ -160,6 +161,7 @@ pub async fn run<W: BatchWriter>(
             break;
         }
     }
+    true
 }
 
 /// Writes a batch, retrying transient failures; a refused batch is set aside. `false` when the

@@ -153,6 +153,19 @@ impl Wal {
         answer.await.ok().flatten()
     }
 
+    /// Deletes every segment, after a clean shutdown found everything durable in the sinks.
+    pub fn clear(&self) {
+        match segment::list(&self.dir) {
+            Ok(segments) => {
+                let numbers: Vec<u64> = segments.iter().map(|(n, _)| *n).collect();
+                self.delete(&numbers);
+            }
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot list the write-ahead log")
+            }
+        }
+    }
+
     /// Deletes cut segments whose contents are durable everywhere.
     pub fn delete(&self, segments: &[u64]) {
         for number in segments {

@@ -216,3 +216,91 @@ dir = "{d}/lake"
     drop_mysql(&mysql_db).await;
     forget_session(&client_id).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Mosquitto"]
+async fn checkpoints_delete_the_log_once_written_and_a_clean_stop_leaves_none() {
+    use millstream::engine::{Engine, EngineSettings};
+    let url = broker_url();
+    require_broker(&url);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let text = format!(
+        r#"state_dir = "{d}/state"
+[source]
+url = "{url}"
+client_id = "{client}"
+clean_session = true
+[windows]
+tumbling = ["1s"]
+allowed_lateness = "200ms"
+idle_timeout = "200ms"
+[wal]
+checkpoint = "1s"
+[[sinks]]
+name = "sql"
+kind = "sqlite"
+url = "sqlite://{d}/m.db"
+linger = "100ms"
+[[sinks]]
+name = "lake"
+kind = "parquet"
+dir = "{d}/lake"
+"#,
+        client = unique("checkpoint")
+    );
+    let config = millstream::config::load_str(&text, "pipeline.toml", |_| None).unwrap();
+    let settings = EngineSettings {
+        workers: 2,
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+    };
+    let engine = Engine::start(config.clone(), settings.clone())
+        .await
+        .unwrap();
+    let wal = engine.state.wal.clone().expect("the log is on by default");
+    let first = device_base(8);
+    let mut options = SimOptions::new(url.clone(), 3);
+    options.base = first;
+    options.seed = 5;
+    options.sample_interval_ms = Some(100);
+    options.upload_interval_ms = Some(200);
+    let sim = sim::start(options, None).unwrap();
+    // The horizon here is 1 s + 200 ms + 200 ms + 1 s: segments go a few seconds after a cut.
+    wait_until(
+        Duration::from_secs(30),
+        "a checkpoint deleted segments",
+        || wal.status(true).checkpoints >= 2,
+    )
+    .await;
+    let during = wal.status(true);
+    assert!(
+        during.syncs > 0 && during.appended_samples > 0,
+        "{during:?}"
+    );
+    let on_disk = millstream::wal::segment::list(&dir.path().join("state/wal")).unwrap();
+    assert!(
+        on_disk.first().is_none_or(|(n, _)| *n > 0),
+        "the first segments are gone: {on_disk:?}"
+    );
+    sim.shutdown().await;
+    engine.shutdown().await.unwrap();
+    assert!(
+        millstream::wal::segment::list(&dir.path().join("state/wal"))
+            .unwrap()
+            .is_empty(),
+        "a clean stop leaves nothing to replay"
+    );
+    // The next start has nothing to replay.
+    let engine = Engine::start(config, settings).await.unwrap();
+    assert_eq!(
+        engine
+            .state
+            .wal
+            .as_ref()
+            .unwrap()
+            .status(true)
+            .recovered_samples,
+        0
+    );
+    engine.shutdown().await.unwrap();
+}

@@ -342,3 +342,63 @@ async fn a_dead_store_with_a_tiny_spool_drops_counted_and_logged_rows_only() {
     assert_eq!(alive.written, batches as u64 * 100, "{alive:?}");
     assert_eq!(alive.dropped, 0);
 }
+
+#[test]
+#[ignore = "needs Mosquitto, MariaDB and influxd"]
+fn check_logs_in_to_each_store_and_names_the_one_refusing() {
+    let (cloud, user, _) = influx_cloud();
+    require(&cloud, "InfluxDB cloud");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"state_dir = "{d}/state"
+[source]
+url = "{broker}"
+[[sinks]]
+name = "mysql"
+kind = "mysql"
+url = "{mysql}/ms_check_never_created"
+[[sinks]]
+name = "edge"
+kind = "influx"
+url = "{edge}"
+database = "whatever"
+[[sinks]]
+name = "cloud"
+kind = "influx"
+url = "{cloud}"
+database = "whatever"
+username = "{user}"
+password = "${{CLOUD_PASSWORD}}"
+"#,
+            d = dir.path().display(),
+            broker = broker_url(),
+            mysql = mysql_server(),
+            edge = influx_edge(),
+        ),
+    )
+    .unwrap();
+    let out = millstream()
+        .args(["check", "-c"])
+        .arg(&config)
+        .env("CLOUD_PASSWORD", "not-the-password-at-all")
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("sinks[2] (cloud)") && all.contains("401"),
+        "{all}"
+    );
+    assert!(
+        !all.contains("sinks[0]") && !all.contains("sinks[1]"),
+        "{all}"
+    );
+    assert!(!all.contains("not-the-password-at-all"), "{all}");
+}

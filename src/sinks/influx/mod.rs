@@ -55,7 +55,7 @@ pub fn spawn(
     queue: SinkQueue,
     stats: Arc<SinkStats>,
     state_dir: &std::path::Path,
-) -> Result<tokio::task::JoinHandle<()>, String> {
+) -> Result<tokio::task::JoinHandle<bool>, String> {
     let writer =
         InfluxWriter::from_config(config).map_err(|e| format!("sink {:?}: {e}", config.name))?;
     let settings = WriteSettings {
@@ -167,6 +167,36 @@ impl InfluxWriter {
                 request.header("Authorization", format!("Token {}", token.expose()))
             }
         }
+    }
+
+    /// Whether the server answers and accepts the credentials (for `millstream check`): 1.x
+    /// runs `SHOW DATABASES`, 2.x asks for the bucket.
+    pub async fn check(&self) -> Result<(), String> {
+        let mut url = self.base.clone();
+        let prefix = self.base.path().trim_end_matches('/').to_string();
+        match &self.api {
+            Api::V1 { .. } => {
+                url.set_path(&format!("{prefix}/query"));
+                url.query_pairs_mut().append_pair("q", "SHOW DATABASES");
+            }
+            Api::V2 { org, bucket, .. } => {
+                url.set_path(&format!("{prefix}/api/v2/buckets"));
+                url.query_pairs_mut()
+                    .append_pair("org", org)
+                    .append_pair("name", bucket);
+            }
+        }
+        let response = self
+            .authorize(self.client.get(url))
+            .send()
+            .await
+            .map_err(|e| network_error(e).message().to_string())?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = response.text().await.unwrap_or_default();
+        Err(format!("InfluxDB {status}: {}", server_message(&body)))
     }
 
     /// 1.x: `CREATE DATABASE` (idempotent). A user without the right gets on with writing:
