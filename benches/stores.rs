@@ -122,11 +122,8 @@ async fn mysql_ceiling(data: &[Sample]) -> f64 {
 /// Pre-built 5,000-line bodies posted one after another over one connection.
 async fn influx_ceiling(data: &[Sample]) -> f64 {
     let client = reqwest::Client::new();
-    let db = "bench_ceiling";
-    let _ = client
-        .post(format!("{INFLUX}/query?q=DROP%20DATABASE%20{db}"))
-        .send()
-        .await;
+    // A new database each run: InfluxDB 1.6 may still be dropping an old one of the same name.
+    let db = format!("bench_ceiling_{}", std::process::id());
     client
         .post(format!("{INFLUX}/query?q=CREATE%20DATABASE%20{db}"))
         .send()
@@ -143,12 +140,15 @@ async fn influx_ceiling(data: &[Sample]) -> f64 {
         })
         .collect();
     let url = format!("{INFLUX}/write?db={db}&precision=ms");
+    let drop_db = format!("{INFLUX}/query?q=DROP%20DATABASE%20{db}");
     let start = Instant::now();
     for body in bodies {
         let response = client.post(&url).body(body).send().await.unwrap();
         assert!(response.status().is_success(), "{}", response.status());
     }
-    data.len() as f64 / start.elapsed().as_secs_f64()
+    let rate = data.len() as f64 / start.elapsed().as_secs_f64();
+    let _ = client.post(drop_db).send().await;
+    rate
 }
 
 /// The sink as the engine runs it: batches of 16,384 samples sent to its queue (spilling to
@@ -156,19 +156,16 @@ async fn influx_ceiling(data: &[Sample]) -> f64 {
 async fn through_sink(data: &[Sample], kind: SinkKind) -> f64 {
     let state = tempfile::tempdir().unwrap();
     let mut config = SinkConfig::new("bench", kind);
+    // The last partial batch is written without waiting the default second.
+    config.linger = Some("20ms".parse().unwrap());
     match kind {
         SinkKind::Mysql => {
             drop(fresh_mysql("ms_bench_sink").await);
             config.url = Some(format!("{SERVER}/ms_bench_sink"));
         }
         _ => {
-            let client = reqwest::Client::new();
-            let _ = client
-                .post(format!("{INFLUX}/query?q=DROP%20DATABASE%20bench_sink"))
-                .send()
-                .await;
             config.url = Some(INFLUX.into());
-            config.database = Some("bench_sink".into());
+            config.database = Some(format!("bench_sink_{}", std::process::id()));
         }
     }
     let sinks = Sinks::start(&[config], state.path()).await.unwrap();
@@ -177,9 +174,20 @@ async fn through_sink(data: &[Sample], kind: SinkKind) -> f64 {
     for chunk in data.chunks(16_384) {
         sinks.handles[0].send(SinkMessage::Samples(chunk.to_vec().into()));
     }
-    // Closing the queue writes the last partial batch at once (no linger wait at the end).
-    sinks.finish().await;
+    while monitor.status().written < data.len() as u64 {
+        let status = monitor.status();
+        assert_eq!(status.failed, 0, "{status:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
     let rate = data.len() as f64 / start.elapsed().as_secs_f64();
+    sinks.finish().await;
+    if kind == SinkKind::Influx {
+        let db = format!("bench_sink_{}", std::process::id());
+        let _ = reqwest::Client::new()
+            .post(format!("{INFLUX}/query?q=DROP%20DATABASE%20{db}"))
+            .send()
+            .await;
+    }
     let status = monitor.status();
     assert_eq!(
         (status.written, status.failed),
