@@ -305,9 +305,11 @@ async fn a_dead_store_with_a_tiny_spool_drops_counted_and_logged_rows_only() {
     .await;
     assert!(!monitors[0].status().healthy);
     // The live sink catches up meanwhile (a backlog left at shutdown would stay spooled).
-    wait_until(Duration::from_secs(30), "the live sink wrote everything", || {
-        monitors[1].status().written == batches as u64 * 100
-    })
+    wait_until(
+        Duration::from_secs(30),
+        "the live sink wrote everything",
+        || monitors[1].status().written == batches as u64 * 100,
+    )
     .await;
     sinks.finish().await;
     let dead = monitors[0].status();
