@@ -21,6 +21,7 @@ mod demo;
 mod engine;
 mod golden;
 mod influx_api;
+mod mysql_tls;
 mod recording;
 mod sim_source;
 mod sinks;

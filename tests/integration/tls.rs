@@ -24,7 +24,7 @@ fn run(cmd: &mut Command) {
 }
 
 /// A CA and a server certificate for 127.0.0.1 signed by it.
-fn make_certificates(dir: &Path) {
+pub(crate) fn make_certificates(dir: &Path) {
     let ec = [
         "-newkey",
         "ec",
