@@ -1,5 +1,5 @@
 //! The HTTP API (DESIGN.md §8): JSON over axum, Server-Sent Events for live data, Prometheus
-//! metrics, and a plain index page. `app(state)` builds the router, so tests can call it
+//! metrics, and the embedded dashboard ([`dashboard`]). `app(state)` builds the router, so tests can call it
 //! without a socket.
 //!
 //! Errors are `{"error": "…"}`: 400 for a bad parameter or body (with the reason), 401 for a
@@ -9,6 +9,7 @@
 //! Layout: [`api`] (JSON endpoints), [`sse`] (events), [`prometheus`] (`/metrics`).
 
 mod api;
+pub mod dashboard;
 mod prometheus;
 mod sse;
 
@@ -16,7 +17,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
 
@@ -26,7 +27,8 @@ use crate::window::WindowRow;
 /// The router.
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/", get(index))
+        .route("/", get(dashboard::index))
+        .route("/assets/{*path}", get(dashboard::assets))
         .route("/api/v1/health", get(api::health))
         .route("/api/v1/devices", get(api::devices))
         .route("/api/v1/devices/{device}/items", get(api::items))
@@ -117,10 +119,6 @@ impl From<&WindowRow> for WindowJson {
             last: f(w.last),
         }
     }
-}
-
-async fn index() -> Html<&'static str> {
-    Html(include_str!("index.html"))
 }
 
 #[cfg(test)]

@@ -143,8 +143,62 @@ async fn answers() {
     ] {
         assert!(text.contains(name), "{name}");
     }
-    let (s, _, text) = get("/").await;
-    assert!(s == StatusCode::OK && text.contains("/api/v1/windows"));
+}
+
+#[tokio::test]
+async fn the_dashboard_is_served_with_types_and_caching_or_its_absence_explained() {
+    let response = super::app(state(None))
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let cache = response
+        .headers()
+        .get("cache-control")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let html = String::from_utf8(body.to_vec()).unwrap();
+    match super::dashboard::problem() {
+        None => {
+            assert_eq!(cache.as_deref(), Some("no-cache"));
+            assert!(html.contains("<div id=\"app\">"), "{html}");
+            // Every asset the page names is served, typed, and cached for good.
+            let names: Vec<&str> = html
+                .split('"')
+                .filter(|part| part.starts_with("/assets/"))
+                .collect();
+            assert!(names.iter().any(|n| n.ends_with(".js")), "{html}");
+            for name in names {
+                let response = super::app(state(None))
+                    .oneshot(Request::get(name).body(Body::empty()).unwrap())
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), StatusCode::OK, "{name}");
+                let kind = response.headers()["content-type"].to_str().unwrap();
+                assert!(
+                    (name.ends_with(".js") && kind.starts_with("text/javascript"))
+                        || (name.ends_with(".css") && kind.starts_with("text/css")),
+                    "{name}: {kind}"
+                );
+                assert!(
+                    response.headers()["cache-control"]
+                        .to_str()
+                        .unwrap()
+                        .contains("immutable")
+                );
+            }
+        }
+        Some(reason) => {
+            // Not a blank page: the reason, and the API list.
+            assert!(html.contains("not in this build"), "{html}");
+            assert!(html.contains(&reason.replace('<', "&lt;")[..reason.len().min(20)]));
+            assert!(html.contains("/api/v1/windows"));
+        }
+    }
+    let (s, _, _) = get("/assets/no-such-file.js").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

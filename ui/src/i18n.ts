@@ -1,0 +1,121 @@
+// Texts in Simplified Chinese and English. The language follows the browser until the user
+// picks one (remembered in localStorage).
+import { ref } from "vue";
+
+export type Locale = "zh-CN" | "en";
+
+const en = {
+  title: "millstream",
+  "nav.overview": "Overview",
+  "nav.collection": "Collection",
+  "nav.display": "Display",
+  "nav.analysis": "Analysis",
+  language: "中文",
+  "fleet.title": "Fleet",
+  "fleet.running": "Running",
+  "fleet.free": "Free",
+  "fleet.holding": "Holding",
+  "fleet.unknown": "Unknown",
+  "rate.title": "Ingest",
+  "rate.messages": "messages/s",
+  "rate.samples": "samples/s",
+  "broker.title": "Broker",
+  "broker.connected": "connected",
+  "broker.disconnected": "disconnected",
+  "devices.title": "Devices",
+  "devices.device": "Device",
+  "devices.state": "State",
+  "devices.items": "Items",
+  "devices.samples": "Samples",
+  "devices.lastSeen": "Last seen",
+  "devices.empty": "No devices yet — start the simulator with `millstream sim --broker mqtt://127.0.0.1:1883 -n 3`, or run `millstream demo`.",
+  "sinks.title": "Stores",
+  "sinks.name": "Sink",
+  "sinks.health": "Health",
+  "sinks.queued": "Queued",
+  "sinks.spooled": "Spooled",
+  "sinks.written": "Written",
+  "sinks.failed": "Failed",
+  "sinks.dropped": "Dropped",
+  "sinks.lastError": "Last error",
+  "sinks.healthy": "healthy",
+  "sinks.failing": "failing",
+  "dead.title": "Dead letters",
+  "dead.none": "none",
+  "error.api": "The millstream API does not answer ({reason}). Is the engine running?",
+  "coming": "This page is being built (see issue 5); the API behind it already works: {api}.",
+  "ago.s": "{n} s ago",
+  "ago.now": "just now",
+} as const;
+
+export type Key = keyof typeof en;
+
+const zh: Record<Key, string> = {
+  title: "millstream",
+  "nav.overview": "总览",
+  "nav.collection": "数据采集",
+  "nav.display": "数据显示",
+  "nav.analysis": "数据分析",
+  language: "English",
+  "fleet.title": "机床状态",
+  "fleet.running": "运行",
+  "fleet.free": "空闲",
+  "fleet.holding": "暂停",
+  "fleet.unknown": "未知",
+  "rate.title": "接入速率",
+  "rate.messages": "消息/秒",
+  "rate.samples": "采样/秒",
+  "broker.title": "消息代理",
+  "broker.connected": "已连接",
+  "broker.disconnected": "未连接",
+  "devices.title": "设备",
+  "devices.device": "设备",
+  "devices.state": "状态",
+  "devices.items": "数据项",
+  "devices.samples": "采样数",
+  "devices.lastSeen": "最近上报",
+  "devices.empty": "还没有设备——用 `millstream sim --broker mqtt://127.0.0.1:1883 -n 3` 启动模拟器，或运行 `millstream demo`。",
+  "sinks.title": "存储",
+  "sinks.name": "存储",
+  "sinks.health": "健康",
+  "sinks.queued": "排队",
+  "sinks.spooled": "磁盘缓存",
+  "sinks.written": "已写入",
+  "sinks.failed": "失败",
+  "sinks.dropped": "丢弃",
+  "sinks.lastError": "最近错误",
+  "sinks.healthy": "正常",
+  "sinks.failing": "故障",
+  "dead.title": "死信",
+  "dead.none": "无",
+  "error.api": "millstream API 无响应（{reason}）。引擎在运行吗？",
+  "coming": "此页面正在建设中（见 issue 5）；其背后的 API 已可用：{api}。",
+  "ago.s": "{n} 秒前",
+  "ago.now": "刚刚",
+};
+
+const messages: Record<Locale, Record<Key, string>> = { en, "zh-CN": zh };
+
+function initial(): Locale {
+  const saved = globalThis.localStorage?.getItem("millstream.locale");
+  if (saved === "en" || saved === "zh-CN") return saved;
+  const browser = globalThis.navigator?.language ?? "en";
+  return browser.toLowerCase().startsWith("zh") ? "zh-CN" : "en";
+}
+
+export const locale = ref<Locale>(initial());
+
+export function setLocale(next: Locale): void {
+  locale.value = next;
+  globalThis.localStorage?.setItem("millstream.locale", next);
+  document.documentElement.lang = next;
+}
+
+/** The text for `key` in the current language, with `{name}` placeholders filled in. */
+export function t(key: Key, values: Record<string, string | number> = {}): string {
+  let text = messages[locale.value][key];
+  for (const [name, value] of Object.entries(values)) {
+    text = text.replace(`{${name}}`, String(value));
+  }
+  return text;
+}

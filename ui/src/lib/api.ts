@@ -1,0 +1,56 @@
+// The JSON API (docs/DESIGN.md §8), typed as the dashboard uses it.
+
+export interface Device {
+  device: string;
+  items: number;
+  last_seen: number | null;
+  status: "running" | "free" | "holding" | "unknown";
+  samples: number;
+}
+
+export interface Fleet {
+  running: number;
+  free: number;
+  holding: number;
+  unknown: number;
+}
+
+export interface SinkStatus {
+  name: string;
+  kind: string;
+  healthy: boolean;
+  queued: number;
+  spooled_bytes: number;
+  written: number;
+  failed: number;
+  retries: number;
+  dropped: number;
+  last_error: string | null;
+}
+
+export interface Status {
+  source: {
+    connected: boolean;
+    broker: string;
+    messages: number;
+    samples: number;
+    late_samples: number;
+    dead_letters: Record<string, number>;
+  };
+  sinks: SinkStatus[];
+  now: number;
+}
+
+export async function get<T>(path: string): Promise<T> {
+  const response = await fetch(path, { headers: { accept: "application/json" } });
+  if (!response.ok) {
+    let reason = `${response.status}`;
+    try {
+      reason += `: ${(await response.json()).error}`;
+    } catch {
+      // not JSON: the status says enough
+    }
+    throw new Error(reason);
+  }
+  return (await response.json()) as T;
+}
