@@ -46,6 +46,14 @@ const en = {
   "coming": "This page is being built (see issue 5); the API behind it already works: {api}.",
   "ago.s": "{n} s ago",
   "ago.now": "just now",
+  "display.controls": "Chart settings",
+  "display.span": "Time span",
+  "display.pause": "Pause",
+  "display.resume": "Resume",
+  "display.live": "live",
+  "display.offline": "not connected",
+  "display.items": "Items",
+  "display.chart": "Live values of the chosen items",
 } as const;
 
 export type Key = keyof typeof en;
@@ -92,6 +100,14 @@ const zh: Record<Key, string> = {
   "coming": "此页面正在建设中（见 issue 5）；其背后的 API 已可用：{api}。",
   "ago.s": "{n} 秒前",
   "ago.now": "刚刚",
+  "display.controls": "图表设置",
+  "display.span": "时间范围",
+  "display.pause": "暂停",
+  "display.resume": "继续",
+  "display.live": "实时",
+  "display.offline": "未连接",
+  "display.items": "数据项",
+  "display.chart": "所选数据项的实时数值",
 };
 
 const messages: Record<Locale, Record<Key, string>> = { en, "zh-CN": zh };

@@ -8,6 +8,14 @@ export interface Device {
   samples: number;
 }
 
+export interface Item {
+  item: string;
+  name: string | null;
+  type: string | null;
+  path?: string;
+  last: { ts: number; value: number | null; text: string | null } | null;
+}
+
 export interface Fleet {
   running: number;
   free: number;

@@ -1,0 +1,113 @@
+// The dashboard in a real browser, against `millstream demo` (embedded broker, 3 simulated
+// machines): the Overview lists the machines and the stores, the Display page draws live
+// values pushed over SSE, the language switches, and an unreachable API shows an error.
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { chromium, type Browser, type Page } from "playwright-core";
+
+const bin = process.env.MILLSTREAM_BIN ?? join(__dirname, "../../target/debug/millstream");
+const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject()));
+    });
+  });
+}
+
+let demo: ChildProcess;
+let browser: Browser;
+let base: string;
+
+beforeAll(async () => {
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  demo = spawn(bin, ["demo", "--devices", "3", "--http", `127.0.0.1:${port}`], {
+    cwd: mkdtempSync(join(tmpdir(), "millstream-ui-")),
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("the demo printed no URL")), 60_000);
+    demo.stdout!.on("data", (chunk: Buffer) => {
+      if (chunk.toString().includes("open http://")) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    demo.on("exit", (code) => reject(new Error(`the demo exited: ${code}`)));
+  });
+  browser = await chromium.launch({ executablePath: chromiumPath, args: ["--no-sandbox"] });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  demo?.kill("SIGINT");
+});
+
+async function open(path: string, locale = "en-US"): Promise<Page> {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 720 }, locale });
+  const page = await context.newPage();
+  await page.goto(`${base}/${path}`);
+  return page;
+}
+
+describe("dashboard", () => {
+  it("shows every machine and every store on the Overview", async () => {
+    const page = await open("#/overview");
+    await expect
+      .poll(() => page.locator("tbody tr td:first-child").allTextContents(), { timeout: 20_000 })
+      .toEqual(expect.arrayContaining(["STRESS_TEST_00000", "STRESS_TEST_00001", "STRESS_TEST_00002"]));
+    const text = await page.locator("main").textContent();
+    expect(text).toContain("sql");
+    expect(text).toContain("lake");
+    expect(text).toContain("connected");
+  });
+
+  it("draws live values pushed over SSE on the Display page", async () => {
+    const page = await open("#/display");
+    await page.getByText("live", { exact: true }).waitFor({ timeout: 20_000 });
+    await expect.poll(() => page.locator("fieldset.items input:checked").count(), { timeout: 20_000 }).toBeGreaterThan(0);
+    // ECharts draws on a canvas: wait until the chart has drawn at least one series.
+    await expect
+      .poll(
+        () =>
+          page.evaluate(() => {
+            const canvas = document.querySelector(".chart canvas") as HTMLCanvasElement | null;
+            if (!canvas) return 0;
+            const data = canvas.getContext("2d")!.getImageData(0, 0, canvas.width, canvas.height).data;
+            let colored = 0;
+            for (let i = 0; i < data.length; i += 4) {
+              // Series colours are saturated; the grid and text are grey.
+              const [r, g, b] = [data[i], data[i + 1], data[i + 2]];
+              if (Math.max(r, g, b) - Math.min(r, g, b) > 60) colored += 1;
+            }
+            return colored;
+          }),
+        { timeout: 20_000 },
+      )
+      .toBeGreaterThan(200);
+  });
+
+  it("speaks Chinese to a Chinese browser and switches on request", async () => {
+    const page = await open("#/overview", "zh-CN");
+    await expect.poll(() => page.locator("nav a").allTextContents()).toEqual(["总览", "数据采集", "数据显示", "数据分析"]);
+    await page.getByRole("button", { name: "English" }).click();
+    await expect.poll(() => page.locator("nav a").first().textContent()).toBe("Overview");
+  });
+
+  it("says so when the API does not answer", async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    // The page from the demo, its API cut off.
+    await page.route("**/api/v1/**", (route) => route.abort());
+    await page.goto(`${base}/#/overview`);
+    await expect.poll(() => page.getByRole("alert").textContent(), { timeout: 10_000 }).toContain("does not answer");
+  });
+});
