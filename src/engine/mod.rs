@@ -141,9 +141,10 @@ impl Engine {
                 + 1_000,
         );
         let (input, dataflow) = dataflow::start(options, observer)?;
+        let replayed = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
         let (wal, cuts) = if config.wal.enabled {
             let (wal, recovered) = crate::wal::Wal::open(&config.state_dir.join("wal"))?;
-            let cuts = recover(&wal, recovered, &input).await?;
+            let cuts = recover(&wal, recovered, &input, &replayed).await?;
             (Some(wal), cuts)
         } else {
             (None, Vec::new())
@@ -151,6 +152,7 @@ impl Engine {
 
         let mut source_options = SourceOptions::new(config.source.clone(), &config.state_dir);
         source_options.dead_letters = config.dead_letters.clone();
+        source_options.replayed = replayed;
         let (stop, stop_rx) = watch::channel(false);
         let ingest = ingest::Ingest {
             options: source_options,
@@ -264,23 +266,36 @@ impl Engine {
     }
 }
 
+/// At most this many replayed message ids are remembered to recognise redeliveries.
+const MAX_REPLAYED_IDS: usize = 65_536;
+
 /// Replays the segments a previous run left in the write-ahead log through the dataflow,
 /// before the source connects; they stay on disk until a checkpoint finds them written.
 async fn recover(
     wal: &crate::wal::Wal,
     recovered: crate::wal::Recovered,
     input: &dataflow::DataflowInput,
+    replayed: &Arc<std::sync::Mutex<std::collections::HashSet<crate::source::ack::MessageId>>>,
 ) -> Result<Vec<checkpoint::Cut>, String> {
     if recovered.segments.is_empty() {
         return Ok(Vec::new());
     }
     let feed = input.clone();
     let paths = recovered.segments.clone();
+    let ids = replayed.clone();
     let started = Instant::now();
     let samples = tokio::task::spawn_blocking(move || {
         let mut total = 0;
         for (_, path) in &paths {
-            match crate::wal::segment::read(path, |batch| {
+            match crate::wal::segment::read(path, |batch, messages| {
+                // Messages not acknowledged before the crash come again: skip their samples.
+                // Only the newest can be unacknowledged: keep the last ones.
+                let mut set = ids.lock().expect("replayed lock");
+                if set.len() >= MAX_REPLAYED_IDS {
+                    set.clear();
+                }
+                set.extend(messages);
+                drop(set);
                 let _ = feed.blocking_send(batch);
             }) {
                 Ok(n) => total += n,
@@ -293,6 +308,7 @@ async fn recover(
     })
     .await
     .map_err(|e| format!("write-ahead log replay: {e}"))?;
+
     wal.stats
         .recovered_samples
         .fetch_add(samples, std::sync::atomic::Ordering::Relaxed);

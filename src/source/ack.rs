@@ -14,6 +14,16 @@ use rumqttc::{AsyncClient, Publish};
 
 use crate::metrics::Metrics;
 
+/// A received message's identity: packet id, CRC-32 of topic and payload.
+pub type MessageId = (u16, u32);
+
+pub fn message_id(publish: &Publish) -> MessageId {
+    let mut crc = flate2::Crc::new();
+    crc.update(publish.topic.as_bytes());
+    crc.update(&publish.payload);
+    (publish.pkid, crc.sum())
+}
+
 /// The pending acknowledgement of one received message; sent when dropped.
 pub struct Ack {
     client: AsyncClient,
@@ -31,6 +41,12 @@ impl Ack {
             metrics,
             armed: AtomicBool::new(true),
         }
+    }
+
+    /// The message's identity across a crash: its packet id and a checksum of topic and
+    /// payload. A broker redelivering an unacknowledged message uses the same packet id.
+    pub fn id(&self) -> MessageId {
+        message_id(&self.publish)
     }
 
     /// Never acknowledge this message (its samples were not taken).

@@ -57,6 +57,10 @@ pub struct SourceOptions {
     pub subscriptions: Option<Vec<String>>,
     /// Capacity of the output channel, in events.
     pub capacity: usize,
+    /// Messages whose samples the write-ahead log already replayed: when the broker delivers
+    /// them again (redelivery of what was not acknowledged before a crash), they are only
+    /// acknowledged.
+    pub replayed: Arc<std::sync::Mutex<std::collections::HashSet<ack::MessageId>>>,
 }
 
 impl SourceOptions {
@@ -69,6 +73,7 @@ impl SourceOptions {
             passive: false,
             subscriptions: None,
             capacity: 1024,
+            replayed: Arc::default(),
         }
     }
 
@@ -160,6 +165,7 @@ pub fn start(
         events: events_tx,
         metrics: metrics.clone(),
         passive: options.passive,
+        replayed: options.replayed.clone(),
     };
     let driver = tokio::spawn(driver.run(incoming, commands_rx));
     Ok((
@@ -226,6 +232,7 @@ struct Driver {
     events: mpsc::Sender<SourceEvent>,
     metrics: Arc<Metrics>,
     passive: bool,
+    replayed: Arc<std::sync::Mutex<std::collections::HashSet<ack::MessageId>>>,
 }
 
 impl Driver {
@@ -275,6 +282,16 @@ impl Driver {
                 received_at,
             } => {
                 let size = publish.payload.len() as u64;
+                if publish.dup && self.is_replayed(&publish) {
+                    self.metrics
+                        .source
+                        .buffered_bytes
+                        .fetch_sub(size, Ordering::Relaxed);
+                    if self.client.try_ack(&publish).is_err() {
+                        inc(&self.metrics.source.ack_failures);
+                    }
+                    return true;
+                }
                 let mut actions =
                     self.platform
                         .on_message(&publish.topic, publish.payload.clone(), received_at);
@@ -330,6 +347,12 @@ impl Driver {
                 .await
                 .is_ok(),
         }
+    }
+
+    /// Whether the write-ahead log already replayed this redelivered message (once only).
+    fn is_replayed(&self, publish: &rumqttc::Publish) -> bool {
+        let mut replayed = self.replayed.lock().expect("replayed lock");
+        !replayed.is_empty() && replayed.remove(&ack::message_id(publish))
     }
 
     async fn perform(&mut self, mut actions: Vec<Action>) -> bool {

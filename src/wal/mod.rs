@@ -82,6 +82,7 @@ enum Command {
         samples: Arc<[Sample]>,
         acks: Vec<Arc<Ack>>,
     },
+
     /// Close the segment being written; replies with its number (`None`: it was empty).
     Cut { reply: oneshot::Sender<Option<u64>> },
 }
@@ -196,7 +197,8 @@ fn run(mut writer: segment::Writer, mut receiver: mpsc::Receiver<Command>) {
         while let Some(command) = next.take() {
             match command {
                 Command::Append { samples, acks: a } => {
-                    writer.append(&samples);
+                    let ids: Vec<_> = a.iter().map(|ack| ack.id()).collect();
+                    writer.append(&samples, &ids);
                     acks.extend(a);
                 }
                 Command::Cut { reply } => cuts.push(reply),

@@ -1,7 +1,8 @@
 //! Write-ahead log segment files: naming, writing with group syncs, and reading back.
 //!
-//! A record is `[u32 length][u32 crc32][payload]`, little-endian, the payload being the spool's
-//! encoding of a batch of samples. Reading stops at the first record that is cut short or
+//! A record is `[u32 length][u32 crc32][payload]`, little-endian; the payload is
+//! `[u32 n][(u16 packet id, u32 checksum) × n]` — the messages the samples came from — then the
+//! spool's encoding of the batch of samples. Reading stops at the first record that is cut short or
 //! fails its checksum: that is where a crash interrupted the last write, and nothing after it
 //! was acknowledged.
 
@@ -17,6 +18,7 @@ use super::WalStats;
 use crate::sample::Sample;
 use crate::sinks::SinkMessage;
 use crate::sinks::spool::codec;
+use crate::source::ack::MessageId;
 
 /// Largest record accepted when reading (a larger length is corruption).
 const MAX_RECORD: u32 = 1 << 30;
@@ -38,9 +40,9 @@ pub fn list(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(segments)
 }
 
-/// Reads a segment's batches in order, stopping at a torn or corrupt record. Returns the
-/// number of samples read.
-pub fn read(path: &Path, mut batch: impl FnMut(Vec<Sample>)) -> io::Result<u64> {
+/// Reads a segment's batches (and the ids of the messages they came from) in order, stopping at
+/// a torn or corrupt record. Returns the number of samples read.
+pub fn read(path: &Path, mut batch: impl FnMut(Vec<Sample>, Vec<MessageId>)) -> io::Result<u64> {
     let mut bytes = Vec::new();
     File::open(path)?.read_to_end(&mut bytes)?;
     let mut at = 0;
@@ -60,10 +62,14 @@ pub fn read(path: &Path, mut batch: impl FnMut(Vec<Sample>)) -> io::Result<u64> 
             tracing::warn!(path = %path.display(), offset = at, "write-ahead log record fails its checksum; replay of this segment stops here");
             break;
         }
+        let Some((ids, payload)) = split_ids(payload) else {
+            tracing::warn!(path = %path.display(), offset = at, "malformed write-ahead log record; replay of this segment stops here");
+            break;
+        };
         match codec::decode(payload) {
             Ok(SinkMessage::Samples(rows)) => {
                 samples += rows.len() as u64;
-                batch(rows.to_vec());
+                batch(rows.to_vec(), ids);
             }
             Ok(_) => {}
             Err(e) => {
@@ -74,6 +80,22 @@ pub fn read(path: &Path, mut batch: impl FnMut(Vec<Sample>)) -> io::Result<u64> 
         at = end;
     }
     Ok(samples)
+}
+
+fn split_ids(payload: &[u8]) -> Option<(Vec<MessageId>, &[u8])> {
+    let n = u32::from_le_bytes(payload.get(..4)?.try_into().ok()?) as usize;
+    let end = 4 + n.checked_mul(6)?;
+    let table = payload.get(4..end)?;
+    let ids = table
+        .chunks_exact(6)
+        .map(|c| {
+            (
+                u16::from_le_bytes([c[0], c[1]]),
+                u32::from_le_bytes([c[2], c[3], c[4], c[5]]),
+            )
+        })
+        .collect();
+    Some((ids, &payload[end..]))
 }
 
 /// Appends to the current segment; syncs on request.
@@ -115,10 +137,17 @@ impl Writer {
     }
 
     /// Buffers one record (written to disk by the next [`Writer::sync`]).
-    pub fn append(&mut self, samples: &Arc<[Sample]>) {
-        let Some(payload) = codec::encode(&SinkMessage::Samples(samples.clone())) else {
+    pub fn append(&mut self, samples: &Arc<[Sample]>, ids: &[MessageId]) {
+        let Some(encoded) = codec::encode(&SinkMessage::Samples(samples.clone())) else {
             return;
         };
+        let mut payload = Vec::with_capacity(4 + ids.len() * 6 + encoded.len());
+        payload.extend_from_slice(&(ids.len() as u32).to_le_bytes());
+        for (pkid, crc) in ids {
+            payload.extend_from_slice(&pkid.to_le_bytes());
+            payload.extend_from_slice(&crc.to_le_bytes());
+        }
+        payload.extend_from_slice(&encoded);
         let mut crc = Crc::new();
         crc.update(&payload);
         let result = self.file().and_then(|file| {
@@ -201,12 +230,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let stats = Arc::new(WalStats::default());
         let mut writer = Writer::new(dir.path().to_path_buf(), 7, stats.clone());
-        writer.append(&batch(0, 10));
-        writer.append(&batch(10, 5));
+        writer.append(&batch(0, 10), &[(7, 0xdead_beef)]);
+        writer.append(&batch(10, 5), &[]);
         assert!(writer.sync());
         assert_eq!(writer.cut(), Some(7));
         assert_eq!(writer.cut(), None, "an empty segment is not cut");
-        writer.append(&batch(100, 3));
+        writer.append(&batch(100, 3), &[]);
         writer.sync();
         assert_eq!(stats.segments.load(Ordering::Relaxed), 2);
 
@@ -216,20 +245,26 @@ mod tests {
             vec![7, 8]
         );
         let mut seen = Vec::new();
-        let n = read(&segments[0].1, |b| seen.extend(b.into_iter().map(|s| s.ts))).unwrap();
+        let mut ids = Vec::new();
+        let n = read(&segments[0].1, |b, i| {
+            seen.extend(b.into_iter().map(|s| s.ts));
+            ids.extend(i);
+        })
+        .unwrap();
         assert_eq!(n, 15);
         assert_eq!(seen, (0..15).collect::<Vec<_>>());
+        assert_eq!(ids, vec![(7, 0xdead_beef)]);
 
         // A crash in the middle of the second record of a segment.
         let file = &segments[0].1;
         let bytes = fs::read(file).unwrap();
         fs::write(file, &bytes[..bytes.len() - 3]).unwrap();
         let mut seen = Vec::new();
-        assert_eq!(read(file, |b| seen.extend(b)).unwrap(), 10);
+        assert_eq!(read(file, |b, _| seen.extend(b)).unwrap(), 10);
         // A flipped bit fails the checksum.
         let mut bytes = fs::read(file).unwrap();
         bytes[20] ^= 1;
         fs::write(file, &bytes).unwrap();
-        assert_eq!(read(file, |_| {}).unwrap(), 0);
+        assert_eq!(read(file, |_, _| {}).unwrap(), 0);
     }
 }
