@@ -259,6 +259,11 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
         },
         "watermark": engine.watermark(),
         "windows_emitted": windows,
+        "window_sizes": state
+            .window_sizes
+            .iter()
+            .map(|ms| HumanDuration::from_millis(*ms as u64).to_string())
+            .collect::<Vec<_>>(),
         "sinks": state.sinks.iter().map(|s| s.status()).collect::<Vec<_>>(),
         "wal": state.wal.as_ref().map(|w| w.status(true)),
         "uptime_ms": state.started.elapsed().as_millis() as u64,

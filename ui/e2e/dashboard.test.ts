@@ -95,6 +95,24 @@ describe("dashboard", () => {
       .toBeGreaterThan(200);
   });
 
+  it("shows closing windows on the Analysis page and exports them as CSV", async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 720 }, acceptDownloads: true });
+    const page = await context.newPage();
+    await page.goto(`${base}/#/analysis`);
+    await expect.poll(() => page.locator("select").nth(2).locator("option").count(), { timeout: 20_000 }).toBeGreaterThan(0);
+    await page.locator("select").nth(2).selectOption("1s");
+    await expect
+      .poll(async () => Number((await page.getByText(/\d+ windows/).textContent())?.split(" ")[0]), { timeout: 20_000 })
+      .toBeGreaterThan(1);
+    const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Export CSV" }).click()]);
+    const path = await download.path();
+    const { readFileSync } = await import("node:fs");
+    const lines = readFileSync(path!, "utf8").trim().split("\r\n");
+    expect(lines[0]).toBe("device,item,size,start,end,count,min,max,mean,stddev,p50,p95,p99,first,last");
+    expect(lines.length).toBeGreaterThan(2);
+    expect(lines[1]).toMatch(/^STRESS_TEST_0000\d,\w+,1s,\d{4}-/);
+  });
+
   it("speaks Chinese to a Chinese browser and switches on request", async () => {
     const page = await open("#/overview", "zh-CN");
     await expect.poll(() => page.locator("nav a").allTextContents()).toEqual(["总览", "数据采集", "数据显示", "数据分析"]);

@@ -54,6 +54,14 @@ const en = {
   "display.offline": "not connected",
   "display.items": "Items",
   "display.chart": "Live values of the chosen items",
+  "analysis.item": "Item",
+  "analysis.size": "Window",
+  "analysis.count": "count",
+  "analysis.band": "min–max",
+  "analysis.mean": "mean",
+  "analysis.csv": "Export CSV",
+  "analysis.windows": "{n} windows",
+  "analysis.chart": "Window aggregates of the chosen item",
 } as const;
 
 export type Key = keyof typeof en;
@@ -108,6 +116,14 @@ const zh: Record<Key, string> = {
   "display.offline": "未连接",
   "display.items": "数据项",
   "display.chart": "所选数据项的实时数值",
+  "analysis.item": "数据项",
+  "analysis.size": "窗口",
+  "analysis.count": "样本数",
+  "analysis.band": "最小–最大",
+  "analysis.mean": "均值",
+  "analysis.csv": "导出 CSV",
+  "analysis.windows": "{n} 个窗口",
+  "analysis.chart": "所选数据项的窗口聚合",
 };
 
 const messages: Record<Locale, Record<Key, string>> = { en, "zh-CN": zh };
