@@ -113,6 +113,21 @@ describe("dashboard", () => {
     expect(lines[1]).toMatch(/^STRESS_TEST_0000\d,\w+,1s,\d{4}-/);
   });
 
+  it("asks a machine now and shows its answer; a bad broker URL is refused with a reason", async () => {
+    const page = await open("#/collection");
+    await page.locator("details summary").first().waitFor({ timeout: 20_000 });
+    // The X axis' name: no Sample channel carries it, so only the Query's answer can.
+    await page.locator('input[type=checkbox][value="01035001"]').check();
+    await page.getByRole("button", { name: "Ask now" }).click();
+    await expect.poll(() => page.locator("table tbody tr").count(), { timeout: 15_000 }).toBe(1);
+    const cells = await page.locator("table tbody tr td").allTextContents();
+    expect(cells[0]).toContain("01035001");
+    expect(cells[1]).toBe("X");
+    await page.getByLabel("Broker URL").fill("ftp://nowhere");
+    await page.getByRole("button", { name: "Connect" }).click();
+    await expect.poll(() => page.getByRole("status").textContent(), { timeout: 10_000 }).toContain("400");
+  });
+
   it("speaks Chinese to a Chinese browser and switches on request", async () => {
     const page = await open("#/overview", "zh-CN");
     await expect.poll(() => page.locator("nav a").allTextContents()).toEqual(["总览", "数据采集", "数据显示", "数据分析"]);

@@ -43,7 +43,6 @@ const en = {
   "dead.title": "Dead letters",
   "dead.none": "none",
   "error.api": "The millstream API does not answer ({reason}). Is the engine running?",
-  "coming": "This page is being built (see issue 5); the API behind it already works: {api}.",
   "ago.s": "{n} s ago",
   "ago.now": "just now",
   "display.controls": "Chart settings",
@@ -62,6 +61,16 @@ const en = {
   "analysis.csv": "Export CSV",
   "analysis.windows": "{n} windows",
   "analysis.chart": "Window aggregates of the chosen item",
+  "collection.url": "Broker URL",
+  "collection.token": "API token (if set)",
+  "collection.connect": "Connect",
+  "collection.switched": "Now taking data from {broker}",
+  "collection.hint": "mqtt:// or mqtts:// (TLS); user and password go in the URL. Polling is set in the pipeline file (source.poll).",
+  "collection.model": "Machines and their NC-Link model",
+  "collection.ask": "Ask now",
+  "collection.waiting": "asking the machine…",
+  "collection.value": "Value",
+  "collection.time": "Time",
 } as const;
 
 export type Key = keyof typeof en;
@@ -105,7 +114,6 @@ const zh: Record<Key, string> = {
   "dead.title": "死信",
   "dead.none": "无",
   "error.api": "millstream API 无响应（{reason}）。引擎在运行吗？",
-  "coming": "此页面正在建设中（见 issue 5）；其背后的 API 已可用：{api}。",
   "ago.s": "{n} 秒前",
   "ago.now": "刚刚",
   "display.controls": "图表设置",
@@ -124,6 +132,16 @@ const zh: Record<Key, string> = {
   "analysis.csv": "导出 CSV",
   "analysis.windows": "{n} 个窗口",
   "analysis.chart": "所选数据项的窗口聚合",
+  "collection.url": "消息代理地址",
+  "collection.token": "API 令牌（如已设置）",
+  "collection.connect": "连接",
+  "collection.switched": "正在从 {broker} 接收数据",
+  "collection.hint": "mqtt:// 或 mqtts://（TLS）；用户名和密码写在地址中。轮询在管道文件中设置（source.poll）。",
+  "collection.model": "设备及其 NC-Link 模型",
+  "collection.ask": "立即查询",
+  "collection.waiting": "正在查询设备…",
+  "collection.value": "值",
+  "collection.time": "时间",
 };
 
 const messages: Record<Locale, Record<Key, string>> = { en, "zh-CN": zh };

@@ -50,7 +50,17 @@ export interface Status {
 }
 
 export async function get<T>(path: string): Promise<T> {
-  const response = await fetch(path, { headers: { accept: "application/json" } });
+  return answer<T>(await fetch(path, { headers: { accept: "application/json" } }));
+}
+
+/** POSTs JSON; `token` is sent as a bearer token when given (`http.token`). */
+export async function post<T>(path: string, body: unknown, token = ""): Promise<T> {
+  const headers: Record<string, string> = { "content-type": "application/json", accept: "application/json" };
+  if (token) headers.authorization = `Bearer ${token}`;
+  return answer<T>(await fetch(path, { method: "POST", headers, body: JSON.stringify(body) }));
+}
+
+async function answer<T>(response: Response): Promise<T> {
   if (!response.ok) {
     let reason = `${response.status}`;
     try {
