@@ -25,6 +25,9 @@ function freePort(): Promise<number> {
 let demo: ChildProcess;
 let browser: Browser;
 let base: string;
+/** Console errors of every page opened, checked at the end. */
+const consoleErrors: string[] = [];
+const shots = process.env.MILLSTREAM_SCREENSHOTS ?? join(__dirname, "../../target/ui-screenshots");
 
 beforeAll(async () => {
   const port = await freePort();
@@ -54,8 +57,18 @@ afterAll(async () => {
 async function open(path: string, locale = "en-US"): Promise<Page> {
   const context = await browser.newContext({ viewport: { width: 1280, height: 720 }, locale });
   const page = await context.newPage();
+  page.on("console", (m) => {
+    if (m.type() === "error") consoleErrors.push(`${path}: ${m.text()}`);
+  });
+  page.on("pageerror", (e) => consoleErrors.push(`${path}: ${e.message}`));
   await page.goto(`${base}/${path}`);
   return page;
+}
+
+async function shot(page: Page, name: string) {
+  const { mkdirSync } = await import("node:fs");
+  mkdirSync(shots, { recursive: true });
+  await page.screenshot({ path: join(shots, `${name}.png`) });
 }
 
 describe("dashboard", () => {
@@ -68,6 +81,16 @@ describe("dashboard", () => {
     expect(text).toContain("sql");
     expect(text).toContain("lake");
     expect(text).toContain("connected");
+    // The fleet card shows what /api/v1/fleet says.
+    const agrees = async () => {
+      const fleet = await (await fetch(`${base}/api/v1/fleet`)).json();
+      const card = (await page.locator(".card").first().textContent()) ?? "";
+      return [["running", "Running"], ["free", "Free"], ["holding", "Holding"], ["unknown", "Unknown"]].every(
+        ([state, label]) => card.includes(`${label}: ${fleet[state]}`),
+      );
+    };
+    await expect.poll(agrees, { timeout: 10_000 }).toBe(true);
+    await shot(page, "overview");
   });
 
   it("draws live values pushed over SSE on the Display page", async () => {
@@ -93,6 +116,15 @@ describe("dashboard", () => {
         { timeout: 20_000 },
       )
       .toBeGreaterThan(200);
+    // New points keep arriving: the newest time on the chart moves within 2 s.
+    const newest = () =>
+      page.evaluate(() => {
+        const chart = (window as unknown as { echartsNewest?: () => number }).echartsNewest;
+        return chart ? chart() : 0;
+      });
+    const first = await newest();
+    await expect.poll(newest, { timeout: 2_000, interval: 200 }).toBeGreaterThan(first);
+    await shot(page, "display");
   });
 
   it("shows closing windows on the Analysis page and exports them as CSV", async () => {
@@ -111,21 +143,46 @@ describe("dashboard", () => {
     expect(lines[0]).toBe("device,item,size,start,end,count,min,max,mean,stddev,p50,p95,p99,first,last");
     expect(lines.length).toBeGreaterThan(2);
     expect(lines[1]).toMatch(/^STRESS_TEST_0000\d,\w+,1s,\d{4}-/);
+    await page.screenshot({ path: join(shots, "analysis.png") });
   });
 
   it("asks a machine now and shows its answer; a bad broker URL is refused with a reason", async () => {
     const page = await open("#/collection");
     await page.locator("details summary").first().waitFor({ timeout: 20_000 });
     // The X axis' name: no Sample channel carries it, so only the Query's answer can.
-    await page.locator('input[type=checkbox][value="01035001"]').check();
+    const box = page.locator('input[type=checkbox][value="01035001"]');
+    if (!(await box.isVisible())) {
+      await page.locator("details", { has: box }).locator("summary").click();
+    }
+    await box.check();
     await page.getByRole("button", { name: "Ask now" }).click();
     await expect.poll(() => page.locator("table tbody tr").count(), { timeout: 15_000 }).toBe(1);
     const cells = await page.locator("table tbody tr td").allTextContents();
     expect(cells[0]).toContain("01035001");
     expect(cells[1]).toBe("X");
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await shot(page, "collection");
     await page.getByLabel("Broker URL").fill("ftp://nowhere");
     await page.getByRole("button", { name: "Connect" }).click();
     await expect.poll(() => page.getByRole("status").textContent(), { timeout: 10_000 }).toContain("400");
+    // The browser logs the provoked 400 itself; that one is expected.
+    const provoked = consoleErrors.findIndex((e) => e.startsWith("#/collection") && e.includes("status of 400"));
+    if (provoked >= 0) consoleErrors.splice(provoked, 1);
+  });
+
+  it("reconnects to another broker from the form and shows the new state", async () => {
+    // The machine's Mosquitto (scripts/test starts it); the demo began on its embedded broker.
+    const other = process.env.MILLSTREAM_TEST_MQTT ?? "mqtt://127.0.0.1:1883";
+    const page = await open("#/collection");
+    await page.getByLabel("Broker URL").fill(other);
+    await page.getByRole("button", { name: "Connect" }).click();
+    await expect.poll(() => page.getByRole("status").textContent(), { timeout: 15_000 }).toContain(other);
+    // The broker card names the new broker. (Whether it stays connected is not asserted yet:
+    // after a switch to the machine's Mosquitto the connection was seen dropping after ~5 s in
+    // about half the runs — under investigation, see the closing note of this stop.)
+    await expect
+      .poll(() => page.locator(".card p").first().textContent(), { timeout: 15_000 })
+      .toContain(`· ${other}`);
   });
 
   it("speaks Chinese to a Chinese browser and switches on request", async () => {
@@ -142,5 +199,9 @@ describe("dashboard", () => {
     await page.route("**/api/v1/**", (route) => route.abort());
     await page.goto(`${base}/#/overview`);
     await expect.poll(() => page.getByRole("alert").textContent(), { timeout: 10_000 }).toContain("does not answer");
+  });
+
+  it("logged no console errors on any page", () => {
+    expect(consoleErrors.join("\n")).toBe("");
   });
 });
