@@ -58,6 +58,9 @@ impl EngineMetrics {
 pub struct SourceMetrics {
     /// Whether the broker connection is up.
     pub connected: AtomicBool,
+    /// Which connection may report `connected`: the newest one. A source being replaced (a
+    /// switch to another broker) must not report its own shutdown as the engine's state.
+    pub connection_owner: AtomicU64,
     /// Successful connections (the first and every reconnect).
     pub connects: AtomicU64,
     /// Failed connection attempts and dropped connections.

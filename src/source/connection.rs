@@ -110,7 +110,13 @@ pub fn spawn(
     let (client, eventloop) = AsyncClient::new(options, broker.request_capacity);
     let (tx, rx) = mpsc::unbounded_channel();
     let url = broker.url.to_string();
+    let owner = metrics
+        .source
+        .connection_owner
+        .fetch_add(1, Ordering::SeqCst)
+        + 1;
     let task = tokio::spawn(run(
+        owner,
         eventloop,
         client.clone(),
         subscriptions,
@@ -125,6 +131,7 @@ pub fn spawn(
 
 #[allow(clippy::too_many_arguments)]
 async fn run(
+    owner: u64,
     mut eventloop: EventLoop,
     client: AsyncClient,
     subscriptions: Vec<String>,
@@ -136,6 +143,13 @@ async fn run(
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     let mut failures_in_a_row = 0u32;
+    // This connection's own state; the shared gauge follows it while this is the newest one.
+    let mut connected = false;
+    let report = |up: bool| {
+        if metrics.source.connection_owner.load(Ordering::SeqCst) == owner {
+            metrics.source.connected.store(up, Ordering::Relaxed);
+        }
+    };
     let filters: Vec<SubscribeFilter> = subscriptions
         .iter()
         .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce))
@@ -145,11 +159,12 @@ async fn run(
             event = eventloop.poll() => event,
             // Only taken while the connection is down (see below); a live connection is
             // closed by the client's disconnect request, which flushes pending acks first.
-            _ = crate::stop::stopped(&mut stop), if !metrics.source.connected.load(Ordering::Relaxed) => break,
+            _ = crate::stop::stopped(&mut stop), if !connected => break,
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                metrics.source.connected.store(true, Ordering::Relaxed);
+                connected = true;
+                report(true);
                 inc(&metrics.source.connects);
                 backoff.reset();
                 if failures_in_a_row > 0 {
@@ -205,7 +220,8 @@ async fn run(
             Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
             Ok(_) => {}
             Err(e) => {
-                let was_connected = metrics.source.connected.swap(false, Ordering::Relaxed);
+                let was_connected = std::mem::replace(&mut connected, false);
+                report(false);
                 inc(&metrics.source.connection_errors);
                 failures_in_a_row += 1;
                 if was_connected {
@@ -227,5 +243,5 @@ async fn run(
             }
         }
     }
-    metrics.source.connected.store(false, Ordering::Relaxed);
+    report(false);
 }

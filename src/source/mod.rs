@@ -209,10 +209,10 @@ impl SourceHandle {
     /// already received, flushes dead letters. The event receiver ends after the last event.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        if self.is_connected() {
-            // Queued after every ack, so the acks reach the broker before the DISCONNECT.
-            let _ = self.client.try_disconnect();
-        }
+        // Queued after every ack, so the acks reach the broker before the DISCONNECT; a
+        // connection that is down stops on the stop signal instead. (Not conditional on the
+        // shared `connected` gauge: while switching brokers it describes the new connection.)
+        let _ = self.client.try_disconnect();
         let mut connection = self.connection;
         if tokio::time::timeout(Duration::from_secs(5), &mut connection)
             .await

@@ -177,12 +177,11 @@ describe("dashboard", () => {
     await page.getByLabel("Broker URL").fill(other);
     await page.getByRole("button", { name: "Connect" }).click();
     await expect.poll(() => page.getByRole("status").textContent(), { timeout: 15_000 }).toContain(other);
-    // The broker card names the new broker. (Whether it stays connected is not asserted yet:
-    // after a switch to the machine's Mosquitto the connection was seen dropping after ~5 s in
-    // about half the runs — under investigation, see the closing note of this stop.)
-    await expect
-      .poll(() => page.locator(".card p").first().textContent(), { timeout: 15_000 })
-      .toContain(`· ${other}`);
+    // The broker card shows the new broker, connected, and stays so.
+    const card = () => page.locator(".card p").first().textContent();
+    await expect.poll(card, { timeout: 15_000 }).toMatch(new RegExp(`^\\s*connected\\s*· ${other.replace(/[/.]/g, "\\$&")}`));
+    await page.waitForTimeout(6_000);
+    expect(await card()).toMatch(/^\s*connected/);
   });
 
   it("speaks Chinese to a Chinese browser and switches on request", async () => {
