@@ -166,7 +166,7 @@ async fn run() {
         );
     }
     if let Some(wal) = &engine.state.wal {
-        let w = wal.status(true);
+        let w = wal.status();
         println!(
             "  write-ahead log: {} syncs, {} samples, {} MB on disk at the end",
             w.syncs,

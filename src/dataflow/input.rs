@@ -35,7 +35,8 @@ const EPOCH_SAMPLES: usize = 65_536;
 /// …or lasts at most this long, before the worker's input advances to the next time.
 const EPOCH_AGE: std::time::Duration = std::time::Duration::from_millis(2);
 
-/// A reader of the dataflow's progress ([`DataflowInput::processed`]).
+/// A reader of the dataflow's progress: results of every epoch before [`Progress::processed`]
+/// are delivered.
 #[derive(Debug, Clone)]
 pub struct Progress(Arc<AtomicU64>);
 
@@ -212,7 +213,7 @@ impl DataflowInput {
     }
 
     /// Cuts every lane: once the returned marker has an [`EpochMarker::epoch`] and
-    /// [`DataflowInput::processed`] reaches it, everything sent before this call has passed
+    /// [`Progress::processed`] reaches it, everything sent before this call has passed
     /// through the dataflow (samples and windows handed to the sinks).
     pub async fn mark(&self) -> Result<Arc<EpochMarker>, InputClosed> {
         let senders = self.senders.as_ref().ok_or(InputClosed)?;
@@ -228,11 +229,6 @@ impl DataflowInput {
             self.wake(lane);
         }
         Ok(marker)
-    }
-
-    /// The dataflow's progress: results of every epoch before this one are delivered.
-    pub fn processed(&self) -> u64 {
-        self.processed.load(Ordering::Acquire)
     }
 
     /// The dataflow's progress, readable without holding the input open.

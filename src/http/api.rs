@@ -265,7 +265,7 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
             .map(|ms| HumanDuration::from_millis(*ms as u64).to_string())
             .collect::<Vec<_>>(),
         "sinks": state.sinks.iter().map(|s| s.status()).collect::<Vec<_>>(),
-        "wal": state.wal.as_ref().map(|w| w.status(true)),
+        "wal": state.wal.as_ref().map(|w| w.status()),
         "uptime_ms": state.started.elapsed().as_millis() as u64,
         "now": now_ms(),
     }))

@@ -120,7 +120,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         &per_sink(&|s| f64::from(u8::from(s.healthy))),
     );
     if let Some(wal) = &state.wal {
-        let w = wal.status(true);
+        let w = wal.status();
         metric(
             "millstream_wal_bytes",
             "gauge",

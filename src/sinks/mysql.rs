@@ -17,7 +17,7 @@ use std::time::Duration;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlSslMode};
 use sqlx::{ConnectOptions, Connection};
 
-use super::sqlite::{MAX_TEXT, cut};
+use super::sqlite::{MAX_TEXT, cut, placeholders};
 use super::writer::{Batch, BatchWriter, WriteError, WriteSettings};
 use super::{SinkQueue, SinkStats};
 use crate::config::{Secret, SinkConfig};
@@ -201,11 +201,6 @@ pub async fn write(pool: &MySqlPool, batch: &Batch) -> Result<(), WriteError> {
         query.execute(&mut *tx).await.map_err(classify)?;
     }
     tx.commit().await.map_err(classify)
-}
-
-fn placeholders(columns: usize, rows: usize) -> String {
-    let row = format!("({})", vec!["?"; columns].join(","));
-    vec![row; rows].join(",")
 }
 
 /// Server error codes worth retrying: lock timeouts and deadlocks, too many connections,

@@ -177,7 +177,8 @@ pub async fn write(
     tx.commit().await
 }
 
-fn placeholders(columns: usize, rows: usize) -> String {
+/// `(?,?,…),(?,?,…)…`: `rows` groups of `columns` placeholders (shared with the MySQL sink).
+pub(super) fn placeholders(columns: usize, rows: usize) -> String {
     let row = format!("({})", vec!["?"; columns].join(","));
     vec![row; rows].join(",")
 }

@@ -51,6 +51,7 @@ pub struct WalStats {
 /// A point-in-time view of the log.
 #[derive(Debug, Clone, Serialize)]
 pub struct WalStatus {
+    /// Always true where a status exists (`/api/v1/status` shows `null` when the log is off).
     pub enabled: bool,
     pub bytes: u64,
     pub segments: u64,
@@ -62,10 +63,10 @@ pub struct WalStatus {
 }
 
 impl WalStats {
-    pub fn status(&self, enabled: bool) -> WalStatus {
+    pub fn status(&self) -> WalStatus {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         WalStatus {
-            enabled,
+            enabled: true,
             bytes: get(&self.bytes),
             segments: get(&self.segments),
             appended_samples: get(&self.appended_samples),
@@ -82,7 +83,6 @@ enum Command {
         samples: Arc<[Sample]>,
         acks: Vec<Arc<Ack>>,
     },
-
     /// Close the segment being written; replies with its number (`None`: it was empty).
     Cut { reply: oneshot::Sender<Option<u64>> },
 }

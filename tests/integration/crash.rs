@@ -269,10 +269,10 @@ dir = "{d}/lake"
     wait_until(
         Duration::from_secs(30),
         "a checkpoint deleted segments",
-        || wal.status(true).checkpoints >= 2,
+        || wal.status().checkpoints >= 2,
     )
     .await;
-    let during = wal.status(true);
+    let during = wal.status();
     assert!(
         during.syncs > 0 && during.appended_samples > 0,
         "{during:?}"
@@ -298,7 +298,7 @@ dir = "{d}/lake"
             .wal
             .as_ref()
             .unwrap()
-            .status(true)
+            .status()
             .recovered_samples,
         0
     );

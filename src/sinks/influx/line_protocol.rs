@@ -98,7 +98,7 @@ pub fn sample(out: &mut String, s: &Sample) -> bool {
 }
 
 /// Appends one window's line (time = window start).
-pub fn window(out: &mut String, w: &WindowRow) -> bool {
+pub fn window(out: &mut String, w: &WindowRow) {
     series(out, "windows", &w.device, &w.item);
     out.push_str(",size=");
     let size = HumanDuration::from_millis(w.size_ms.max(0) as u64).to_string();
@@ -119,7 +119,6 @@ pub fn window(out: &mut String, w: &WindowRow) -> bool {
         float_field(out, &mut first, key, value);
     }
     let _ = writeln!(out, " {}", w.start);
-    true
 }
 
 #[cfg(test)]
