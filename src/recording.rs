@@ -11,6 +11,8 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -127,6 +129,10 @@ pub enum RecordingError {
         "the recording ends mid-write after line {line} (the recorder was killed?); the lines before are complete"
     )]
     Truncated { line: u64 },
+    #[error(
+        "the compressed data after line {line} is corrupt or cut off ({detail}); the lines before are complete"
+    )]
+    Corrupt { line: u64, detail: String },
 }
 
 /// Reads a recording line by line.
@@ -139,7 +145,16 @@ pub struct RecordingReader {
 
 impl RecordingReader {
     pub fn open(path: &Path) -> io::Result<RecordingReader> {
-        let file = File::open(path)?;
+        RecordingReader::open_counted(path, Arc::default())
+    }
+
+    /// Opens `path` and counts the file bytes consumed (compressed bytes for `.zst`) in
+    /// `read`, for progress reports.
+    pub fn open_counted(path: &Path, read: Arc<AtomicU64>) -> io::Result<RecordingReader> {
+        let file = Counted {
+            inner: File::open(path)?,
+            read,
+        };
         let reader: Box<dyn Read + Send> = if is_zstd(path) {
             Box::new(zstd::stream::read::Decoder::new(file)?)
         } else {
@@ -175,21 +190,46 @@ impl Iterator for RecordingReader {
                 self.line += 1;
                 Some(parse_line(&self.buf, self.line))
             }
-            // A zstd frame cut off by a crash reads as an error at its end.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::UnexpectedEof | io::ErrorKind::Other
-                ) =>
-            {
+            // The line was consumed up to its end: report it and go on.
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                self.line += 1;
+                Some(Err(RecordingError::BadLine {
+                    line: self.line,
+                    message: "not UTF-8 text".into(),
+                }))
+            }
+            // A zstd frame cut off by a crash reads as an unexpected end.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 self.done = true;
                 Some(Err(RecordingError::Truncated { line: self.line }))
+            }
+            // Damaged compressed data: the decoder cannot go on past it.
+            Err(e) if e.kind() == io::ErrorKind::Other => {
+                self.done = true;
+                Some(Err(RecordingError::Corrupt {
+                    line: self.line,
+                    detail: e.to_string(),
+                }))
             }
             Err(e) => {
                 self.done = true;
                 Some(Err(e.into()))
             }
         }
+    }
+}
+
+/// A reader that counts what it read.
+struct Counted<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
 }
 
@@ -257,7 +297,9 @@ mod tests {
         for m in RecordingReader::open(&path).unwrap() {
             match m {
                 Ok(_) => ok += 1,
-                Err(RecordingError::Truncated { .. }) => truncated = true,
+                Err(RecordingError::Truncated { .. } | RecordingError::Corrupt { .. }) => {
+                    truncated = true
+                }
                 Err(e) => panic!("{e}"),
             }
         }

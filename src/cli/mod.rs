@@ -1,9 +1,11 @@
 //! The `millstream` command line (DESIGN.md §3): flags parsed by clap, validated into options,
 //! then handed to the command. Exit codes: 0 ok, 2 bad usage or config, 1 runtime failure.
 
+mod analyze;
 mod check;
 mod demo;
 mod record;
+mod replay;
 mod run;
 mod sim;
 
@@ -34,6 +36,10 @@ pub enum Command {
     Record(record::RecordArgs),
     /// Validate a pipeline file and try its broker and sink connections.
     Check(check::CheckArgs),
+    /// Push a recording (or `lake:DIR`) through a pipeline's dataflow and sinks.
+    Replay(replay::ReplayArgs),
+    /// Historical statistics over a Parquet lake (polars).
+    Analyze(analyze::AnalyzeArgs),
 }
 
 /// A failure that decides the exit code.
@@ -69,6 +75,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Sim(args) => sim::run(args),
         Command::Record(args) => record::run(args),
         Command::Check(args) => check::run(args),
+        Command::Replay(args) => replay::run(args),
+        Command::Analyze(args) => analyze::run(args),
     }
 }
 
@@ -95,6 +103,13 @@ fn parse_broker(text: &str) -> Result<BrokerUrl, String> {
 
 fn parse_duration(text: &str) -> Result<HumanDuration, String> {
     text.parse()
+}
+
+/// A time given as RFC 3339 or ms since the epoch.
+fn parse_time_arg(text: &str) -> Result<i64, String> {
+    crate::time::parse_time(text).ok_or_else(|| {
+        format!("time `{text}`: expected RFC 3339 (2026-11-27T08:00:00Z) or ms since the epoch")
+    })
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

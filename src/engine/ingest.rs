@@ -1,7 +1,7 @@
 //! Ingest: runs the MQTT source, hands its samples to the dataflow in batches (draining what is
 //! already waiting, so batches grow with load), keeps the device registry, publishes live sample
 //! events, and carries out source commands from the API (reconnect to another broker, send an
-//! NC-Link query).
+//! NC-Link query). A replay takes the MQTT source's place and goes through the same path.
 
 use std::sync::{Arc, RwLock};
 
@@ -12,10 +12,35 @@ use crate::config::BrokerUrl;
 use crate::dataflow::{DataflowInput, EpochMarker};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::replay::{ReplayHandle, ReplaySource};
 use crate::sample::Sample;
 use crate::source::ack::Ack;
 use crate::source::{self, SourceEvent, SourceHandle, SourceOptions};
 use crate::wal::Wal;
+
+/// What feeds the engine: the MQTT source, or a replay in its place.
+enum Upstream {
+    Broker(SourceHandle),
+    Replay(ReplayHandle),
+}
+
+impl Upstream {
+    async fn query(&self, device: &str, items: Vec<String>) -> Result<String, String> {
+        match self {
+            Upstream::Broker(handle) => {
+                handle.query(device, items).await.map_err(|e| e.to_string())
+            }
+            Upstream::Replay(_) => Err("replaying: there are no devices to ask".into()),
+        }
+    }
+
+    async fn shutdown(self) {
+        match self {
+            Upstream::Broker(handle) => handle.shutdown().await,
+            Upstream::Replay(handle) => handle.shutdown().await,
+        }
+    }
+}
 
 /// Most samples put in one dataflow batch.
 const MAX_BATCH: usize = 16_384;
@@ -111,18 +136,35 @@ pub(super) struct Ingest {
 }
 
 impl Ingest {
-    /// Starts the source; returns the control handle and the task (which ends after `stop`,
-    /// once everything received was handed to the dataflow and its input closed).
+    /// Starts the source (or the replay in its place); returns the control handle and the
+    /// task, which ends after `stop` (or at the end of a replay) once everything received was
+    /// handed to the dataflow and its input closed.
     pub fn start(
         self,
+        replay: Option<ReplaySource>,
         stop: watch::Receiver<bool>,
     ) -> Result<(SourceControl, tokio::task::JoinHandle<()>), String> {
-        let (handle, events) =
-            source::start(self.options.clone(), self.metrics.clone()).map_err(|e| e.to_string())?;
+        let (handle, events, name) = match replay {
+            None => {
+                let (handle, events) = source::start(self.options.clone(), self.metrics.clone())
+                    .map_err(|e| e.to_string())?;
+                (
+                    Upstream::Broker(handle),
+                    events,
+                    self.options.config.url.to_string(),
+                )
+            }
+            Some(replay) => {
+                let name = replay.input.describe();
+                let (handle, events) =
+                    crate::replay::start(replay, &self.options, self.metrics.clone())?;
+                (Upstream::Replay(handle), events, name)
+            }
+        };
         let (commands_tx, commands) = mpsc::channel(16);
         let control = SourceControl {
             commands: commands_tx,
-            broker: Arc::new(RwLock::new(self.options.config.url.to_string())),
+            broker: Arc::new(RwLock::new(name)),
         };
         let broker = control.broker.clone();
         let task = tokio::spawn(self.run(handle, events, commands, stop, broker));
@@ -131,7 +173,7 @@ impl Ingest {
 
     async fn run(
         mut self,
-        mut handle: SourceHandle,
+        mut handle: Upstream,
         mut events: mpsc::Receiver<SourceEvent>,
         mut commands: mpsc::Receiver<SourceCommand>,
         mut stop: watch::Receiver<bool>,
@@ -155,7 +197,10 @@ impl Ingest {
                         let _ = reply.send((segment, marker));
                     }
                     SourceCommand::Query { device, items, reply } => {
-                        let _ = reply.send(handle.query(&device, items).await.map_err(|e| e.to_string()));
+                        let _ = reply.send(handle.query(&device, items).await);
+                    }
+                    SourceCommand::Reconnect { reply, .. } if matches!(handle, Upstream::Replay(_)) => {
+                        let _ = reply.send(Err("replaying: there is no broker to switch".into()));
                     }
                     SourceCommand::Reconnect { url, reply } => {
                         let mut options = self.options.clone();
@@ -163,7 +208,7 @@ impl Ingest {
                         // Start the new source first: if it cannot start, keep the old one.
                         match source::start(options.clone(), self.metrics.clone()) {
                             Ok((new_handle, new_events)) => {
-                                let old = std::mem::replace(&mut handle, new_handle);
+                                let old = std::mem::replace(&mut handle, Upstream::Broker(new_handle));
                                 let old_events = std::mem::replace(&mut events, new_events);
                                 self.options = options;
                                 *broker.write().expect("broker lock") = url.to_string();
@@ -190,7 +235,7 @@ impl Ingest {
     /// Stops a source and forwards everything it still delivers.
     async fn retire(
         &mut self,
-        handle: SourceHandle,
+        handle: Upstream,
         mut events: mpsc::Receiver<SourceEvent>,
         pending: &mut Vec<Sample>,
     ) {

@@ -49,6 +49,8 @@ pub struct AppState {
     pub started: Instant,
     /// The write-ahead log's counters (`None`: the log is off).
     pub wal: Option<Arc<crate::wal::WalStats>>,
+    /// The Parquet lake history is read from (the first parquet sink's directory).
+    pub lake: Option<std::path::PathBuf>,
 }
 
 /// How to run the engine beyond the pipeline file.
@@ -58,6 +60,8 @@ pub struct EngineSettings {
     pub workers: usize,
     /// Listen here instead of `http.listen` (the demo picks a free port).
     pub listen: Option<SocketAddr>,
+    /// Replay this instead of connecting to the broker; the engine's input ends with it.
+    pub replay: Option<crate::replay::ReplaySource>,
 }
 
 impl Default for EngineSettings {
@@ -65,6 +69,7 @@ impl Default for EngineSettings {
         EngineSettings {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             listen: None,
+            replay: None,
         }
     }
 }
@@ -104,7 +109,7 @@ pub struct Engine {
     /// Where the HTTP API listens.
     pub http_addr: SocketAddr,
     stop: watch::Sender<bool>,
-    ingest: tokio::task::JoinHandle<()>,
+    ingest: Option<tokio::task::JoinHandle<()>>,
     dataflow: Dataflow,
     sinks: Sinks,
     ticker: tokio::task::JoinHandle<()>,
@@ -123,7 +128,17 @@ impl Engine {
         let bus = Bus::default();
 
         let sinks = Sinks::start(&config.sinks, &config.state_dir).await?;
-        let options = dataflow_options(&config, settings.workers);
+        let mut options = dataflow_options(&config, settings.workers);
+        if settings
+            .replay
+            .as_ref()
+            .is_some_and(|r| r.speed == crate::replay::Speed::Max)
+        {
+            // Recorded time runs far ahead of the wall clock: closing quiet keys' windows by
+            // the wall clock would depend on how fast this machine is. The end of the input
+            // closes every window instead.
+            options.idle_timeout_ms = None;
+        }
         let mut window_sizes: Vec<i64> = options.windows.families.iter().map(|f| f.size).collect();
         window_sizes.sort();
         window_sizes.dedup();
@@ -164,7 +179,7 @@ impl Engine {
             acks: Vec::new(),
         };
         let progress = ingest.input.progress();
-        let (source, ingest) = ingest.start(stop_rx)?;
+        let (source, ingest) = ingest.start(settings.replay.clone(), stop_rx)?;
         let checkpoints = wal.clone().map(|wal| {
             tokio::spawn(
                 checkpoint::Checkpoints {
@@ -201,6 +216,11 @@ impl Engine {
             window_sizes,
             started: Instant::now(),
             wal: wal.as_ref().map(|w| w.stats.clone()),
+            lake: config
+                .sinks
+                .iter()
+                .find(|s| s.kind == crate::config::SinkKind::Parquet)
+                .and_then(|s| s.dir.clone()),
         });
         let listen = settings.listen.unwrap_or(config.http.listen);
         let listener = tokio::net::TcpListener::bind(listen)
@@ -224,7 +244,7 @@ impl Engine {
             state,
             http_addr,
             stop,
-            ingest,
+            ingest: Some(ingest),
             dataflow,
             sinks,
             ticker,
@@ -233,6 +253,15 @@ impl Engine {
             http_stop,
             http,
         })
+    }
+
+    /// Resolves when the input has ended and was handed to the dataflow: at the end of a
+    /// replay (a broker's input ends only with `shutdown`).
+    pub async fn input_ended(&mut self) {
+        if let Some(ingest) = self.ingest.as_mut() {
+            let _ = ingest.await;
+            self.ingest = None;
+        }
     }
 
     /// Stops everything in order; returns when every sink has written what it held.
@@ -246,7 +275,9 @@ impl Engine {
             checkpoints.abort();
             let _ = checkpoints.await;
         }
-        let _ = self.ingest.await;
+        if let Some(ingest) = self.ingest {
+            let _ = ingest.await;
+        }
         let dataflow = self.dataflow;
         let joined = tokio::task::spawn_blocking(move || dataflow.join())
             .await

@@ -22,7 +22,7 @@ use crate::views::LatestValue;
 pub const MAX_LIMIT: usize = 10_000;
 const DEFAULT_LIMIT: usize = 1_000;
 
-type Params = Query<HashMap<String, String>>;
+pub(super) type Params = Query<HashMap<String, String>>;
 
 fn last_json(v: &LatestValue) -> Value {
     json!({ "ts": v.ts, "value": v.value().filter(|v| v.is_finite()), "text": v.text.as_deref() })
@@ -32,7 +32,10 @@ fn known(state: &AppState, device: &str) -> bool {
     state.registry.get(device).is_some() || state.views.latest(device).is_some()
 }
 
-fn required<'a>(params: &'a HashMap<String, String>, name: &str) -> Result<&'a str, ApiError> {
+pub(super) fn required<'a>(
+    params: &'a HashMap<String, String>,
+    name: &str,
+) -> Result<&'a str, ApiError> {
     params
         .get(name)
         .map(String::as_str)
@@ -40,7 +43,10 @@ fn required<'a>(params: &'a HashMap<String, String>, name: &str) -> Result<&'a s
         .ok_or_else(|| ApiError::bad_request(format!("missing parameter `{name}`")))
 }
 
-fn time_param(params: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
+pub(super) fn time_param(
+    params: &HashMap<String, String>,
+    name: &str,
+) -> Result<Option<i64>, ApiError> {
     params
         .get(name)
         .map(|v| {

@@ -6,10 +6,12 @@
 //! missing or wrong token on POST endpoints (when `http.token` is set), 404 for an unknown
 //! device, 502 when the broker cannot be reached.
 //!
-//! Layout: [`api`] (JSON endpoints), [`sse`] (events), [`prometheus`] (`/metrics`).
+//! Layout: [`api`] (JSON endpoints), [`history`] (windows from the lake), [`sse`] (events),
+//! [`prometheus`] (`/metrics`).
 
 mod api;
 pub mod dashboard;
+mod history;
 mod prometheus;
 mod sse;
 
@@ -34,6 +36,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/v1/devices/{device}/items", get(api::items))
         .route("/api/v1/latest", get(api::latest))
         .route("/api/v1/windows", get(api::windows))
+        .route("/api/v1/history", get(history::history))
         .route("/api/v1/fleet", get(api::fleet))
         .route("/api/v1/status", get(api::status))
         .route("/api/v1/events", get(sse::events))

@@ -55,6 +55,7 @@ fn state(token: Option<&str>) -> Arc<AppState> {
     windows.add(&[row(20_000), row(0), row(10_000)]);
     Arc::new(AppState {
         wal: None,
+        lake: None,
         metrics: Arc::new(Metrics::default()),
         views: Arc::new(views),
         registry: Arc::new(registry),

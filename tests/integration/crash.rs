@@ -253,6 +253,7 @@ dir = "{d}/lake"
     let settings = EngineSettings {
         workers: 2,
         listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..EngineSettings::default()
     };
     let engine = Engine::start(config.clone(), settings.clone())
         .await

@@ -23,6 +23,7 @@ mod golden;
 mod influx_api;
 mod mysql_tls;
 mod recording;
+mod replay;
 mod sim_source;
 mod sinks;
 mod tls;

@@ -1,0 +1,352 @@
+//! `millstream analyze --lake DIR`: historical statistics over the Parquet lake (polars):
+//! windows of any `--every`, `--describe` (per item: first/last seen, count, share without a
+//! numeric value, value range) and `--status-durations` (time per machine state), printed as
+//! a table, CSV or JSON Lines (DESIGN.md §3). Progress on a terminal while scanning.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+
+use super::{Failure, parse_duration};
+use crate::config::HumanDuration;
+use crate::lake::analyze::{self, Analysis, ItemDescription, Progress, Selection, StateDuration};
+use crate::time::Utc;
+use crate::window::WindowRow;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// The lake directory (a parquet sink's `dir`).
+    #[arg(long)]
+    lake: PathBuf,
+    /// Only this device.
+    #[arg(long)]
+    device: Option<String>,
+    /// Only this item (NC-Link data item id).
+    #[arg(long)]
+    item: Option<String>,
+    /// Window length, aligned to the epoch (e.g. 10s, 1m, 1h).
+    #[arg(long, value_parser = parse_duration, default_value = "1m")]
+    every: HumanDuration,
+    /// First event time (RFC 3339 or ms since the epoch).
+    #[arg(long, value_parser = super::parse_time_arg)]
+    from: Option<i64>,
+    /// Event times before this one.
+    #[arg(long, value_parser = super::parse_time_arg)]
+    to: Option<i64>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Per item: first and last seen, count, share without a numeric value, value range.
+    #[arg(long, conflicts_with = "status_durations")]
+    describe: bool,
+    /// Time per machine state (STATUS item 010302) for each device.
+    #[arg(long)]
+    status_durations: bool,
+    /// No progress line, even on a terminal.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+/// A progress line on stderr, rewritten as chunks finish.
+struct Line {
+    started: Instant,
+}
+
+impl Progress for Line {
+    fn chunk_done(&mut self, done: usize, total: usize, bytes: u64) {
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r\x1b[2Kscanned {done}/{total} chunks, {:.1} MB, {:.1} MB/s",
+            bytes as f64 / 1e6,
+            bytes as f64 / 1e6 / secs
+        );
+        let _ = err.flush();
+    }
+}
+
+pub fn run(args: AnalyzeArgs) -> Result<(), Failure> {
+    if let (Some(from), Some(to)) = (args.from, args.to)
+        && from >= to
+    {
+        return Err(Failure::Usage(vec![
+            "analyze: --from must be before --to".into(),
+        ]));
+    }
+    let every = args.every.as_millis() as i64;
+    if every <= 0 {
+        return Err(Failure::Usage(vec![
+            "analyze: --every must be at least 1ms".into(),
+        ]));
+    }
+    let selection = Selection {
+        device: args.device.clone(),
+        item: args.item.clone(),
+        from: args.from,
+        to: args.to,
+    };
+    let show_progress = !args.quiet && std::io::stderr().is_terminal();
+    let mut line = Line {
+        started: Instant::now(),
+    };
+    let mut silent = ();
+    let progress: &mut dyn Progress = if show_progress {
+        &mut line
+    } else {
+        &mut silent
+    };
+    let failed = |e: analyze::AnalyzeError| Failure::Runtime(e.to_string());
+    let mut out = std::io::stdout().lock();
+    let written = if args.describe {
+        let analysis = analyze::describe(&args.lake, &selection, progress).map_err(failed)?;
+        finish_progress(show_progress, &analysis.skipped);
+        print_descriptions(&mut out, &analysis, args.format)
+    } else if args.status_durations {
+        let analysis =
+            analyze::status_durations(&args.lake, &selection, progress).map_err(failed)?;
+        finish_progress(show_progress, &analysis.skipped);
+        print_durations(&mut out, &analysis, args.format)
+    } else {
+        let analysis = analyze::windows(&args.lake, &selection, every, progress).map_err(failed)?;
+        finish_progress(show_progress, &analysis.skipped);
+        print_windows(&mut out, &analysis, args.format)
+    };
+    match written.and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        // `analyze … | head`: the reader has what it wanted.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure::Runtime(format!("cannot write the results: {e}"))),
+    }
+}
+
+fn finish_progress(shown: bool, skipped: &[String]) {
+    if shown {
+        eprint!("\r\x1b[2K");
+    }
+    for why in skipped {
+        eprintln!("skipped: {why}");
+    }
+}
+
+/// RFC 3339 UTC with milliseconds.
+fn iso(ms: i64) -> String {
+    let mut text = Utc::from_ms(ms).sql();
+    text.replace_range(10..11, "T");
+    text.push('Z');
+    text
+}
+
+fn num(v: f64) -> String {
+    if v.is_nan() {
+        String::new()
+    } else {
+        v.to_string()
+    }
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map(num).unwrap_or_default()
+}
+
+fn json_num(v: f64) -> serde_json::Value {
+    serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number)
+}
+
+/// Prints rows as an aligned table (right-aligned but for the first `left` columns).
+fn table(
+    out: &mut impl Write,
+    header: &[&str],
+    rows: &[Vec<String>],
+    left: usize,
+) -> std::io::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| -> String {
+        cells
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (c, w))| {
+                if i < left {
+                    format!("{c:<w$}")
+                } else {
+                    format!("{c:>w$}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    writeln!(
+        out,
+        "{}",
+        line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>())
+    )?;
+    for row in rows {
+        writeln!(out, "{}", line(row))?;
+    }
+    Ok(())
+}
+
+fn csv(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
+    let quote = |c: &String| {
+        if c.contains([',', '"', '\n']) {
+            format!("\"{}\"", c.replace('"', "\"\""))
+        } else {
+            c.clone()
+        }
+    };
+    writeln!(out, "{}", header.join(","))?;
+    for row in rows {
+        writeln!(
+            out,
+            "{}",
+            row.iter().map(quote).collect::<Vec<_>>().join(",")
+        )?;
+    }
+    Ok(())
+}
+
+const WINDOW_HEADER: [&str; 14] = [
+    "device", "item", "start", "end", "count", "min", "max", "mean", "stddev", "p50", "p95", "p99",
+    "first", "last",
+];
+
+fn print_windows(
+    out: &mut impl Write,
+    analysis: &Analysis<WindowRow>,
+    format: Format,
+) -> std::io::Result<()> {
+    if format == Format::Json {
+        for w in &analysis.rows {
+            let row = serde_json::json!({
+                "device": &*w.device, "item": &*w.item, "start": w.start, "end": w.end,
+                "count": w.count, "min": json_num(w.min), "max": json_num(w.max),
+                "mean": json_num(w.mean), "stddev": w.stddev.map_or(serde_json::Value::Null, json_num),
+                "p50": json_num(w.p50), "p95": json_num(w.p95), "p99": json_num(w.p99),
+                "first": json_num(w.first), "last": json_num(w.last),
+            });
+            writeln!(out, "{row}")?;
+        }
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = analysis
+        .rows
+        .iter()
+        .map(|w| {
+            vec![
+                w.device.to_string(),
+                w.item.to_string(),
+                iso(w.start),
+                iso(w.end),
+                w.count.to_string(),
+                num(w.min),
+                num(w.max),
+                num(w.mean),
+                opt(w.stddev),
+                num(w.p50),
+                num(w.p95),
+                num(w.p99),
+                num(w.first),
+                num(w.last),
+            ]
+        })
+        .collect();
+    match format {
+        Format::Csv => csv(out, &WINDOW_HEADER, &rows),
+        _ => table(out, &WINDOW_HEADER, &rows, 4),
+    }
+}
+
+fn print_descriptions(
+    out: &mut impl Write,
+    analysis: &Analysis<ItemDescription>,
+    format: Format,
+) -> std::io::Result<()> {
+    if format == Format::Json {
+        for d in &analysis.rows {
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string(d).map_err(std::io::Error::other)?
+            )?;
+        }
+        return Ok(());
+    }
+    let header = [
+        "device",
+        "item",
+        "first_seen",
+        "last_seen",
+        "count",
+        "null_share",
+        "min",
+        "max",
+    ];
+    let rows: Vec<Vec<String>> = analysis
+        .rows
+        .iter()
+        .map(|d| {
+            vec![
+                d.device.clone(),
+                d.item.clone(),
+                iso(d.first_seen),
+                iso(d.last_seen),
+                d.count.to_string(),
+                format!("{:.4}", d.null_share),
+                opt(d.min),
+                opt(d.max),
+            ]
+        })
+        .collect();
+    match format {
+        Format::Csv => csv(out, &header, &rows),
+        _ => table(out, &header, &rows, 4),
+    }
+}
+
+fn print_durations(
+    out: &mut impl Write,
+    analysis: &Analysis<StateDuration>,
+    format: Format,
+) -> std::io::Result<()> {
+    if format == Format::Json {
+        for d in &analysis.rows {
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string(d).map_err(std::io::Error::other)?
+            )?;
+        }
+        return Ok(());
+    }
+    let header = ["device", "state", "ms", "share"];
+    let rows: Vec<Vec<String>> = analysis
+        .rows
+        .iter()
+        .map(|d| {
+            vec![
+                d.device.clone(),
+                d.state.word().to_string(),
+                d.ms.to_string(),
+                format!("{:.4}", d.share),
+            ]
+        })
+        .collect();
+    match format {
+        Format::Csv => csv(out, &header, &rows),
+        _ => table(out, &header, &rows, 2),
+    }
+}

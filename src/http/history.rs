@@ -1,0 +1,126 @@
+//! `GET /api/v1/history?device=D&item=I&every=1m[&from&to]`: windows computed from the Parquet
+//! lake (the same computation as `millstream analyze`), for time ranges older than the live
+//! windows kept in memory. Limits keep one request from occupying the machine: at most
+//! [`MAX_RANGE_MS`] of event time, at most [`MAX_WINDOWS`] windows, and [`CONCURRENT`] scans at
+//! once (others wait their turn).
+
+use std::sync::{Arc, OnceLock};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+use super::api::{Params, required, time_param};
+use super::{ApiError, WindowJson};
+use crate::config::HumanDuration;
+use crate::engine::AppState;
+use crate::lake::analyze::{self, Selection};
+use crate::sample::now_ms;
+
+/// Longest time range one request may cover.
+pub const MAX_RANGE_MS: i64 = 31 * 86_400_000;
+/// Most windows one request may ask for (range / every).
+pub const MAX_WINDOWS: i64 = 10_000;
+/// Range when `from` is not given: the day before `to`.
+const DEFAULT_RANGE_MS: i64 = 86_400_000;
+/// Lake scans running at once.
+const CONCURRENT: usize = 2;
+
+fn permits() -> &'static Semaphore {
+    static PERMITS: OnceLock<Semaphore> = OnceLock::new();
+    PERMITS.get_or_init(|| Semaphore::new(CONCURRENT))
+}
+
+pub async fn history(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Query(params): Params,
+) -> Result<Json<Value>, ApiError> {
+    let device = required(&params, "device")?.to_string();
+    let item = required(&params, "item")?.to_string();
+    let every_text = required(&params, "every")?;
+    let every: HumanDuration = every_text
+        .parse()
+        .map_err(|e: String| ApiError::bad_request(format!("bad `every`: {e}")))?;
+    let every_ms = every.as_millis() as i64;
+    if every_ms < 1_000 {
+        return Err(ApiError::bad_request("`every` must be at least 1s"));
+    }
+    let to = time_param(&params, "to")?.unwrap_or_else(now_ms);
+    let from = time_param(&params, "from")?.unwrap_or(to - DEFAULT_RANGE_MS);
+    if from >= to {
+        return Err(ApiError::bad_request("`from` must be before `to`"));
+    }
+    if to - from > MAX_RANGE_MS {
+        return Err(ApiError::bad_request(format!(
+            "the range is over {} days; ask for at most {} days at once",
+            (to - from) / 86_400_000,
+            MAX_RANGE_MS / 86_400_000
+        )));
+    }
+    let windows = (to - from + every_ms - 1) / every_ms;
+    if windows > MAX_WINDOWS {
+        return Err(ApiError::bad_request(format!(
+            "{windows} windows of {every} asked for, at most {MAX_WINDOWS}: use a larger `every` or a shorter range"
+        )));
+    }
+    let Some(lake) = state.lake.clone() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no Parquet lake is configured (a `[[sinks]]` of kind \"parquet\")",
+        ));
+    };
+    let _permit = permits()
+        .acquire()
+        .await
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?;
+    let selection = Selection {
+        device: Some(device.clone()),
+        item: Some(item.clone()),
+        from: Some(from),
+        to: Some(to),
+    };
+    // polars blocks (and uses its own threads): keep it off the async workers.
+    let analysis =
+        tokio::task::spawn_blocking(move || analyze::windows(&lake, &selection, every_ms, &mut ()))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("history: {e}")))?
+            .map_err(|e| match e {
+                // No lake yet (nothing written): no history, not an error.
+                analyze::AnalyzeError::Listing { error, .. }
+                    if error.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    None
+                }
+                e => Some(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    e.to_string(),
+                )),
+            });
+    let (rows, skipped) = match analysis {
+        Ok(a) => (a.rows, a.skipped.len()),
+        Err(None) => (Vec::new(), 0),
+        Err(Some(e)) => return Err(e),
+    };
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(|w| {
+            let mut v = serde_json::to_value(WindowJson::from(w)).expect("serializable");
+            if let Some(o) = v.as_object_mut() {
+                o.remove("item");
+                o.remove("size_ms");
+            }
+            v
+        })
+        .collect();
+    Ok(Json(json!({
+        "device": device,
+        "item": item,
+        "every_ms": every_ms,
+        "from": from,
+        "to": to,
+        "windows": rows,
+        "skipped_files": skipped,
+    })))
+}

@@ -1,0 +1,13 @@
+//! The Parquet lake read back (DESIGN.md §5): finding complete files by partition, reading raw
+//! samples out of them, and the historical questions asked of it. The writing side is
+//! `crate::sinks::parquet`.
+//!
+//! Layout:
+//! - [`layout`]: partitions and complete files within a time range.
+//! - [`sample_reader`]: raw samples out of one file, with clear errors for files that are not
+//!   the lake's Parquet.
+//! - [`analyze`]: windowed statistics, descriptions and state durations with polars.
+
+pub mod analyze;
+pub mod layout;
+pub mod sample_reader;
