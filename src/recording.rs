@@ -155,13 +155,15 @@ impl RecordingReader {
             inner: File::open(path)?,
             read,
         };
-        let reader: Box<dyn Read + Send> = if is_zstd(path) {
-            Box::new(zstd::stream::read::Decoder::new(file)?)
+        // A zstd read that meets damage fails whole: small reads keep the lines decoded
+        // before the damage.
+        let (reader, capacity): (Box<dyn Read + Send>, usize) = if is_zstd(path) {
+            (Box::new(zstd::stream::read::Decoder::new(file)?), 16 * 1024)
         } else {
-            Box::new(file)
+            (Box::new(file), 256 * 1024)
         };
         Ok(RecordingReader {
-            lines: Box::new(BufReader::with_capacity(256 * 1024, reader)),
+            lines: Box::new(BufReader::with_capacity(capacity, reader)),
             line: 0,
             buf: String::new(),
             done: false,

@@ -13,6 +13,7 @@ mod stores;
 mod support;
 
 mod all_stores;
+mod analyze;
 mod bad_input;
 mod broker_restart;
 mod cli;
