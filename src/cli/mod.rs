@@ -4,6 +4,7 @@
 mod analyze;
 mod check;
 mod demo;
+mod lake;
 mod record;
 mod replay;
 mod run;
@@ -40,6 +41,8 @@ pub enum Command {
     Replay(replay::ReplayArgs),
     /// Historical statistics over a Parquet lake (polars).
     Analyze(analyze::AnalyzeArgs),
+    /// Parquet lake housekeeping (`lake compact DIR`).
+    Lake(lake::LakeArgs),
 }
 
 /// A failure that decides the exit code.
@@ -77,6 +80,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Check(args) => check::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Analyze(args) => analyze::run(args),
+        Command::Lake(args) => lake::run(args),
     }
 }
 

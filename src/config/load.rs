@@ -557,6 +557,9 @@ fn check_sinks(sinks: &[(usize, SinkConfig)], ctx: &mut Ctx<'_>) {
             }
         };
         if sink.kind != SinkKind::Parquet {
+            forbid(ctx, "upload", sink.upload.is_some());
+            forbid(ctx, "upload_retries", sink.upload_retries.is_some());
+            forbid(ctx, "closed_after", sink.closed_after.is_some());
             forbid(ctx, "roll_rows", sink.roll_rows.is_some());
             forbid(ctx, "roll_age", sink.roll_age.is_some());
             forbid(ctx, "writer_id", sink.writer_id.is_some());
@@ -626,8 +629,30 @@ fn check_sinks(sinks: &[(usize, SinkConfig)], ctx: &mut Ctx<'_>) {
                 for (key, present) in influx_keys {
                     forbid(ctx, key, present);
                 }
-                forbid(ctx, "username", sink.username.is_some());
                 forbid(ctx, "password", sink.password.is_some());
+                match &sink.upload {
+                    Some(text) => match url::Url::parse(text) {
+                        Ok(u) if !["webhdfs", "swebhdfs"].contains(&u.scheme()) => ctx.at(
+                            &at("upload"),
+                            format!("scheme {:?} is not webhdfs or swebhdfs", u.scheme()),
+                        ),
+                        Ok(u) if u.host_str().is_none_or(str::is_empty) => ctx.at(
+                            &at("upload"),
+                            "name the namenode: webhdfs://namenode:9870/path",
+                        ),
+                        Ok(_) => {}
+                        Err(e) => ctx.at(&at("upload"), format!("bad URL {text:?}: {e}")),
+                    },
+                    None => {
+                        // The WebHDFS user: only with an upload.
+                        forbid(ctx, "username", sink.username.is_some());
+                        forbid(ctx, "upload_retries", sink.upload_retries.is_some());
+                        forbid(ctx, "closed_after", sink.closed_after.is_some());
+                    }
+                }
+                if sink.upload_retries == Some(0) {
+                    ctx.at(&at("upload_retries"), "must be at least 1");
+                }
             }
         }
     }

@@ -330,6 +330,17 @@ pub struct SinkConfig {
     /// SQL and InfluxDB: longest a row waits for its batch to fill (default 1s).
     #[serde(default)]
     pub linger: Option<HumanDuration>,
+    /// Parquet: copy closed partitions here, `webhdfs://namenode:9870/path` (`swebhdfs://` for
+    /// TLS); `username` is the WebHDFS user.
+    #[serde(default)]
+    pub upload: Option<String>,
+    /// Parquet uploads: attempts per request before the partition waits for the next round
+    /// (default 5).
+    #[serde(default)]
+    pub upload_retries: Option<u32>,
+    /// Parquet uploads: a partition is closed this long after its time range ended (default 1h).
+    #[serde(default)]
+    pub closed_after: Option<HumanDuration>,
 }
 
 impl SinkConfig {
@@ -354,6 +365,9 @@ impl SinkConfig {
             writer_id: None,
             batch_rows: None,
             linger: None,
+            upload: None,
+            upload_retries: None,
+            closed_after: None,
         }
     }
 }

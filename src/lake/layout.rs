@@ -2,6 +2,7 @@
 //! (DESIGN.md §5). Only complete files count: a writer keeps its file hidden (`.part-…`) until
 //! it is complete, and names starting with `_` are markers (`_SUCCESS`).
 
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -62,6 +63,63 @@ fn entries(dir: &Path) -> io::Result<Vec<(String, PathBuf, std::fs::FileType)>> 
         out.push((name, entry.path(), entry.file_type()?));
     }
     Ok(out)
+}
+
+/// A partition directory and when its time range ends.
+pub struct Partition {
+    pub dir: PathBuf,
+    /// Relative to the lake, e.g. `samples/date=2026-01-01/hour=03`.
+    pub relative: String,
+    /// End of its time range, ms.
+    pub end_ms: i64,
+}
+
+fn dirs(path: &Path) -> Vec<(String, PathBuf)> {
+    let mut out: Vec<(String, PathBuf)> = fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Every partition of the lake (samples hours, windows days), in name order.
+pub fn partitions(lake: &Path) -> Vec<Partition> {
+    let mut out = Vec::new();
+    for (date, date_dir) in dirs(&lake.join("samples")) {
+        let Some(days) = parse_date_dir(&date) else {
+            continue;
+        };
+        for (hour, dir) in dirs(&date_dir) {
+            let Some(h) = parse_hour_dir(&hour) else {
+                continue;
+            };
+            out.push(Partition {
+                dir,
+                relative: format!("samples/{date}/{hour}"),
+                end_ms: days * 86_400_000 + (h + 1) * 3_600_000,
+            });
+        }
+    }
+    for (size, size_dir) in dirs(&lake.join("windows")) {
+        if !size.starts_with("size=") {
+            continue;
+        }
+        for (date, dir) in dirs(&size_dir) {
+            let Some(days) = parse_date_dir(&date) else {
+                continue;
+            };
+            out.push(Partition {
+                dir,
+                relative: format!("windows/{size}/{date}"),
+                end_ms: (days + 1) * 86_400_000,
+            });
+        }
+    }
+    out
 }
 
 /// The complete sample files of `lake` whose hour overlaps `[from, to)`, oldest hour first and,

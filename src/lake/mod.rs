@@ -7,7 +7,12 @@
 //! - [`sample_reader`]: raw samples out of one file, with clear errors for files that are not
 //!   the lake's Parquet.
 //! - [`analyze`]: windowed statistics, descriptions and state durations with polars.
+//! - [`compact`]: merging the small files of closed partitions, `_SUCCESS` markers.
+//! - [`upload`] and [`webhdfs`]: copying closed partitions to HDFS.
 
 pub mod analyze;
+pub mod compact;
 pub mod layout;
 pub mod sample_reader;
+pub mod upload;
+pub mod webhdfs;

@@ -77,6 +77,9 @@ pub fn remove_stale_hidden(dir: &Path, older_than: std::time::Duration) {
     }
 }
 
+/// How often closed partitions are looked for to upload.
+const UPLOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Starts the sink thread.
 pub fn spawn(
     config: &SinkConfig,
@@ -107,6 +110,25 @@ pub fn spawn(
             writer: config.writer_id.clone().unwrap_or_else(default_writer_id),
         },
     );
+    if let Some(url) = &config.upload {
+        let client = crate::lake::webhdfs::WebHdfs::new(
+            url,
+            config.username.clone(),
+            config.upload_retries.unwrap_or(5),
+        )
+        .map_err(|e| format!("sink {:?}: {e}", config.name))?;
+        // Lives as long as the runtime; an upload cut short is redone (files are overwritten).
+        crate::lake::upload::Uploader {
+            lake: lake.dir().to_path_buf(),
+            client,
+            closed_after_ms: config
+                .closed_after
+                .unwrap_or(HumanDuration::from_millis(3_600_000))
+                .as_millis() as i64,
+            target_bytes: 128 << 20,
+        }
+        .spawn(UPLOAD_EVERY);
+    }
     let name = config.name.clone();
     Ok(tokio::task::spawn_blocking(move || {
         run(lake, receiver, stats, &name)
@@ -167,6 +189,18 @@ fn base36(mut n: u64) -> String {
     }
     out.reverse();
     String::from_utf8(out).expect("ascii")
+}
+
+/// How the lake's files are written (DESIGN.md §5): zstd level 3, dictionary-encoded strings,
+/// row groups up to 1,000,000 rows. Compaction writes the same way.
+pub fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid level"),
+        ))
+        .set_dictionary_enabled(true)
+        .set_max_row_group_row_count(Some(1_000_000))
+        .build()
 }
 
 /// How files roll.
@@ -399,13 +433,7 @@ pub struct Lake {
 
 impl Lake {
     pub fn new(dir: PathBuf, options: LakeOptions) -> Lake {
-        let properties = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(3).expect("valid level"),
-            ))
-            .set_dictionary_enabled(true)
-            .set_max_row_group_row_count(Some(1_000_000))
-            .build();
+        let properties = writer_properties();
         Lake {
             dir,
             options,

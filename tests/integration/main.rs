@@ -28,3 +28,4 @@ mod replay;
 mod sim_source;
 mod sinks;
 mod tls;
+mod webhdfs;
