@@ -319,8 +319,25 @@ async fn analyze_and_history_equal_duckdb_over_the_same_files() {
     .unwrap();
     assert_eq!(code, Some(0));
 
-    // A file that is not Parquet: named, skipped, the rest analysed as before.
+    // Compaction: every partition of the (past) recording is closed and marked; the answers
+    // stay the same.
     let (before, _) = analyze(&lake, &["--every", "10s"]);
+    let out = millstream()
+        .args(["lake", "compact", "--target-size", "1MiB"])
+        .arg(&lake)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("0 open"), "{stderr}");
+    let (files, hidden) = lake_files(&lake);
+    assert!(hidden.is_empty());
+    for file in &files {
+        assert!(file.parent().unwrap().join("_SUCCESS").exists(), "{}", file.display());
+    }
+    assert_eq!(analyze(&lake, &["--every", "10s"]).0, before);
+
+    // A file that is not Parquet: named, skipped, the rest analysed as before.
     let (files, _) = lake_files(&lake);
     let sample_file = files
         .iter()
