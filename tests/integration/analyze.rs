@@ -333,7 +333,11 @@ async fn analyze_and_history_equal_duckdb_over_the_same_files() {
     let (files, hidden) = lake_files(&lake);
     assert!(hidden.is_empty());
     for file in &files {
-        assert!(file.parent().unwrap().join("_SUCCESS").exists(), "{}", file.display());
+        assert!(
+            file.parent().unwrap().join("_SUCCESS").exists(),
+            "{}",
+            file.display()
+        );
     }
     assert_eq!(analyze(&lake, &["--every", "10s"]).0, before);
 

@@ -22,6 +22,7 @@ mod demo;
 mod engine;
 mod golden;
 mod influx_api;
+mod lake_readers;
 mod mysql_tls;
 mod recording;
 mod replay;

@@ -124,6 +124,29 @@ describe("dashboard", () => {
       });
     const first = await newest();
     await expect.poll(newest, { timeout: 2_000, interval: 200 }).toBeGreaterThan(first);
+    // A text item (the program name) as a state timeline: coloured segments on its own chart.
+    const device = await page.locator("select").first().inputValue();
+    const items = (await (await fetch(`${base}/api/v1/devices/${device}/items`)).json()) as { item: string; last: { text: string | null } | null }[];
+    const text = items.find((i) => typeof i.last?.text === "string" && i.item === "01035409");
+    expect(text, "the simulator sends the program name as text").toBeTruthy();
+    await page.locator(`input[type=checkbox][value="${text!.item}"]`).check();
+    await expect
+      .poll(
+        () =>
+          page.evaluate(() => {
+            const canvas = document.querySelector(".states canvas") as HTMLCanvasElement | null;
+            if (!canvas || canvas.width === 0) return 0;
+            const data = canvas.getContext("2d")!.getImageData(0, 0, canvas.width, canvas.height).data;
+            let colored = 0;
+            for (let i = 0; i < data.length; i += 4) {
+              const [r, g, b] = [data[i], data[i + 1], data[i + 2]];
+              if (Math.max(r, g, b) - Math.min(r, g, b) > 60) colored += 1;
+            }
+            return colored;
+          }),
+        { timeout: 20_000 },
+      )
+      .toBeGreaterThan(100);
     await shot(page, "display");
   });
 

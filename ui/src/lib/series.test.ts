@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { LiveSeries, MAX_POINTS } from "./series";
+import { LiveSeries, MAX_POINTS, stateColor, timelineSegments } from "./series";
 
 describe("LiveSeries", () => {
   it("keeps numbers as points and text as changes, for wanted items only", () => {
@@ -32,5 +32,26 @@ describe("LiveSeries", () => {
     expect(live.points.get("x")?.length).toBe(MAX_POINTS);
     live.trim(MAX_POINTS);
     expect(live.points.get("x")?.toArray()[0]).toEqual([MAX_POINTS, MAX_POINTS]);
+  });
+});
+
+describe("text item timeline", () => {
+  it("turns changes into segments clipped to the span", () => {
+    const changes = [
+      { ts: 0, text: "free" },
+      { ts: 100, text: "running" },
+      { ts: 250, text: "holding" },
+    ];
+    expect(timelineSegments(changes, 150, 400)).toEqual([
+      { start: 150, end: 250, text: "running" },
+      { start: 250, end: 400, text: "holding" },
+    ]);
+    expect(timelineSegments([], 0, 10)).toEqual([]);
+  });
+
+  it("gives each state a stable colour", () => {
+    expect(stateColor("running")).toBe(stateColor("RUNNING"));
+    expect(stateColor("T0102")).toBe(stateColor("T0102"));
+    expect(stateColor("free")).not.toBe(stateColor("running"));
   });
 });

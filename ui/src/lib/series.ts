@@ -39,3 +39,35 @@ export class LiveSeries {
     this.changes.clear();
   }
 }
+
+/** A state held from `start` to `end` (ms), for the text items' timeline. */
+export interface Segment {
+  start: number;
+  end: number;
+  text: string;
+}
+
+/**
+ * The states of a text item shown between `since` and `now`: each change lasts until the next
+ * (the last until `now`); the state in force at `since` starts there.
+ */
+export function timelineSegments(changes: { ts: number; text: string }[], since: number, now: number): Segment[] {
+  const out: Segment[] = [];
+  for (let i = 0; i < changes.length; i++) {
+    const end = i + 1 < changes.length ? changes[i + 1].ts : now;
+    if (end <= since) continue;
+    out.push({ start: Math.max(changes[i].ts, since), end, text: changes[i].text });
+  }
+  return out;
+}
+
+/** A stable colour per state text, from a palette readable on white. */
+const PALETTE = ["#2f6f3e", "#1f5fa8", "#b25b00", "#8a2d8f", "#b42318", "#4b5563", "#0f766e", "#9a6700"];
+export function stateColor(text: string): string {
+  const known: Record<string, string> = { running: "#2f6f3e", free: "#1f5fa8", holding: "#b25b00", unknown: "#4b5563" };
+  const word = text.toLowerCase();
+  if (known[word]) return known[word];
+  let h = 0;
+  for (const ch of text) h = (h * 31 + ch.codePointAt(0)!) >>> 0;
+  return PALETTE[h % PALETTE.length];
+}
