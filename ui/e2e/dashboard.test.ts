@@ -6,6 +6,7 @@ import { mkdtempSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createRequire } from "node:module";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { chromium, type Browser, type Page } from "playwright-core";
 
@@ -54,8 +55,8 @@ afterAll(async () => {
   demo?.kill("SIGINT");
 });
 
-async function open(path: string, locale = "en-US"): Promise<Page> {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 720 }, locale });
+async function open(path: string, locale = "en-US", viewport = { width: 1280, height: 720 }): Promise<Page> {
+  const context = await browser.newContext({ viewport, locale });
   const page = await context.newPage();
   page.on("console", (m) => {
     if (m.type() === "error") consoleErrors.push(`${path}: ${m.text()}`);
@@ -71,7 +72,50 @@ async function shot(page: Page, name: string) {
   await page.screenshot({ path: join(shots, `${name}.png`) });
 }
 
+const axePath = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
+
 describe("dashboard", () => {
+  it("passes axe's WCAG 2 A/AA checks on every page at desktop and tablet widths, without sideways scrolling", async () => {
+    for (const viewport of [{ width: 1280, height: 720 }, { width: 768, height: 1024 }]) {
+      for (const path of ["#/overview", "#/collection", "#/display", "#/analysis"]) {
+        const page = await open(path, "en-US", viewport);
+        // Wait for live content (the machines' table or selects) before checking.
+        await page.locator("main select, main table").first().waitFor({ timeout: 20_000 });
+        await page.waitForTimeout(1_500);
+        await page.addScriptTag({ path: axePath });
+        const violations = await page.evaluate(async () => {
+          const axe = (window as unknown as { axe: { run: (c: Document, o: object) => Promise<{ violations: { id: string; help: string; nodes: { target: string[] }[] }[] }> } }).axe;
+          const result = await axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa"] } });
+          return result.violations.map((v) => `${v.id} (${v.help}): ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(", ")}`);
+        });
+        expect(violations, `${path} at ${viewport.width}px`).toEqual([]);
+        const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+        expect(overflow, `${path} at ${viewport.width}px scrolls sideways`).toBeLessThanOrEqual(0);
+        if (viewport.width === 768) await shot(page, `tablet-${path.slice(2)}`);
+        await page.context().close();
+      }
+    }
+  });
+
+  it("is usable from the keyboard: Tab reaches the navigation, Enter follows it", async () => {
+    const page = await open("#/overview");
+    let focused = "";
+    for (let i = 0; i < 10 && focused !== "Display"; i++) {
+      await page.keyboard.press("Tab");
+      focused = await page.evaluate(() => document.activeElement?.textContent?.trim() ?? "");
+    }
+    expect(focused).toBe("Display");
+    await page.keyboard.press("Enter");
+    await expect.poll(() => page.evaluate(() => location.hash)).toBe("#/display");
+    // The page's first control takes focus next.
+    await page.keyboard.press("Tab");
+    await page.keyboard.press("Tab");
+    await page.keyboard.press("Tab");
+    const tag = await page.evaluate(() => document.activeElement?.tagName);
+    expect(["SELECT", "BUTTON", "A", "INPUT"]).toContain(tag);
+    await page.context().close();
+  });
+
   it("shows every machine and every store on the Overview", async () => {
     const page = await open("#/overview");
     await expect
