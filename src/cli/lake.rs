@@ -57,14 +57,15 @@ pub fn run(args: LakeArgs) -> Result<(), Failure> {
         eprintln!("skipped: {problem}");
     }
     eprintln!(
-        "{} partitions: {} closed, {} open (left alone); merged {} files into {} ({} → {} bytes)",
+        "{} partitions: {} closed, {} open (left alone); merged {} files into {} ({} → {} bytes, {} duplicate rows dropped)",
         report.partitions,
         report.closed,
         report.open,
         report.files_merged,
         report.files_written,
         report.bytes_before,
-        report.bytes_after
+        report.bytes_after,
+        report.duplicates
     );
     Ok(())
 }

@@ -11,11 +11,21 @@
 //! (target visible: delete the sources) or rolls back (target hidden: delete it) the merge it
 //! describes first. Between the rename and the deletes a reader listing the partition can see
 //! rows twice; that window is a few milliseconds.
+//!
+//! Rows identical in every column to one already in the merged file are dropped: the lake is
+//! written at least once (a replay into a lake that holds the data, or the write-ahead log
+//! replayed after a crash, appends rows again), and compaction is where the copies go. SQL
+//! and InfluxDB keep one row per key anyway; samples of one key and millisecond with
+//! different values all stay.
 
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
 
+use arrow_array::{
+    Array, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray,
+};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
@@ -50,6 +60,8 @@ pub struct CompactReport {
     pub files_written: usize,
     pub bytes_before: u64,
     pub bytes_after: u64,
+    /// Rows dropped because an identical row was already in the merged file.
+    pub duplicates: u64,
     /// Files that could not be merged, each with the reason.
     pub problems: Vec<String>,
 }
@@ -271,6 +283,7 @@ fn merge(
         let _ = fs::remove_file(writer_path);
         e
     };
+    let mut seen = RowSet::default();
     for (path, builder) in readers {
         let reader = builder
             .with_batch_size(65_536)
@@ -279,6 +292,10 @@ fn merge(
         for batch in reader {
             let batch =
                 batch.map_err(|e| fail(format!("{}: {e}", path.display()), &hidden_path))?;
+            let (batch, dropped) = seen
+                .keep_new(&batch)
+                .map_err(|e| fail(format!("{}: {e}", path.display()), &hidden_path))?;
+            report.duplicates += dropped;
             writer
                 .write(&batch)
                 .map_err(|e| fail(format!("{}: {e}", hidden_path.display()), &hidden_path))?;
@@ -321,6 +338,61 @@ fn merge(
     report.bytes_before += sources.iter().map(|(_, b)| b).sum::<u64>();
     report.bytes_after += bytes_after;
     Ok(())
+}
+
+/// Rows seen so far in one merged file, as 128-bit hashes of every column.
+#[derive(Default)]
+struct RowSet {
+    seen: std::collections::HashSet<u128>,
+}
+
+impl RowSet {
+    /// The rows of `batch` not seen before (and remembers them), and how many were dropped.
+    fn keep_new(&mut self, batch: &RecordBatch) -> Result<(RecordBatch, u64), String> {
+        use std::hash::{Hash, Hasher};
+        let rows = batch.num_rows();
+        let mut hashers: Vec<(
+            rustc_hash::FxHasher,
+            std::collections::hash_map::DefaultHasher,
+        )> = (0..rows).map(|_| Default::default()).collect();
+        for column in batch.columns() {
+            let mut feed = |row: usize, bytes: &[u8], valid: bool| {
+                let (a, b) = &mut hashers[row];
+                valid.hash(a);
+                valid.hash(b);
+                bytes.hash(a);
+                bytes.hash(b);
+            };
+            let any = column.as_any();
+            if let Some(c) = any.downcast_ref::<StringArray>() {
+                (0..rows).for_each(|r| feed(r, c.value(r).as_bytes(), c.is_valid(r)));
+            } else if let Some(c) = any.downcast_ref::<Float64Array>() {
+                (0..rows).for_each(|r| feed(r, &c.value(r).to_bits().to_le_bytes(), c.is_valid(r)));
+            } else if let Some(c) = any.downcast_ref::<Int64Array>() {
+                (0..rows).for_each(|r| feed(r, &c.value(r).to_le_bytes(), c.is_valid(r)));
+            } else if let Some(c) = any.downcast_ref::<TimestampMillisecondArray>() {
+                (0..rows).for_each(|r| feed(r, &c.value(r).to_le_bytes(), c.is_valid(r)));
+            } else {
+                return Err(format!("unexpected column type {}", column.data_type()));
+            }
+        }
+        let keep: BooleanArray = hashers
+            .into_iter()
+            .map(|(a, b)| {
+                Some(
+                    self.seen
+                        .insert((u128::from(a.finish()) << 64) | u128::from(b.finish())),
+                )
+            })
+            .collect();
+        let dropped = keep.false_count() as u64;
+        if dropped == 0 {
+            return Ok((batch.clone(), 0));
+        }
+        let kept =
+            arrow_select::filter::filter_record_batch(batch, &keep).map_err(|e| e.to_string())?;
+        Ok((kept, dropped))
+    }
 }
 
 #[cfg(test)]
@@ -437,10 +509,37 @@ mod tests {
         assert_eq!(
             hour0_rows,
             before
-                .into_iter()
+                .iter()
+                .copied()
                 .filter(|(ts, _)| *ts < T0 + HOUR)
                 .collect::<Vec<_>>()
         );
+
+        // The same rows written again (a replay into this lake): compaction drops the copies.
+        let mut replay = Lake::new(lake_dir.clone(), options("c"));
+        for k in 0..3 {
+            replay.write_samples(&samples(T0 + k * 1_000, 100)).unwrap();
+        }
+        replay.finish().unwrap();
+        assert_eq!(rows(&lake_dir).len(), before.len() + 30 + 300);
+        let report = compact(
+            &lake_dir,
+            &CompactOptions {
+                target_bytes: 128 << 20,
+                closed_after_ms: HOUR,
+                partitions: vec!["hour=00".into()],
+                now_ms: T0 + 6 * HOUR + HOUR,
+            },
+            |_| {},
+        )
+        .unwrap();
+        // The compacted file and the replay's three.
+        assert_eq!(
+            (report.files_merged, report.duplicates),
+            (4, 300),
+            "{report:?}"
+        );
+        assert_eq!(rows(&lake_dir).len(), before.len() + 30);
 
         // Nothing left to do; the (now complete) hour 5 is too recent to be closed.
         let again = compact(
