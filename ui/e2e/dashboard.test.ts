@@ -69,7 +69,7 @@ async function open(path: string, locale = "en-US", viewport = { width: 1280, he
 async function shot(page: Page, name: string) {
   const { mkdirSync } = await import("node:fs");
   mkdirSync(shots, { recursive: true });
-  await page.screenshot({ path: join(shots, `${name}.png`) });
+  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
 }
 
 const axePath = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
