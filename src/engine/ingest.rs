@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::events::Bus;
-use crate::config::BrokerUrl;
+use crate::config::{BrokerUrl, PollConfig};
 use crate::dataflow::{DataflowInput, EpochMarker};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -34,6 +34,13 @@ impl Upstream {
         }
     }
 
+    async fn set_poll(&self, poll: Option<PollConfig>) -> Result<(), String> {
+        match self {
+            Upstream::Broker(handle) => handle.set_poll(poll).await.map_err(|e| e.to_string()),
+            Upstream::Replay(_) => Err("replaying: there are no devices to poll".into()),
+        }
+    }
+
     async fn shutdown(self) {
         match self {
             Upstream::Broker(handle) => handle.shutdown().await,
@@ -56,6 +63,11 @@ pub enum SourceCommand {
         items: Vec<String>,
         reply: oneshot::Sender<Result<String, String>>,
     },
+    /// Replace the polling settings (`None` stops polling).
+    SetPoll {
+        poll: Option<PollConfig>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     /// Cut the write-ahead log and the dataflow's input at the same point (a checkpoint).
     Cut {
         reply: oneshot::Sender<(Option<u64>, Option<Arc<EpochMarker>>)>,
@@ -68,6 +80,8 @@ pub struct SourceControl {
     commands: mpsc::Sender<SourceCommand>,
     /// The broker in use (passwords hidden).
     pub broker: Arc<RwLock<String>>,
+    /// The polling settings in force.
+    pub poll: Arc<RwLock<Option<PollConfig>>>,
 }
 
 impl SourceControl {
@@ -97,6 +111,22 @@ impl SourceControl {
             .map_err(|_| "the source is stopping".to_string())?
     }
 
+    /// Replaces the polling settings of the running source (and of any it reconnects with).
+    pub async fn set_poll(&self, poll: Option<PollConfig>) -> Result<(), String> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(SourceCommand::SetPoll { poll, reply })
+            .await
+            .map_err(|_| "the source is stopping".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the source is stopping".to_string())?
+    }
+
+    pub fn poll(&self) -> Option<PollConfig> {
+        self.poll.read().expect("poll lock").clone()
+    }
+
     /// Cuts the write-ahead log and marks the dataflow's input at the same point: the segment
     /// cut (if it held anything) and the marker telling when the dataflow has passed it.
     /// `None` when the source is stopping.
@@ -118,6 +148,7 @@ impl SourceControl {
         SourceControl {
             commands: mpsc::channel(1).0,
             broker: Arc::new(RwLock::new(broker.to_string())),
+            poll: Arc::default(),
         }
     }
 }
@@ -165,9 +196,11 @@ impl Ingest {
         let control = SourceControl {
             commands: commands_tx,
             broker: Arc::new(RwLock::new(name)),
+            poll: Arc::new(RwLock::new(self.options.config.poll.clone())),
         };
         let broker = control.broker.clone();
-        let task = tokio::spawn(self.run(handle, events, commands, stop, broker));
+        let poll = control.poll.clone();
+        let task = tokio::spawn(self.run(handle, events, commands, stop, broker, poll));
         Ok((control, task))
     }
 
@@ -178,6 +211,7 @@ impl Ingest {
         mut commands: mpsc::Receiver<SourceCommand>,
         mut stop: watch::Receiver<bool>,
         broker: Arc<RwLock<String>>,
+        poll: Arc<RwLock<Option<PollConfig>>>,
     ) {
         let mut pending: Vec<Sample> = Vec::new();
         loop {
@@ -198,6 +232,14 @@ impl Ingest {
                     }
                     SourceCommand::Query { device, items, reply } => {
                         let _ = reply.send(handle.query(&device, items).await);
+                    }
+                    SourceCommand::SetPoll { poll: new, reply } => {
+                        let result = handle.set_poll(new.clone()).await;
+                        if result.is_ok() {
+                            self.options.config.poll = new.clone();
+                            *poll.write().expect("poll lock") = new;
+                        }
+                        let _ = reply.send(result);
                     }
                     SourceCommand::Reconnect { reply, .. } if matches!(handle, Upstream::Replay(_)) => {
                         let _ = reply.send(Err("replaying: there is no broker to switch".into()));

@@ -6,12 +6,14 @@
 //! missing or wrong token on POST endpoints (when `http.token` is set), 404 for an unknown
 //! device, 502 when the broker cannot be reached.
 //!
-//! Layout: [`api`] (JSON endpoints), [`history`] (windows from the lake), [`sse`] (events),
+//! Layout: [`api`] (JSON endpoints), [`history`] (windows from the lake), [`poll`] (polling
+//! settings), [`sse`] (events),
 //! [`prometheus`] (`/metrics`).
 
 mod api;
 pub mod dashboard;
 mod history;
+mod poll;
 mod prometheus;
 mod sse;
 
@@ -42,6 +44,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/v1/events", get(sse::events))
         .route("/api/v1/source", post(api::reconnect))
         .route("/api/v1/query", post(api::query))
+        .route("/api/v1/poll", get(poll::get).post(poll::set))
         .route("/metrics", get(prometheus::metrics))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; GET / lists them")

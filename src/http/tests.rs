@@ -338,3 +338,50 @@ async fn bad_bodies_and_tokens() {
     .await;
     assert_eq!(s, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn polling_settings_are_validated_and_need_the_token() {
+    let (s, v, _) = get("/api/v1/poll").await;
+    assert_eq!((s, v["poll"].is_null()), (StatusCode::OK, true));
+    let secured = state(Some("sesame"));
+    for (body, reason) in [
+        (
+            r#"{"interval":"50ms","items":["010302"]}"#,
+            "at least 100ms",
+        ),
+        (r#"{"interval":"1s","items":[]}"#, "at least one"),
+        (r#"{"interval":"1s","items":[" "]}"#, "non-empty"),
+        (
+            r#"{"interval":"soon","items":["010302"]}"#,
+            "bad `interval`",
+        ),
+        (
+            r#"{"interval":"1s","items":["010302"],"timeout":"x"}"#,
+            "bad `timeout`",
+        ),
+        (
+            r#"{"interval":null,"items":["010302"]}"#,
+            "without an `interval`",
+        ),
+        (
+            r#"{"interval":"1s","items":["010302"],"every":"1s"}"#,
+            "unknown field",
+        ),
+    ] {
+        let (s, v, _) = call(secured.clone(), post("/api/v1/poll", body, Some("sesame"))).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(reason), "{body}: {v}");
+    }
+    let ok = r#"{"interval":"1s","items":["010302"]}"#;
+    let (s, _, _) = call(secured.clone(), post("/api/v1/poll", ok, None)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // A valid change with no source behind the API: 502, and nothing changed.
+    let (s, v, _) = call(secured.clone(), post("/api/v1/poll", ok, Some("sesame"))).await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{v}");
+    let (_, v, _) = call(
+        secured,
+        Request::get("/api/v1/poll").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert!(v["poll"].is_null());
+}

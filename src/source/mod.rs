@@ -110,6 +110,10 @@ enum Command {
         items: Vec<String>,
         reply: oneshot::Sender<String>,
     },
+    SetPoll {
+        poll: Option<crate::config::PollConfig>,
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// A running source.
@@ -205,6 +209,19 @@ impl SourceHandle {
         answer.await.map_err(|_| SourceError::Stopped)
     }
 
+    /// Replaces the polling settings (`None` stops polling).
+    pub async fn set_poll(
+        &self,
+        poll: Option<crate::config::PollConfig>,
+    ) -> Result<(), SourceError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::SetPoll { poll, reply })
+            .await
+            .map_err(|_| SourceError::Stopped)?;
+        answer.await.map_err(|_| SourceError::Stopped)
+    }
+
     /// Stops gracefully: acknowledges what was processed, disconnects, processes what was
     /// already received, flushes dead letters. The event receiver ends after the last event.
     pub async fn shutdown(self) {
@@ -267,6 +284,10 @@ impl Driver {
                         if !self.perform(actions).await {
                             break;
                         }
+                    }
+                    Command::SetPoll { poll, reply } => {
+                        self.platform.set_poll(poll);
+                        let _ = reply.send(());
                     }
                 },
             }

@@ -192,6 +192,12 @@ impl Platform {
         std::mem::take(&mut self.out)
     }
 
+    /// Replaces the polling settings (`None` stops polling); the next poll is due at once.
+    pub fn set_poll(&mut self, poll: Option<PollConfig>) {
+        self.options.poll = poll;
+        self.next_poll_at = None;
+    }
+
     /// Publishes a `Query/Request` for `items` of `device` now; returns its request id.
     pub fn query(&mut self, device: &str, items: &[String], now: i64) -> (String, Vec<Action>) {
         let id = self.send_query(device, items, now);

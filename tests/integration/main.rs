@@ -24,6 +24,7 @@ mod golden;
 mod influx_api;
 mod lake_readers;
 mod mysql_tls;
+mod poll;
 mod recording;
 mod replay;
 mod sim_source;
