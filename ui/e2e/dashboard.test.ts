@@ -253,6 +253,14 @@ describe("dashboard", () => {
     const cells = await page.locator("table tbody tr td").allTextContents();
     expect(cells[0]).toContain("01035001");
     expect(cells[1]).toBe("X");
+    // Poll the same item every 500 ms, then stop.
+    await page.getByLabel("Poll every").fill("500ms");
+    await page.getByRole("button", { name: "Poll the chosen items" }).click();
+    await expect.poll(() => page.locator(".poll-state").textContent(), { timeout: 10_000 }).toContain("Polling every 500ms");
+    const polled = (await (await fetch(`${base}/api/v1/poll`)).json()) as { poll: { items: string[] } | null };
+    expect(polled.poll?.items).toEqual(["01035001"]);
+    await page.getByRole("button", { name: "Stop polling" }).click();
+    await expect.poll(() => page.locator(".poll-state").textContent(), { timeout: 10_000 }).toContain("Not polling");
     await page.evaluate(() => window.scrollTo(0, 0));
     await shot(page, "collection");
     await page.getByLabel("Broker URL").fill("ftp://nowhere");

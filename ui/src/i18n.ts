@@ -79,12 +79,20 @@ const en = {
   "collection.token": "API token (if set)",
   "collection.connect": "Connect",
   "collection.switched": "Now taking data from {broker}",
-  "collection.hint": "mqtt:// or mqtts:// (TLS); user and password go in the URL. Polling is set in the pipeline file (source.poll).",
+  "collection.hint": "mqtt:// or mqtts:// (TLS); user and password go in the URL.",
   "collection.model": "Machines and their NC-Link model",
   "collection.ask": "Ask now",
   "collection.waiting": "asking the machine…",
   "collection.value": "Value",
   "collection.time": "Time",
+  "poll.title": "Polling",
+  "poll.interval": "Poll every",
+  "poll.start": "Poll the chosen items",
+  "poll.stop": "Stop polling",
+  "poll.active": "Polling every {interval}: {items}",
+  "poll.none": "Not polling (the pipeline's source.poll sets it at start).",
+  "poll.set": "polling changed",
+  "poll.stopped": "polling stopped",
 } as const;
 
 export type Key = keyof typeof en;
@@ -164,12 +172,20 @@ const zh: Record<Key, string> = {
   "collection.token": "API 令牌（如已设置）",
   "collection.connect": "连接",
   "collection.switched": "正在从 {broker} 接收数据",
-  "collection.hint": "mqtt:// 或 mqtts://（TLS）；用户名和密码写在地址中。轮询在管道文件中设置（source.poll）。",
+  "collection.hint": "mqtt:// 或 mqtts://（TLS）；用户名和密码写在地址中。",
   "collection.model": "设备及其 NC-Link 模型",
   "collection.ask": "立即查询",
   "collection.waiting": "正在查询设备…",
   "collection.value": "值",
   "collection.time": "时间",
+  "poll.title": "轮询",
+  "poll.interval": "轮询间隔",
+  "poll.start": "轮询所选数据项",
+  "poll.stop": "停止轮询",
+  "poll.active": "每 {interval} 轮询：{items}",
+  "poll.none": "未轮询（启动时由管道文件的 source.poll 设置）。",
+  "poll.set": "轮询已更改",
+  "poll.stopped": "轮询已停止",
 };
 
 const messages: Record<Locale, Record<Key, string>> = { en, "zh-CN": zh };
