@@ -127,7 +127,11 @@ impl Engine {
         let windows = Arc::new(WindowStore::default());
         let bus = Bus::default();
 
-        let sinks = Sinks::start(&config.sinks, &config.state_dir).await?;
+        let mut sinks = Sinks::start(&config.sinks, &config.state_dir).await?;
+        if settings.replay.is_some() {
+            // No live source to keep up with: a slow sink slows the replay instead of spooling.
+            sinks.apply_backpressure();
+        }
         let mut options = dataflow_options(&config, settings.workers);
         if settings
             .replay

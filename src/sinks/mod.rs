@@ -112,6 +112,9 @@ pub struct SinkHandle {
     sender: mpsc::Sender<SinkMessage>,
     spool: spool::SharedSpool,
     pub stats: Arc<SinkStats>,
+    /// Wait for room in a full queue instead of spooling (a replay: no live source to keep
+    /// up with, and spooling would only add work).
+    backpressure: bool,
 }
 
 impl SinkHandle {
@@ -135,6 +138,16 @@ impl SinkHandle {
             self.stats.queued.fetch_add(1, Ordering::Relaxed);
             match self.sender.try_send(message) {
                 Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(message))
+                    if self.backpressure && !matches!(message, SinkMessage::Barrier(_)) =>
+                {
+                    // Dataflow worker threads only (never inside the async runtime).
+                    if self.sender.blocking_send(message).is_err() {
+                        self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                        tracing::warn!(sink = %self.name, "sink stopped; data for it is lost");
+                    }
+                    return;
+                }
                 Err(mpsc::error::TrySendError::Full(message)) => {
                     self.stats.queued.fetch_sub(1, Ordering::Relaxed);
                     message
@@ -396,10 +409,17 @@ impl Sinks {
                 sender,
                 spool,
                 stats,
+                backpressure: false,
             });
             tasks.push(task);
         }
         Ok(Sinks { handles, tasks })
+    }
+
+    /// Makes senders wait for room in a full queue instead of spooling (for replays). Call
+    /// before handing out the handles.
+    pub fn apply_backpressure(&mut self) {
+        self.handles.iter_mut().for_each(|h| h.backpressure = true);
     }
 
     /// Closes every queue and waits for the sinks to write what they hold. `true` when every

@@ -232,11 +232,11 @@ describe("dashboard", () => {
     await expect
       .poll(async () => Number((await page.getByText(/\d+ windows/).textContent())?.split(" ")[0]), { timeout: 20_000 })
       .toBeGreaterThan(0);
+    await shot(page, "analysis-history");
     // Too fine for a week: the page picks a window length the API accepts.
     await page.locator("select").nth(3).selectOption("1s");
     await page.locator("select").nth(2).selectOption("7d");
     await expect.poll(() => page.locator("select").nth(3).inputValue(), { timeout: 10_000 }).toBe("10m");
-    await page.screenshot({ path: join(shots, "analysis-history.png") });
   });
 
   it("asks a machine now and shows its answer; a bad broker URL is refused with a reason", async () => {
