@@ -453,6 +453,7 @@ mod tests {
             sender,
             spool: spool.clone(),
             stats: stats.clone(),
+            backpressure: false,
         };
         let mut queue = SinkQueue {
             receiver,
@@ -488,5 +489,44 @@ mod tests {
         // Everything up to the shutdown arrived, in order (the rest stays spooled on disk).
         assert_eq!(order, (0..order.len() as i64).collect::<Vec<_>>());
         assert!(order.len() >= 4);
+    }
+
+    #[test]
+    fn with_backpressure_a_full_queue_makes_the_sender_wait_and_nothing_spools() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sender, mut receiver) = mpsc::channel(1);
+        let stats = Arc::new(SinkStats::default());
+        let spool = Arc::new(std::sync::Mutex::new(
+            spool::Spool::open(dir.path(), 1 << 30).unwrap(),
+        ));
+        let handle = SinkHandle {
+            name: "t".into(),
+            kind: SinkKind::Sqlite,
+            streams: vec![StreamKind::Samples],
+            sender,
+            spool: spool.clone(),
+            stats: stats.clone(),
+            backpressure: true,
+        };
+        let d: Arc<str> = Arc::from("D");
+        // A dataflow worker thread sends five batches into a queue of one.
+        let sending = std::thread::spawn(move || {
+            for ts in 0..5 {
+                handle.send(SinkMessage::Samples(
+                    vec![Sample::number(d.clone(), d.clone(), ts, 0.0)].into(),
+                ));
+            }
+        });
+        let mut order = Vec::new();
+        while let Some(m) = receiver.blocking_recv() {
+            if let SinkMessage::Samples(s) = m {
+                order.push(s[0].ts);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        sending.join().unwrap();
+        assert_eq!(order, [0, 1, 2, 3, 4]);
+        assert!(spool.lock().unwrap().is_empty());
+        assert_eq!(stats.spooled_bytes.load(Ordering::Relaxed), 0);
     }
 }
