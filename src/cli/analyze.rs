@@ -224,50 +224,75 @@ const WINDOW_HEADER: [&str; 14] = [
     "first", "last",
 ];
 
+/// How one kind of result prints: its columns (the first `left` aligned left in tables), its
+/// cells as text, and its JSON object.
+struct Layout<T> {
+    header: &'static [&'static str],
+    left: usize,
+    cells: fn(&T) -> Vec<String>,
+    json: fn(&T) -> serde_json::Value,
+}
+
+fn print<T>(
+    out: &mut impl Write,
+    rows: &[T],
+    format: Format,
+    layout: Layout<T>,
+) -> std::io::Result<()> {
+    if format == Format::Json {
+        for row in rows {
+            writeln!(out, "{}", (layout.json)(row))?;
+        }
+        return Ok(());
+    }
+    let cells: Vec<Vec<String>> = rows.iter().map(layout.cells).collect();
+    match format {
+        Format::Csv => csv(out, layout.header, &cells),
+        _ => table(out, layout.header, &cells, layout.left),
+    }
+}
+
 fn print_windows(
     out: &mut impl Write,
     analysis: &Analysis<WindowRow>,
     format: Format,
 ) -> std::io::Result<()> {
-    if format == Format::Json {
-        for w in &analysis.rows {
-            let row = serde_json::json!({
-                "device": &*w.device, "item": &*w.item, "start": w.start, "end": w.end,
-                "count": w.count, "min": json_num(w.min), "max": json_num(w.max),
-                "mean": json_num(w.mean), "stddev": w.stddev.map_or(serde_json::Value::Null, json_num),
-                "p50": json_num(w.p50), "p95": json_num(w.p95), "p99": json_num(w.p99),
-                "first": json_num(w.first), "last": json_num(w.last),
-            });
-            writeln!(out, "{row}")?;
-        }
-        return Ok(());
-    }
-    let rows: Vec<Vec<String>> = analysis
-        .rows
-        .iter()
-        .map(|w| {
-            vec![
-                w.device.to_string(),
-                w.item.to_string(),
-                iso(w.start),
-                iso(w.end),
-                w.count.to_string(),
-                num(w.min),
-                num(w.max),
-                num(w.mean),
-                opt(w.stddev),
-                num(w.p50),
-                num(w.p95),
-                num(w.p99),
-                num(w.first),
-                num(w.last),
-            ]
-        })
-        .collect();
-    match format {
-        Format::Csv => csv(out, &WINDOW_HEADER, &rows),
-        _ => table(out, &WINDOW_HEADER, &rows, 4),
-    }
+    print(
+        out,
+        &analysis.rows,
+        format,
+        Layout {
+            header: &WINDOW_HEADER,
+            left: 4,
+            cells: |w| {
+                vec![
+                    w.device.to_string(),
+                    w.item.to_string(),
+                    iso(w.start),
+                    iso(w.end),
+                    w.count.to_string(),
+                    num(w.min),
+                    num(w.max),
+                    num(w.mean),
+                    opt(w.stddev),
+                    num(w.p50),
+                    num(w.p95),
+                    num(w.p99),
+                    num(w.first),
+                    num(w.last),
+                ]
+            },
+            json: |w| {
+                serde_json::json!({
+                    "device": &*w.device, "item": &*w.item, "start": w.start, "end": w.end,
+                    "count": w.count, "min": json_num(w.min), "max": json_num(w.max),
+                    "mean": json_num(w.mean), "stddev": w.stddev.map_or(serde_json::Value::Null, json_num),
+                    "p50": json_num(w.p50), "p95": json_num(w.p95), "p99": json_num(w.p99),
+                    "first": json_num(w.first), "last": json_num(w.last),
+                })
+            },
+        },
+    )
 }
 
 fn print_descriptions(
@@ -275,46 +300,37 @@ fn print_descriptions(
     analysis: &Analysis<ItemDescription>,
     format: Format,
 ) -> std::io::Result<()> {
-    if format == Format::Json {
-        for d in &analysis.rows {
-            writeln!(
-                out,
-                "{}",
-                serde_json::to_string(d).map_err(std::io::Error::other)?
-            )?;
-        }
-        return Ok(());
-    }
-    let header = [
-        "device",
-        "item",
-        "first_seen",
-        "last_seen",
-        "count",
-        "null_share",
-        "min",
-        "max",
-    ];
-    let rows: Vec<Vec<String>> = analysis
-        .rows
-        .iter()
-        .map(|d| {
-            vec![
-                d.device.clone(),
-                d.item.clone(),
-                iso(d.first_seen),
-                iso(d.last_seen),
-                d.count.to_string(),
-                format!("{:.4}", d.null_share),
-                opt(d.min),
-                opt(d.max),
-            ]
-        })
-        .collect();
-    match format {
-        Format::Csv => csv(out, &header, &rows),
-        _ => table(out, &header, &rows, 4),
-    }
+    print(
+        out,
+        &analysis.rows,
+        format,
+        Layout {
+            header: &[
+                "device",
+                "item",
+                "first_seen",
+                "last_seen",
+                "count",
+                "null_share",
+                "min",
+                "max",
+            ],
+            left: 4,
+            cells: |d| {
+                vec![
+                    d.device.clone(),
+                    d.item.clone(),
+                    iso(d.first_seen),
+                    iso(d.last_seen),
+                    d.count.to_string(),
+                    format!("{:.4}", d.null_share),
+                    opt(d.min),
+                    opt(d.max),
+                ]
+            },
+            json: |d| serde_json::to_value(d).unwrap_or_default(),
+        },
+    )
 }
 
 fn print_durations(
@@ -322,31 +338,22 @@ fn print_durations(
     analysis: &Analysis<StateDuration>,
     format: Format,
 ) -> std::io::Result<()> {
-    if format == Format::Json {
-        for d in &analysis.rows {
-            writeln!(
-                out,
-                "{}",
-                serde_json::to_string(d).map_err(std::io::Error::other)?
-            )?;
-        }
-        return Ok(());
-    }
-    let header = ["device", "state", "ms", "share"];
-    let rows: Vec<Vec<String>> = analysis
-        .rows
-        .iter()
-        .map(|d| {
-            vec![
-                d.device.clone(),
-                d.state.word().to_string(),
-                d.ms.to_string(),
-                format!("{:.4}", d.share),
-            ]
-        })
-        .collect();
-    match format {
-        Format::Csv => csv(out, &header, &rows),
-        _ => table(out, &header, &rows, 2),
-    }
+    print(
+        out,
+        &analysis.rows,
+        format,
+        Layout {
+            header: &["device", "state", "ms", "share"],
+            left: 2,
+            cells: |d| {
+                vec![
+                    d.device.clone(),
+                    d.state.word().to_string(),
+                    d.ms.to_string(),
+                    format!("{:.4}", d.share),
+                ]
+            },
+            json: |d| serde_json::to_value(d).unwrap_or_default(),
+        },
+    )
 }
