@@ -195,10 +195,7 @@ async fn analyze_and_history_equal_duckdb_over_the_same_files() {
     assert_same_windows(&selected, &duckdb(&lake, &duck_args));
 
     // Descriptions count every row; state durations equal a walk over the SQL samples.
-    let pool =
-        millstream::sinks::sqlite::open(&format!("sqlite://{}", dir.path().join("m.db").display()))
-            .await
-            .unwrap();
+    let pool = sqlite_at(&dir.path().join("m.db")).await;
     let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM samples")
         .fetch_one(&pool)
         .await

@@ -34,12 +34,7 @@ async fn spark_duckdb_and_pyarrow_read_a_demo_lake_as_analyze_does() {
     assert_eq!(code, Some(0));
 
     let data = dir.path().join("millstream-data");
-    let pool = millstream::sinks::sqlite::open(&format!(
-        "sqlite://{}",
-        data.join("millstream.db").display()
-    ))
-    .await
-    .unwrap();
+    let pool = sqlite_at(&data.join("millstream.db")).await;
     let (samples,): (i64,) = sqlx::query_as("SELECT count(*) FROM samples")
         .fetch_one(&pool)
         .await

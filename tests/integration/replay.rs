@@ -67,14 +67,8 @@ fn replay(args: &[&str]) -> Output {
 
 /// Every row of a SQLite table for `devices`, as text, sorted.
 async fn sql_rows(db: &Path, table: &str, devices: &[String]) -> Vec<String> {
-    let pool = millstream::sinks::sqlite::open(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
-    let quoted = devices
-        .iter()
-        .map(|d| format!("'{d}'"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let pool = sqlite_at(db).await;
+    let quoted = sql_list(devices);
     let columns = match table {
         "samples" => {
             "device || '|' || item || '|' || ts || '|' || ifnull(value, 'null') || '|' || ifnull(text, 'null')"
@@ -234,15 +228,8 @@ async fn a_replay_of_a_recorded_live_run_gives_the_same_windows_and_rows() {
     let five = pipeline(d, "five", "mqtt://127.0.0.1:1", r#""5s""#);
     let output = replay(&[&lake_arg, "-c", five.to_str().unwrap()]);
     assert!(output.status.success());
-    let pool =
-        millstream::sinks::sqlite::open(&format!("sqlite://{}", d.join("live.db").display()))
-            .await
-            .unwrap();
-    let quoted = devices
-        .iter()
-        .map(|d| format!("'{d}'"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let pool = sqlite_at(&d.join("live.db")).await;
+    let quoted = sql_list(&devices);
     let expected: Vec<(String, String, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT device, item, \
                 CAST(strftime('%s', ts) AS INTEGER) / 5 * 5000 AS start, count(*) \
@@ -252,10 +239,7 @@ async fn a_replay_of_a_recorded_live_run_gives_the_same_windows_and_rows() {
     .fetch_all(&pool)
     .await
     .unwrap();
-    let pool =
-        millstream::sinks::sqlite::open(&format!("sqlite://{}", d.join("five.db").display()))
-            .await
-            .unwrap();
+    let pool = sqlite_at(&d.join("five.db")).await;
     let got: Vec<(String, String, String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT device, item, start, count FROM window_aggregates \
          WHERE device IN ({quoted}) AND size_ms = 5000 ORDER BY device, item, start"
@@ -275,12 +259,7 @@ async fn a_replay_of_a_recorded_live_run_gives_the_same_windows_and_rows() {
 async fn replayed_samples(dir: &Path, name: &str, input: &str) -> (Output, usize) {
     let config = pipeline(dir, name, "mqtt://127.0.0.1:1", r#""1s""#);
     let output = replay(&[input, "-c", config.to_str().unwrap()]);
-    let pool = millstream::sinks::sqlite::open(&format!(
-        "sqlite://{}",
-        dir.join(format!("{name}.db")).display()
-    ))
-    .await
-    .unwrap();
+    let pool = sqlite_at(&dir.join(format!("{name}.db"))).await;
     let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM samples")
         .fetch_one(&pool)
         .await

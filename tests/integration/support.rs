@@ -354,3 +354,19 @@ pub fn polars_rows_per_device(lake: &Path, table: &str) -> std::collections::BTr
         .filter_map(|(d, n)| Some((d?.to_string(), n?)))
         .collect()
 }
+
+/// The SQLite database at `db`.
+pub async fn sqlite_at(db: &Path) -> sqlx::SqlitePool {
+    millstream::sinks::sqlite::open(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", db.display()))
+}
+
+/// `'a','b'` for an SQL `IN (…)` of test device ids.
+pub fn sql_list(devices: &[String]) -> String {
+    devices
+        .iter()
+        .map(|d| format!("'{d}'"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
