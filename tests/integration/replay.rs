@@ -275,6 +275,22 @@ async fn damaged_input_is_reported_by_file_and_position_and_the_rest_replayed() 
     assert!(clean.status.success());
     assert!(samples > 1000, "{samples}");
 
+    // Paced: the recording spans 29.8 s; at 20x it takes at least 1.49 s, and gives the same.
+    let config = pipeline(d, "paced", "mqtt://127.0.0.1:1", r#""1s""#);
+    let started = std::time::Instant::now();
+    let paced = replay(&[RECORDING, "-c", config.to_str().unwrap(), "--speed", "20x"]);
+    assert!(paced.status.success());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1_490),
+        "{:?}",
+        started.elapsed()
+    );
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM samples")
+        .fetch_one(&sqlite_at(&d.join("paced.db")).await)
+        .await
+        .unwrap();
+    assert_eq!(n as usize, samples);
+
     // A line that is not JSON in the middle, and a last line cut off mid-write.
     let text =
         String::from_utf8(zstd::decode_all(std::fs::File::open(RECORDING).unwrap()).unwrap())
