@@ -141,6 +141,8 @@ impl SinkHandle {
                 Err(mpsc::error::TrySendError::Full(message))
                     if self.backpressure && !matches!(message, SinkMessage::Barrier(_)) =>
                 {
+                    // Not holding the spool while waiting: the sink locks it to read on.
+                    drop(spool);
                     // Dataflow worker threads only (never inside the async runtime).
                     if self.sender.blocking_send(message).is_err() {
                         self.stats.queued.fetch_sub(1, Ordering::Relaxed);
@@ -492,9 +494,9 @@ mod tests {
     }
 
     #[test]
-    fn with_backpressure_a_full_queue_makes_the_sender_wait_and_nothing_spools() {
+    fn with_backpressure_a_full_queue_makes_the_senders_wait_and_nothing_spools() {
         let dir = tempfile::tempdir().unwrap();
-        let (sender, mut receiver) = mpsc::channel(1);
+        let (sender, receiver) = mpsc::channel(1);
         let stats = Arc::new(SinkStats::default());
         let spool = Arc::new(std::sync::Mutex::new(
             spool::Spool::open(dir.path(), 1 << 30).unwrap(),
@@ -508,24 +510,53 @@ mod tests {
             stats: stats.clone(),
             backpressure: true,
         };
-        let d: Arc<str> = Arc::from("D");
-        // A dataflow worker thread sends five batches into a queue of one.
-        let sending = std::thread::spawn(move || {
-            for ts in 0..5 {
-                handle.send(SinkMessage::Samples(
-                    vec![Sample::number(d.clone(), d.clone(), ts, 0.0)].into(),
-                ));
+        // Two dataflow worker threads send 50 batches each into a queue of one, while the
+        // sink reads through its queue (which takes the spool's lock): nobody may deadlock.
+        let senders: Vec<_> = (0..2)
+            .map(|worker| {
+                let handle = handle.clone();
+                std::thread::spawn(move || {
+                    let d: Arc<str> = Arc::from(format!("D{worker}"));
+                    for ts in 0..50 {
+                        handle.send(SinkMessage::Samples(
+                            vec![Sample::number(d.clone(), d.clone(), ts, 0.0)].into(),
+                        ));
+                    }
+                })
+            })
+            .collect();
+        drop(handle);
+        let mut queue = SinkQueue {
+            receiver,
+            spool: spool.clone(),
+            stats: stats.clone(),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let got: Vec<(String, i64)> = runtime.block_on(async {
+            let mut got = Vec::new();
+            while let Some(m) =
+                tokio::time::timeout(std::time::Duration::from_secs(10), queue.next())
+                    .await
+                    .expect("a sender or the sink is stuck")
+            {
+                if let SinkMessage::Samples(s) = m {
+                    got.push((s[0].device.to_string(), s[0].ts));
+                }
             }
+            got
         });
-        let mut order = Vec::new();
-        while let Some(m) = receiver.blocking_recv() {
-            if let SinkMessage::Samples(s) = m {
-                order.push(s[0].ts);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
+        senders.into_iter().for_each(|t| t.join().unwrap());
+        for worker in ["D0", "D1"] {
+            let order: Vec<i64> = got
+                .iter()
+                .filter(|(d, _)| d == worker)
+                .map(|(_, ts)| *ts)
+                .collect();
+            assert_eq!(order, (0..50).collect::<Vec<_>>(), "{worker}");
         }
-        sending.join().unwrap();
-        assert_eq!(order, [0, 1, 2, 3, 4]);
         assert!(spool.lock().unwrap().is_empty());
         assert_eq!(stats.spooled_bytes.load(Ordering::Relaxed), 0);
     }
