@@ -202,22 +202,11 @@ pub async fn windows(
     if !known(&state, device) {
         return Err(ApiError::not_found(format!("unknown device {device:?}")));
     }
-    let rows: Vec<WindowJson> = state
+    let rows: Vec<Value> = state
         .windows
         .query(device, item, size_ms, from, to, limit)
         .iter()
-        .map(WindowJson::from)
-        .collect();
-    let rows: Vec<Value> = rows
-        .into_iter()
-        .map(|w| {
-            let mut v = serde_json::to_value(w).expect("serializable");
-            if let Some(o) = v.as_object_mut() {
-                o.remove("item");
-                o.remove("size_ms");
-            }
-            v
-        })
+        .map(WindowJson::row)
         .collect();
     Ok(Json(
         json!({ "device": device, "item": item, "size_ms": size_ms, "windows": rows }),

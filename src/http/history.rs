@@ -103,17 +103,7 @@ pub async fn history(
         Err(None) => (Vec::new(), 0),
         Err(Some(e)) => return Err(e),
     };
-    let rows: Vec<Value> = rows
-        .iter()
-        .map(|w| {
-            let mut v = serde_json::to_value(WindowJson::from(w)).expect("serializable");
-            if let Some(o) = v.as_object_mut() {
-                o.remove("item");
-                o.remove("size_ms");
-            }
-            v
-        })
-        .collect();
+    let rows: Vec<Value> = rows.iter().map(WindowJson::row).collect();
     Ok(Json(json!({
         "device": device,
         "item": item,

@@ -127,5 +127,17 @@ impl From<&WindowRow> for WindowJson {
     }
 }
 
+impl WindowJson {
+    /// The row as `/windows` and `/history` list it: their answer names the item and size once.
+    pub fn row(w: &WindowRow) -> serde_json::Value {
+        let mut v = serde_json::to_value(WindowJson::from(w)).expect("serializable");
+        if let Some(o) = v.as_object_mut() {
+            o.remove("item");
+            o.remove("size_ms");
+        }
+        v
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -124,13 +124,9 @@ pub fn start(
             Box::new(move || feed.run())
         }
     };
-    let progress = source.progress.clone();
     let thread = std::thread::Builder::new()
         .name("millstream-replay".into())
-        .spawn(move || {
-            feed();
-            progress.finished.store(true, Ordering::Relaxed);
-        })
+        .spawn(feed)
         .map_err(|e| format!("cannot start the replay thread: {e}"))?;
     Ok((ReplayHandle { stop, thread }, receiver))
 }

@@ -2,7 +2,7 @@
 //! terminal), and the problems met in the input (bad lines, unreadable files), each naming the
 //! file and position, for the summary.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// At most this many problems are kept for the summary (all are counted and logged).
@@ -18,8 +18,6 @@ pub struct ReplayProgress {
     pub messages: AtomicU64,
     /// Input that could not be used (bad lines, unreadable files).
     pub problems: AtomicU64,
-    /// The reader reached the end (or was stopped).
-    pub finished: AtomicBool,
     kept: Mutex<Vec<String>>,
 }
 

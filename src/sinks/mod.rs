@@ -440,13 +440,21 @@ impl Sinks {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_full_queue_spills_to_the_spool_and_order_is_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let (sender, receiver) = mpsc::channel(2);
+    /// A sink handle on a queue of `capacity` batches with its spool in `dir`.
+    fn test_handle(
+        dir: &std::path::Path,
+        capacity: usize,
+        backpressure: bool,
+    ) -> (
+        SinkHandle,
+        mpsc::Receiver<SinkMessage>,
+        spool::SharedSpool,
+        Arc<SinkStats>,
+    ) {
+        let (sender, receiver) = mpsc::channel(capacity);
         let stats = Arc::new(SinkStats::default());
         let spool = Arc::new(std::sync::Mutex::new(
-            spool::Spool::open(dir.path(), 1 << 30).unwrap(),
+            spool::Spool::open(dir, 1 << 30).unwrap(),
         ));
         let handle = SinkHandle {
             name: "t".into(),
@@ -455,8 +463,15 @@ mod tests {
             sender,
             spool: spool.clone(),
             stats: stats.clone(),
-            backpressure: false,
+            backpressure,
         };
+        (handle, receiver, spool, stats)
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_spills_to_the_spool_and_order_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (handle, receiver, spool, stats) = test_handle(dir.path(), 2, false);
         let mut queue = SinkQueue {
             receiver,
             spool,
@@ -496,20 +511,7 @@ mod tests {
     #[test]
     fn with_backpressure_a_full_queue_makes_the_senders_wait_and_nothing_spools() {
         let dir = tempfile::tempdir().unwrap();
-        let (sender, receiver) = mpsc::channel(1);
-        let stats = Arc::new(SinkStats::default());
-        let spool = Arc::new(std::sync::Mutex::new(
-            spool::Spool::open(dir.path(), 1 << 30).unwrap(),
-        ));
-        let handle = SinkHandle {
-            name: "t".into(),
-            kind: SinkKind::Sqlite,
-            streams: vec![StreamKind::Samples],
-            sender,
-            spool: spool.clone(),
-            stats: stats.clone(),
-            backpressure: true,
-        };
+        let (handle, receiver, spool, stats) = test_handle(dir.path(), 1, true);
         // Two dataflow worker threads send 50 batches each into a queue of one, while the
         // sink reads through its queue (which takes the spool's lock): nobody may deadlock.
         let senders: Vec<_> = (0..2)

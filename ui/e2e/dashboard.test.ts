@@ -66,6 +66,21 @@ async function open(path: string, locale = "en-US", viewport = { width: 1280, he
   return page;
 }
 
+/** Saturated pixels on a canvas: ECharts series are coloured, its grid and text grey. */
+function coloredPixels(page: Page, selector: string): Promise<number> {
+  return page.evaluate((selector) => {
+    const canvas = document.querySelector(selector) as HTMLCanvasElement | null;
+    if (!canvas || canvas.width === 0) return 0;
+    const data = canvas.getContext("2d")!.getImageData(0, 0, canvas.width, canvas.height).data;
+    let colored = 0;
+    for (let i = 0; i < data.length; i += 4) {
+      const [r, g, b] = [data[i], data[i + 1], data[i + 2]];
+      if (Math.max(r, g, b) - Math.min(r, g, b) > 60) colored += 1;
+    }
+    return colored;
+  }, selector);
+}
+
 async function shot(page: Page, name: string) {
   const { mkdirSync } = await import("node:fs");
   mkdirSync(shots, { recursive: true });
@@ -144,19 +159,7 @@ describe("dashboard", () => {
     // ECharts draws on a canvas: wait until the chart has drawn at least one series.
     await expect
       .poll(
-        () =>
-          page.evaluate(() => {
-            const canvas = document.querySelector(".chart canvas") as HTMLCanvasElement | null;
-            if (!canvas) return 0;
-            const data = canvas.getContext("2d")!.getImageData(0, 0, canvas.width, canvas.height).data;
-            let colored = 0;
-            for (let i = 0; i < data.length; i += 4) {
-              // Series colours are saturated; the grid and text are grey.
-              const [r, g, b] = [data[i], data[i + 1], data[i + 2]];
-              if (Math.max(r, g, b) - Math.min(r, g, b) > 60) colored += 1;
-            }
-            return colored;
-          }),
+        () => coloredPixels(page, ".chart canvas"),
         { timeout: 20_000 },
       )
       .toBeGreaterThan(200);
@@ -176,18 +179,7 @@ describe("dashboard", () => {
     await page.locator(`input[type=checkbox][value="${text!.item}"]`).check();
     await expect
       .poll(
-        () =>
-          page.evaluate(() => {
-            const canvas = document.querySelector(".states canvas") as HTMLCanvasElement | null;
-            if (!canvas || canvas.width === 0) return 0;
-            const data = canvas.getContext("2d")!.getImageData(0, 0, canvas.width, canvas.height).data;
-            let colored = 0;
-            for (let i = 0; i < data.length; i += 4) {
-              const [r, g, b] = [data[i], data[i + 1], data[i + 2]];
-              if (Math.max(r, g, b) - Math.min(r, g, b) > 60) colored += 1;
-            }
-            return colored;
-          }),
+        () => coloredPixels(page, ".states canvas"),
         { timeout: 20_000 },
       )
       .toBeGreaterThan(100);
