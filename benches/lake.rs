@@ -10,7 +10,7 @@
 //!     cargo bench --bench lake
 //!
 //! `LAKE_REPLAY_SAMPLES` and `LAKE_ANALYZE_DEVICES` (samples ≈ devices × 17.3 M) change the
-//! sizes. Generated inputs are kept under `target/bench-data/` between runs. Results:
+//! sizes; `LAKE_SKIP_ANALYZE=1` runs the replay only. Generated inputs are kept under `target/bench-data/` between runs. Results:
 //! docs/benchmarks.md.
 
 use std::path::{Path, PathBuf};
@@ -166,6 +166,9 @@ fn main() {
     drop(dir);
 
     // 2. Analyze a day of 50 M samples.
+    if std::env::var("LAKE_SKIP_ANALYZE").is_ok() {
+        return;
+    }
     let devices = env("LAKE_ANALYZE_DEVICES", 3);
     let recording = data.join(format!("day-{devices}.jsonl.zst"));
     if !recording.exists() {

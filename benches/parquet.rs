@@ -73,6 +73,7 @@ fn bench(c: &mut Criterion) {
                         roll_rows: 1_000_000,
                         roll_age: Duration::from_secs(3_600),
                         writer: "bench".into(),
+                        skip_existing: None,
                     },
                 );
                 let start = Instant::now();

@@ -341,6 +341,10 @@ pub struct SinkConfig {
     /// Parquet uploads: a partition is closed this long after its time range ended (default 1h).
     #[serde(default)]
     pub closed_after: Option<HumanDuration>,
+    /// Set by `millstream replay`, not in files: the sink receives data it may hold already
+    /// (the Parquet lake then skips rows its partitions held before).
+    #[serde(skip)]
+    pub replay: bool,
 }
 
 impl SinkConfig {
@@ -368,6 +372,7 @@ impl SinkConfig {
             upload: None,
             upload_retries: None,
             closed_after: None,
+            replay: false,
         }
     }
 }

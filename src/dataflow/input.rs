@@ -1,8 +1,12 @@
-//! Getting samples into the dataflow: one bounded channel (a *lane*) per worker. The sender
-//! splits each batch by the hash of (device, item), so every key always travels the same lane
-//! to the same worker, in order — the workers share the ingest work and no sample has to be
-//! exchanged between them. Each worker's source operator drains its lane whenever a send
-//! activates it (no polling), stamps what it drained with its current time, and advances.
+//! Getting samples into the dataflow: one bounded channel (a *lane*) per worker, and every
+//! batch goes, shared ([`Arc`]), down every lane. Each worker keeps only the keys it owns
+//! (hash of (device, item), decided in the per-key operator), so every key is aggregated by one
+//! worker, in arrival order, and no sample is exchanged between workers. The sender only
+//! clones a pointer per lane: splitting batches by key on the sending thread (earlier design)
+//! cost that one thread a pass over every sample, and with two workers on two cores it
+//! competed with them. One worker per batch, in turn, hands the batch to the raw sinks.
+//! Each worker's source operator drains its lane whenever a send activates it (no polling),
+//! stamps what it drained with its current time, and advances.
 //!
 //! Times are *epochs shared by all workers*: a worker that closes an epoch publishes the next
 //! one and wakes the others, which move their capabilities up to it even when their lanes were
@@ -11,7 +15,7 @@
 //! forever.
 //! Closing the input drops the operators' capabilities: the dataflow then flushes and ends.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use timely::dataflow::Scope;
@@ -20,7 +24,6 @@ use timely::dataflow::operators::generic::operator::source as timely_source;
 use timely::scheduling::SyncActivator;
 use tokio::sync::mpsc;
 
-use super::key_hash;
 use crate::sample::Sample;
 
 /// The input has been closed (the dataflow is ending).
@@ -46,9 +49,17 @@ impl Progress {
     }
 }
 
+/// A batch of samples as every worker sees it.
+#[derive(Clone)]
+pub(super) struct SharedBatch {
+    pub samples: Arc<[Sample]>,
+    /// This worker hands the batch to the raw sinks (exactly one worker per batch does).
+    pub report: bool,
+}
+
 /// What travels a lane: samples, or a marker of the point an epoch was cut.
 pub(super) enum LaneItem {
-    Samples(Vec<Sample>),
+    Samples(SharedBatch),
     Marker(Arc<EpochMarker>),
 }
 
@@ -86,6 +97,8 @@ pub struct DataflowInput {
     activators: Vec<ActivatorSlot>,
     /// Every result of inputs before this epoch has been delivered (kept by worker 0).
     processed: Arc<AtomicU64>,
+    /// Counts batches, to choose the worker that reports each one to the raw sinks.
+    sent: Arc<AtomicUsize>,
 }
 
 /// A worker's end of its lane.
@@ -143,6 +156,7 @@ pub(super) fn channel(
             senders: Some(senders),
             activators: activators.clone(),
             processed,
+            sent: Arc::new(AtomicUsize::new(0)),
         },
         Arc::new(Receivers {
             lanes: Mutex::new(lanes),
@@ -153,50 +167,42 @@ pub(super) fn channel(
 }
 
 impl DataflowInput {
-    /// Splits a batch into one part per lane (a single lane keeps it whole).
-    fn split(&self, batch: Vec<Sample>) -> Vec<(usize, Vec<Sample>)> {
+    /// The lane items of one batch: the same samples for every lane, one lane reporting.
+    fn items(&self, batch: Arc<[Sample]>) -> impl Iterator<Item = (usize, LaneItem)> {
         let lanes = self.activators.len();
-        if lanes == 1 {
-            return vec![(0, batch)];
-        }
-        let mut parts: Vec<Vec<Sample>> = (0..lanes).map(|_| Vec::new()).collect();
-        for sample in batch {
-            let lane = (key_hash(&sample.device, &sample.item) % lanes as u64) as usize;
-            parts[lane].push(sample);
-        }
-        parts
-            .into_iter()
-            .enumerate()
-            .filter(|(_, p)| !p.is_empty())
-            .collect()
+        let reporter = self.sent.fetch_add(1, Ordering::Relaxed) % lanes;
+        (0..lanes).map(move |lane| {
+            let shared = SharedBatch {
+                samples: batch.clone(),
+                report: lane == reporter,
+            };
+            (lane, LaneItem::Samples(shared))
+        })
     }
 
     /// Sends a batch (waits while a lane is full: back-pressure to the source).
-    pub async fn send(&self, batch: Vec<Sample>) -> Result<(), InputClosed> {
+    pub async fn send(&self, batch: impl Into<Arc<[Sample]>>) -> Result<(), InputClosed> {
+        let batch = batch.into();
         if batch.is_empty() {
             return Ok(());
         }
         let senders = self.senders.as_ref().ok_or(InputClosed)?;
-        for (lane, part) in self.split(batch) {
-            senders[lane]
-                .send(LaneItem::Samples(part))
-                .await
-                .map_err(|_| InputClosed)?;
+        for (lane, item) in self.items(batch) {
+            senders[lane].send(item).await.map_err(|_| InputClosed)?;
             self.wake(lane);
         }
         Ok(())
     }
 
     /// Sends a batch from a non-async thread.
-    pub fn blocking_send(&self, batch: Vec<Sample>) -> Result<(), InputClosed> {
+    pub fn blocking_send(&self, batch: impl Into<Arc<[Sample]>>) -> Result<(), InputClosed> {
+        let batch = batch.into();
         if batch.is_empty() {
             return Ok(());
         }
         let senders = self.senders.as_ref().ok_or(InputClosed)?;
-        for (lane, part) in self.split(batch) {
-            senders[lane]
-                .blocking_send(LaneItem::Samples(part))
-                .map_err(|_| InputClosed)?;
+        for (lane, item) in self.items(batch) {
+            senders[lane].blocking_send(item).map_err(|_| InputClosed)?;
             self.wake(lane);
         }
         Ok(())
@@ -256,8 +262,8 @@ impl Drop for DataflowInput {
 pub(super) fn source<'scope>(
     scope: Scope<'scope, u64>,
     receivers: Arc<Receivers>,
-) -> Stream<'scope, u64, Vec<Sample>> {
-    timely_source::<_, timely::container::CapacityContainerBuilder<Vec<Sample>>, _, _>(
+) -> Stream<'scope, u64, Vec<SharedBatch>> {
+    timely_source::<_, timely::container::CapacityContainerBuilder<Vec<SharedBatch>>, _, _>(
         scope,
         "Input",
         move |capability, info| {
@@ -281,12 +287,12 @@ pub(super) fn source<'scope>(
                 let mut closed = false;
                 for _ in 0..MAX_BATCHES_PER_ACTIVATION {
                     match rx.try_recv() {
-                        Ok(LaneItem::Samples(mut batch)) => {
+                        Ok(LaneItem::Samples(batch)) => {
                             if epoch_samples == 0 {
                                 epoch_started = std::time::Instant::now();
                             }
-                            epoch_samples += batch.len();
-                            output.session(&*cap).give_container(&mut batch);
+                            epoch_samples += batch.samples.len();
+                            output.session(&*cap).give(batch);
                         }
                         Ok(LaneItem::Marker(marker)) => {
                             // Everything before the marker was given at an earlier time.

@@ -1,10 +1,14 @@
 //! The per-key operator: everything millstream computes per (device, item) in one pass over
-//! the samples of the keys this worker owns (the input partitioned them by key):
+//! the samples of the keys this worker owns (every worker sees every batch; a key belongs to
+//! the worker its hash names, remembered in the key's state so the hash is computed once):
 //!
 //! - windows, through each key's [`KeyWindows`] (watermark, panes, closing);
 //! - the latest value (highest event time; ties go to the later arrival), emitted as a
-//!   differential change once per key and input message (retract the old, insert the new);
-//! - samples per device, one count per device and message.
+//!   differential change once per key and time (retract the old, insert the new);
+//! - samples per device, one count per device and time.
+//!
+//! Each worker reads a message's samples in runs of one key (NC-Link sends an item's values
+//! together), so keys are looked up, and other workers' keys skipped, once per run.
 //!
 //! One operator rather than three keeps each sample read once and its device and item ids
 //! untouched: lookups borrow the ids (no reference-count traffic between workers, which share
@@ -12,9 +16,9 @@
 //!
 //! The operator holds one capability, kept at its input frontier, to emit windows that close
 //! without new data for their key (idle keys, checked on a timer) and to flush everything when
-//! the input ends. Each key's samples arrive in the order they were received (one lane per
-//! key, FIFO channels), so the output depends neither on the number of workers nor on how the
-//! input was batched.
+//! the input ends. Each worker reads every batch in the order it was sent (FIFO lanes), so a
+//! key's samples are aggregated in arrival order and the output depends neither on the number
+//! of workers nor on how the input was batched.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +28,8 @@ use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 
-use super::{DataflowOptions, Observer};
+use super::input::SharedBatch;
+use super::{DataflowOptions, Observer, key_hash};
 use crate::sample::{Sample, now_ms};
 use crate::views::{ItemKey, LatestValue};
 use crate::window::{ClosedWindow, KeyWindows, WindowRow};
@@ -45,14 +50,17 @@ pub(super) enum KeyedOut {
 
 #[derive(Default)]
 struct KeyState {
+    /// This worker aggregates the key (other workers keep an empty state to remember that
+    /// they do not).
+    owned: bool,
     windows: Option<KeyWindows>,
     latest: Option<LatestValue>,
-    /// The newest value seen in the message being processed.
+    /// The newest value seen at the time being processed.
     pending: Option<LatestValue>,
 }
 
 pub(super) fn keyed<'scope>(
-    samples: Stream<'scope, u64, Vec<Sample>>,
+    samples: Stream<'scope, u64, Vec<SharedBatch>>,
     options: &DataflowOptions,
     observer: Arc<dyn Observer>,
 ) -> Stream<'scope, u64, Vec<KeyedOut>> {
@@ -66,82 +74,106 @@ pub(super) fn keyed<'scope>(
         move |capability, info| {
             let activator = scope.activator_for(info.address.clone());
             let worker = scope.index();
+            let peers = scope.peers() as u64;
+            let owns = move |device: &str, item: &str| peers == 1 || key_hash(device, item) % peers == worker as u64;
             let mut held = Some(capability);
             let mut keys: FxHashMap<Arc<str>, FxHashMap<Arc<str>, KeyState>> = FxHashMap::default();
             let mut closed: Vec<ClosedWindow> = Vec::new();
             let mut windows: Vec<KeyedOut> = Vec::new();
             let mut touched: Vec<(Arc<str>, Arc<str>)> = Vec::new();
             let mut counts: Vec<(Arc<str>, isize)> = Vec::new();
+            let mut changes: Vec<KeyedOut> = Vec::new();
+            // The time of the latest values and counts not emitted yet.
+            let mut changes_at: Option<timely::dataflow::operators::Capability<u64>> = None;
             let mut last_idle_check = 0i64;
             move |(input, frontier), output| {
                 let now = now_ms();
                 let mut late = 0u64;
                 input.for_each(|time, data| {
-                    let Some(cap) = time.retain_least(output.output_index()) else { return };
-                    let t = *cap.time();
-                    for sample in data.iter() {
-                        match counts.last_mut() {
-                            Some((device, n)) if **device == *sample.device => *n += 1,
-                            _ => match counts.iter_mut().find(|(d, _)| **d == *sample.device) {
-                                Some((_, n)) => *n += 1,
-                                None => counts.push((sample.device.clone(), 1)),
-                            },
-                        }
-                        let items = match keys.get_mut(&*sample.device) {
-                            Some(items) => items,
-                            None => keys.entry(sample.device.clone()).or_default(),
-                        };
-                        let state = match items.get_mut(&*sample.item) {
-                            Some(state) => state,
-                            None => items.entry(sample.item.clone()).or_default(),
-                        };
-                        // Latest value: the newest of this message, compared to the last one.
-                        let newer = match (&state.pending, &state.latest) {
-                            (Some(p), _) => sample.ts >= p.ts,
-                            (None, Some(l)) => sample.ts >= l.ts,
-                            (None, None) => true,
-                        };
-                        if newer {
-                            if state.pending.is_none() {
-                                touched.push((sample.device.clone(), sample.item.clone()));
-                            }
-                            state.pending = Some(LatestValue::of(sample));
-                        }
-                        // Windows: numeric samples only.
-                        if let Some(value) = sample.value {
-                            let windows_state = state.windows.get_or_insert_with(|| KeyWindows::new(&spec));
-                            if !windows_state.insert(&spec, lateness, sample.ts, value, now, &mut closed) {
-                                late += 1;
-                            }
-                            windows.extend(
-                                closed
-                                    .drain(..)
-                                    .map(|c| KeyedOut::Window(WindowRow::new(sample.device.clone(), sample.item.clone(), &c))),
-                            );
-                        }
+                    // Latest values and counts change once per key and time, not per message:
+                    // fewer updates for the differential views. Times arrive in order (one
+                    // pipeline from the input), so a new time completes the previous one.
+                    if let Some(cap) = changes_at.as_ref()
+                        && Some(cap.time()) != time.least()
+                    {
+                        let cap = changes_at.take().expect("checked above");
+                        take_changes(*cap.time(), &mut keys, &mut counts, &mut touched, &mut changes);
+                        output.session(&cap).give_container(&mut changes);
+                        changes.clear();
                     }
-                    let mut session = output.session(&cap);
-                    for (device, n) in counts.drain(..) {
-                        session.give(KeyedOut::Count((device, t, n)));
+                    if changes_at.is_none() {
+                        changes_at = time.retain_least(output.output_index());
                     }
-                    for (device, item) in touched.drain(..) {
-                        let state = keys.get_mut(&device).and_then(|i| i.get_mut(&item)).expect("touched keys exist");
-                        let Some(new) = state.pending.take() else { continue };
-                        match state.latest.take() {
-                            Some(old) if old == new => state.latest = Some(old),
-                            Some(old) => {
-                                let key = (device, item);
-                                session.give(KeyedOut::Latest(((key.clone(), old), t, -1)));
-                                session.give(KeyedOut::Latest(((key, new.clone()), t, 1)));
-                                state.latest = Some(new);
+                    for batch in data.iter() {
+                        let samples = &batch.samples[..];
+                        let mut at = 0;
+                        while at < samples.len() {
+                            // A message carries each item's values together: look the key up
+                            // once per run of samples of one key.
+                            let first = &samples[at];
+                            let run = &samples[at..at + same_key_run(&samples[at..])];
+                            at += run.len();
+                            let items = match keys.get_mut(&*first.device) {
+                                Some(items) => items,
+                                None => keys.entry(first.device.clone()).or_default(),
+                            };
+                            let state = match items.get_mut(&*first.item) {
+                                Some(state) => state,
+                                None => items.entry(first.item.clone()).or_insert_with(|| KeyState {
+                                    owned: owns(&first.device, &first.item),
+                                    ..KeyState::default()
+                                }),
+                            };
+                            if !state.owned {
+                                continue;
                             }
-                            None => {
-                                session.give(KeyedOut::Latest((((device, item), new.clone()), t, 1)));
-                                state.latest = Some(new);
+                            match counts.last_mut() {
+                                Some((device, n)) if **device == *first.device => *n += run.len() as isize,
+                                _ => match counts.iter_mut().find(|(d, _)| **d == *first.device) {
+                                    Some((_, n)) => *n += run.len() as isize,
+                                    None => counts.push((first.device.clone(), run.len() as isize)),
+                                },
+                            }
+                            // Latest value: the newest of this message (`max_by_key` gives the
+                            // last of equals: a tie goes to the later arrival),
+                            // compared to the last one.
+                            let newest = run.iter().max_by_key(|s| s.ts).expect("a run is not empty");
+                            let newer = match (&state.pending, &state.latest) {
+                                (Some(p), _) => newest.ts >= p.ts,
+                                (None, Some(l)) => newest.ts >= l.ts,
+                                (None, None) => true,
+                            };
+                            if newer {
+                                if state.pending.is_none() {
+                                    touched.push((first.device.clone(), first.item.clone()));
+                                }
+                                state.pending = Some(LatestValue::of(newest));
+                            }
+                            // Windows: numeric samples only.
+                            for sample in run {
+                                let Some(value) = sample.value else { continue };
+                                let windows_state = state.windows.get_or_insert_with(|| KeyWindows::new(&spec));
+                                if !windows_state.insert(&spec, lateness, sample.ts, value, now, &mut closed) {
+                                    late += 1;
+                                }
+                                windows.extend(
+                                    closed
+                                        .drain(..)
+                                        .map(|c| KeyedOut::Window(WindowRow::new(first.device.clone(), first.item.clone(), &c))),
+                                );
                             }
                         }
                     }
                 });
+                // Changes of a time are complete once the frontier has passed it.
+                if let Some(cap) = changes_at.as_ref()
+                    && !frontier.frontier().less_equal(cap.time())
+                {
+                    let cap = changes_at.take().expect("checked above");
+                    take_changes(*cap.time(), &mut keys, &mut counts, &mut touched, &mut changes);
+                    output.session(&cap).give_container(&mut changes);
+                    changes.clear();
+                }
                 if late > 0 {
                     observer.on_late(late);
                 }
@@ -196,4 +228,50 @@ pub(super) fn keyed<'scope>(
             }
         },
     )
+}
+
+/// How many samples from the start of `samples` (at least one) share the first one's key.
+fn same_key_run(samples: &[Sample]) -> usize {
+    let first = &samples[0];
+    let same = |s: &Sample| {
+        (Arc::ptr_eq(&s.item, &first.item) || s.item == first.item)
+            && (Arc::ptr_eq(&s.device, &first.device) || s.device == first.device)
+    };
+    1 + samples[1..].iter().take_while(|s| same(s)).count()
+}
+
+/// The latest-value and count changes of time `t`: per device the samples counted, per key
+/// touched its new latest value (retracting the old).
+fn take_changes(
+    t: u64,
+    keys: &mut FxHashMap<Arc<str>, FxHashMap<Arc<str>, KeyState>>,
+    counts: &mut Vec<(Arc<str>, isize)>,
+    touched: &mut Vec<(Arc<str>, Arc<str>)>,
+    out: &mut Vec<KeyedOut>,
+) {
+    for (device, n) in counts.drain(..) {
+        out.push(KeyedOut::Count((device, t, n)));
+    }
+    for (device, item) in touched.drain(..) {
+        let state = keys
+            .get_mut(&device)
+            .and_then(|i| i.get_mut(&item))
+            .expect("touched keys exist");
+        let Some(new) = state.pending.take() else {
+            continue;
+        };
+        match state.latest.take() {
+            Some(old) if old == new => state.latest = Some(old),
+            Some(old) => {
+                let key = (device, item);
+                out.push(KeyedOut::Latest(((key.clone(), old), t, -1)));
+                out.push(KeyedOut::Latest(((key, new.clone()), t, 1)));
+                state.latest = Some(new);
+            }
+            None => {
+                out.push(KeyedOut::Latest((((device, item), new.clone()), t, 1)));
+                state.latest = Some(new);
+            }
+        }
+    }
 }

@@ -2,9 +2,10 @@
 //! between versions; keeping them here keeps the rest of the engine stable).
 //!
 //! ```text
-//!   Input: one lane per worker, split by hash(device, item)
-//!     └─► samples (per worker) ──┬──► observer.on_samples (raw sinks, SSE)
-//!                                ├──► windows ──► observer.on_windows
+//!   Input: one lane per worker, every batch shared down every lane
+//!     └─► batches (per worker) ──┬──► observer.on_samples (raw sinks; one worker per batch)
+//!                                ├──► per-key operator (keys this worker owns, by
+//!                                │    hash(device, item)): windows ──► observer.on_windows
 //!                                └──► latest values, counts ──► differential (exchanged by its
 //!                                     own keys): latest values, fleet status, samples per device ──► observer
 //! ```
@@ -14,7 +15,7 @@
 //! time lives in the data; each key's watermark lives in the window operator's state.
 //!
 //! Layout:
-//! - [`input`]: one bounded lane per worker, split by key, woken by sync activators.
+//! - [`input`]: one bounded lane per worker, each batch shared by all, woken by sync activators.
 //! - [`keyed`]: the per-key operator: windows (around [`crate::window::KeyWindows`]), latest
 //!   values, counts.
 //! - [`views`]: the differential views.
@@ -56,8 +57,8 @@ pub struct DataflowOptions {
 /// Receives the dataflow's outputs. Called on worker threads; may block (a full sink queue
 /// slows the dataflow — the sink's own bound is the only stall).
 pub trait Observer: Send + Sync + 'static {
-    /// Raw samples as they enter (all of them, late ones included).
-    fn on_samples(&self, samples: &[Sample]);
+    /// Raw samples as they enter (all of them, late ones included), each batch once.
+    fn on_samples(&self, samples: &Arc<[Sample]>);
     /// Closed windows.
     fn on_windows(&self, windows: &[WindowRow]);
     /// Samples refused by windows as late.
@@ -114,12 +115,14 @@ pub fn start(
             let samples = input::source(scope, receivers);
             let raw = observer.clone();
             let samples = samples.inspect_core(move |event| {
-                if let Ok((_, batch)) = event {
-                    raw.on_samples(batch);
+                if let Ok((_, batches)) = event {
+                    for batch in batches.iter().filter(|b| b.report) {
+                        raw.on_samples(&batch.samples);
+                    }
                 }
             });
-            // The input already partitioned samples by (device, item): each worker holds whole
-            // keys, so the per-key operator needs no exchange.
+            // Every worker sees every batch and keeps the keys it owns: the per-key operator
+            // needs no exchange.
             let out = keyed::keyed(samples, &options, observer.clone());
             let mut parts = out
                 .partition::<timely::container::CapacityContainerBuilder<Vec<KeyedOut>>, _, _>(
@@ -180,7 +183,7 @@ pub fn start(
     ))
 }
 
-/// The partition key of a sample: all samples of a (device, item) go to one worker.
+/// The partition key of a sample: all samples of a (device, item) are aggregated by one worker.
 fn key_hash(device: &str, item: &str) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = rustc_hash::FxHasher::default();

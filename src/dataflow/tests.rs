@@ -19,7 +19,7 @@ pub(crate) struct Collect {
 }
 
 impl Observer for Collect {
-    fn on_samples(&self, samples: &[Sample]) {
+    fn on_samples(&self, samples: &Arc<[Sample]>) {
         self.samples.lock().unwrap().extend_from_slice(samples);
     }
     fn on_windows(&self, windows: &[WindowRow]) {

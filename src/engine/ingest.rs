@@ -328,10 +328,10 @@ impl Ingest {
         if pending.is_empty() {
             return;
         }
-        let batch = std::mem::take(pending);
+        let batch: Arc<[Sample]> = std::mem::take(pending).into();
         let acks = std::mem::take(&mut self.acks);
         if let Some(wal) = &self.wal {
-            wal.append(batch.clone().into(), acks).await;
+            wal.append(batch.clone(), acks).await;
             if self.input.send(batch).await.is_err() {
                 tracing::error!("the dataflow stopped; samples cannot be processed");
             }

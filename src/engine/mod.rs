@@ -120,13 +120,17 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub async fn start(config: Config, settings: EngineSettings) -> Result<Engine, String> {
+    pub async fn start(mut config: Config, settings: EngineSettings) -> Result<Engine, String> {
         let metrics = Arc::new(Metrics::default());
         let views = Arc::new(LiveViews::default());
         let registry = Arc::new(Registry::default());
         let windows = Arc::new(WindowStore::default());
         let bus = Bus::default();
 
+        if settings.replay.is_some() {
+            // Sinks may hold the replayed data already; each keeps one copy in its own way.
+            config.sinks.iter_mut().for_each(|s| s.replay = true);
+        }
         let mut sinks = Sinks::start(&config.sinks, &config.state_dir).await?;
         if settings.replay.is_some() {
             // No live source to keep up with: a slow sink slows the replay instead of spooling.

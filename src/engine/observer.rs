@@ -25,15 +25,14 @@ pub(super) struct EngineObserver {
 }
 
 impl Observer for EngineObserver {
-    fn on_samples(&self, samples: &[Sample]) {
+    fn on_samples(&self, samples: &Arc<[Sample]>) {
         self.metrics
             .engine
             .dataflow_samples
             .fetch_add(samples.len() as u64, Ordering::Relaxed);
-        let mut shared: Option<Arc<[Sample]>> = None;
+        // The input's own batch: sinks share it, no sample is copied.
         for sink in self.sinks.iter().filter(|s| s.wants(StreamKind::Samples)) {
-            let batch = shared.get_or_insert_with(|| Arc::from(samples)).clone();
-            sink.send(SinkMessage::Samples(batch));
+            sink.send(SinkMessage::Samples(samples.clone()));
         }
     }
 

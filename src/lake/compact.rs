@@ -13,8 +13,8 @@
 //! rows twice; that window is a few milliseconds.
 //!
 //! Rows identical in every column to one already in the merged file are dropped: the lake is
-//! written at least once (a replay into a lake that holds the data, or the write-ahead log
-//! replayed after a crash, appends rows again), and compaction is where the copies go. SQL
+//! written at least once (the write-ahead log replayed after a crash appends rows again, and so
+//! does a replay into a partition too large to check), and compaction is where the copies go. SQL
 //! and InfluxDB keep one row per key anyway; samples of one key and millisecond with
 //! different values all stay.
 
@@ -22,15 +22,12 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
 
-use arrow_array::{
-    Array, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
-    TimestampMillisecondArray,
-};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 
 use super::layout::{is_data_file, partitions};
+use super::row_set::RowSet;
 use crate::sinks::parquet::writer_properties;
 
 const JOURNAL: &str = "_COMPACTING";
@@ -340,61 +337,6 @@ fn merge(
     Ok(())
 }
 
-/// Rows seen so far in one merged file, as 128-bit hashes of every column.
-#[derive(Default)]
-struct RowSet {
-    seen: std::collections::HashSet<u128>,
-}
-
-impl RowSet {
-    /// The rows of `batch` not seen before (and remembers them), and how many were dropped.
-    fn keep_new(&mut self, batch: &RecordBatch) -> Result<(RecordBatch, u64), String> {
-        use std::hash::{Hash, Hasher};
-        let rows = batch.num_rows();
-        let mut hashers: Vec<(
-            rustc_hash::FxHasher,
-            std::collections::hash_map::DefaultHasher,
-        )> = (0..rows).map(|_| Default::default()).collect();
-        for column in batch.columns() {
-            let mut feed = |row: usize, bytes: &[u8], valid: bool| {
-                let (a, b) = &mut hashers[row];
-                valid.hash(a);
-                valid.hash(b);
-                bytes.hash(a);
-                bytes.hash(b);
-            };
-            let any = column.as_any();
-            if let Some(c) = any.downcast_ref::<StringArray>() {
-                (0..rows).for_each(|r| feed(r, c.value(r).as_bytes(), c.is_valid(r)));
-            } else if let Some(c) = any.downcast_ref::<Float64Array>() {
-                (0..rows).for_each(|r| feed(r, &c.value(r).to_bits().to_le_bytes(), c.is_valid(r)));
-            } else if let Some(c) = any.downcast_ref::<Int64Array>() {
-                (0..rows).for_each(|r| feed(r, &c.value(r).to_le_bytes(), c.is_valid(r)));
-            } else if let Some(c) = any.downcast_ref::<TimestampMillisecondArray>() {
-                (0..rows).for_each(|r| feed(r, &c.value(r).to_le_bytes(), c.is_valid(r)));
-            } else {
-                return Err(format!("unexpected column type {}", column.data_type()));
-            }
-        }
-        let keep: BooleanArray = hashers
-            .into_iter()
-            .map(|(a, b)| {
-                Some(
-                    self.seen
-                        .insert((u128::from(a.finish()) << 64) | u128::from(b.finish())),
-                )
-            })
-            .collect();
-        let dropped = keep.false_count() as u64;
-        if dropped == 0 {
-            return Ok((batch.clone(), 0));
-        }
-        let kept =
-            arrow_select::filter::filter_record_batch(batch, &keep).map_err(|e| e.to_string())?;
-        Ok((kept, dropped))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,6 +388,7 @@ mod tests {
             roll_rows: 100,
             roll_age: Duration::from_secs(3600),
             writer: writer.into(),
+            skip_existing: None,
         };
         // Hour 0: many small complete files. Hour 5: one complete file and one still open.
         let mut lake = Lake::new(lake_dir.clone(), options("a"));

@@ -8,11 +8,15 @@
 //!   the lake's Parquet.
 //! - [`analyze`]: windowed statistics, descriptions and state durations with polars.
 //! - [`compact`]: merging the small files of closed partitions, `_SUCCESS` markers.
+//! - [`row_set`]: rows recognised by content (copies dropped by compaction and replays).
+//! - [`existing_rows`]: the rows a partition held before a replay wrote to it.
 //! - [`upload`] and [`webhdfs`]: copying closed partitions to HDFS.
 
 pub mod analyze;
 pub mod compact;
+pub mod existing_rows;
 pub mod layout;
+pub mod row_set;
 pub mod sample_reader;
 pub mod upload;
 pub mod webhdfs;

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use super::{SinkMessage, SinkQueue, SinkStats};
 use crate::config::{HumanDuration, SinkConfig};
+use crate::lake::existing_rows::ExistingRows;
 use crate::sample::Sample;
 use crate::time::Utc;
 use crate::window::WindowRow;
@@ -39,6 +40,10 @@ use parquet::file::properties::WriterProperties;
 const BATCH_ROWS: usize = 65_536;
 /// Most files open at once; the least recently written is completed beyond this.
 const MAX_OPEN_FILES: usize = 64;
+
+/// In a replay, the most rows of one partition kept in memory to recognise rows the lake holds
+/// already (~20 bytes each).
+const REPLAY_MAX_EXISTING_ROWS: u64 = 20_000_000;
 
 /// A hidden file untouched for its roll age plus this long belongs to no live writer.
 const STALE_MARGIN: std::time::Duration = std::time::Duration::from_secs(60);
@@ -108,6 +113,7 @@ pub fn spawn(
                 .unwrap_or(HumanDuration::from_millis(60_000))
                 .get(),
             writer: config.writer_id.clone().unwrap_or_else(default_writer_id),
+            skip_existing: config.replay.then_some(REPLAY_MAX_EXISTING_ROWS),
         },
     );
     if let Some(url) = &config.upload {
@@ -156,7 +162,15 @@ fn run(mut lake: Lake, mut receiver: SinkQueue, stats: Arc<SinkStats>, name: &st
             }
         }
     }
-    if let Err(e) = lake.finish() {
+    let finished = lake.finish();
+    if lake.rows_skipped() > 0 {
+        tracing::info!(
+            sink = name,
+            rows = lake.rows_skipped(),
+            "rows the lake held already were not written again"
+        );
+    }
+    if let Err(e) = finished {
         tracing::error!(sink = name, error = %e, "cannot complete the lake's open files");
         stats.error(0, &e);
         return false;
@@ -210,6 +224,9 @@ pub struct LakeOptions {
     pub roll_age: Duration,
     /// Part of every file name, so several writers can share a lake.
     pub writer: String,
+    /// Skip rows the lake held before this writer (a replay): `Some(most rows of one
+    /// partition held in memory to compare)`.
+    pub skip_existing: Option<u64>,
 }
 
 /// The schema of `samples` files.
@@ -382,30 +399,43 @@ impl Buffer {
 
 /// One file being written.
 struct OpenFile {
+    partition: PathBuf,
     hidden: PathBuf,
     visible: PathBuf,
     writer: ArrowWriter<File>,
     schema: SchemaRef,
     buffer: Buffer,
     rows: u64,
+    /// Rows handed to the Parquet writer.
+    written: u64,
     opened: Instant,
     last_write: Instant,
 }
 
 impl OpenFile {
-    fn flush_buffer(&mut self) -> Result<(), String> {
+    fn flush_buffer(&mut self, existing: Option<&mut ExistingRows>) -> Result<(), String> {
         if self.buffer.len() == 0 {
             return Ok(());
         }
-        let batch = self.buffer.take(&self.schema)?;
+        let mut batch = self.buffer.take(&self.schema)?;
+        if let Some(existing) = existing {
+            batch = existing.keep_new(&self.partition, batch);
+        }
+        self.written += batch.num_rows() as u64;
         self.writer
             .write(&batch)
             .map_err(|e| format!("{}: {e}", self.hidden.display()))
     }
 
-    /// Finishes the file and makes it visible.
-    fn complete(mut self) -> Result<PathBuf, String> {
-        self.flush_buffer()?;
+    /// Finishes the file and makes it visible (`None`: it holds no row and is deleted).
+    fn complete(mut self, existing: Option<&mut ExistingRows>) -> Result<Option<PathBuf>, String> {
+        self.flush_buffer(existing)?;
+        if self.written == 0 {
+            drop(self.writer);
+            fs::remove_file(&self.hidden)
+                .map_err(|e| format!("removing {}: {e}", self.hidden.display()))?;
+            return Ok(None);
+        }
         let file = self
             .writer
             .into_inner()
@@ -414,7 +444,7 @@ impl OpenFile {
             .map_err(|e| format!("{}: {e}", self.hidden.display()))?;
         fs::rename(&self.hidden, &self.visible)
             .map_err(|e| format!("renaming {}: {e}", self.hidden.display()))?;
-        Ok(self.visible)
+        Ok(Some(self.visible))
     }
 }
 
@@ -427,6 +457,8 @@ pub struct Lake {
     samples_schema: SchemaRef,
     windows_schema: SchemaRef,
     properties: WriterProperties,
+    /// The rows partitions held before (when skipping them).
+    existing: Option<ExistingRows>,
     /// Files completed so far (for tests and logs).
     pub completed: Vec<PathBuf>,
 }
@@ -434,7 +466,11 @@ pub struct Lake {
 impl Lake {
     pub fn new(dir: PathBuf, options: LakeOptions) -> Lake {
         let properties = writer_properties();
+        let existing = options
+            .skip_existing
+            .map(|max_rows| ExistingRows::new(&options.writer, max_rows));
         Lake {
+            existing,
             dir,
             options,
             open: HashMap::new(),
@@ -495,9 +531,10 @@ impl Lake {
         };
         if file.rows >= self.options.roll_rows {
             let file = self.open.remove(partition).expect("present");
-            self.completed.push(file.complete()?);
+            self.completed
+                .extend(file.complete(self.existing.as_mut())?);
         } else if file.buffer.len() >= BATCH_ROWS {
-            file.flush_buffer()?;
+            file.flush_buffer(self.existing.as_mut())?;
         }
         Ok(())
     }
@@ -518,7 +555,8 @@ impl Lake {
                     .map(|(p, _)| p.clone())
                     .expect("non-empty");
                 let file = self.open.remove(&oldest).expect("exists");
-                self.completed.push(file.complete()?);
+                self.completed
+                    .extend(file.complete(self.existing.as_mut())?);
             }
             fs::create_dir_all(partition)
                 .map_err(|e| format!("cannot create {}: {e}", partition.display()))?;
@@ -542,12 +580,14 @@ impl Lake {
             self.open.insert(
                 partition.to_path_buf(),
                 OpenFile {
+                    partition: partition.to_path_buf(),
                     hidden,
                     visible,
                     writer,
                     schema,
                     buffer,
                     rows: 0,
+                    written: 0,
                     opened: now,
                     last_write: now,
                 },
@@ -569,7 +609,8 @@ impl Lake {
             .collect();
         for partition in aged {
             let file = self.open.remove(&partition).expect("listed above");
-            self.completed.push(file.complete()?);
+            self.completed
+                .extend(file.complete(self.existing.as_mut())?);
         }
         Ok(())
     }
@@ -578,8 +619,8 @@ impl Lake {
     pub fn finish(&mut self) -> Result<(), String> {
         let mut first_error = None;
         for (_, file) in self.open.drain() {
-            match file.complete() {
-                Ok(path) => self.completed.push(path),
+            match file.complete(self.existing.as_mut()) {
+                Ok(path) => self.completed.extend(path),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
@@ -590,6 +631,11 @@ impl Lake {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Rows not written because the lake held them before (when skipping them).
+    pub fn rows_skipped(&self) -> u64 {
+        self.existing.as_ref().map_or(0, |e| e.skipped)
     }
 }
 

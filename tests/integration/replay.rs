@@ -1,7 +1,7 @@
 //! `millstream replay`: a live run recorded beside the engine, replayed into fresh stores, gives
-//! the same windows and sink rows; replaying again adds nothing; the lake replays into windows
-//! of a new size that agree with SQL over the live samples; damaged input is reported by file
-//! and position while the rest is replayed.
+//! the same windows and sink rows; replaying again adds nothing (SQLite and the lake); the lake
+//! replays into windows of a new size that agree with SQL over the live samples; damaged input
+//! is reported by file and position while the rest is replayed.
 
 use std::path::Path;
 use std::process::{Output, Stdio};
@@ -222,6 +222,14 @@ async fn a_replay_of_a_recorded_live_run_gives_the_same_windows_and_rows() {
         sql_rows(&d.join("replayed.db"), "window_aggregates", &devices).await,
         live_windows
     );
+    // The lake skips the rows its partitions held: samples and windows as after one replay.
+    for table in ["samples", "windows"] {
+        assert_eq!(
+            lake_rows(&d.join("replayed-lake"), table, &devices),
+            lake_rows(&d.join("live-lake"), table, &devices),
+            "lake {table} after a second replay"
+        );
+    }
 
     // The lake replayed into 5 s windows: each counts the live samples SQL finds in it.
     let lake_arg = format!("lake:{}", d.join("live-lake").display());
@@ -276,15 +284,34 @@ async fn damaged_input_is_reported_by_file_and_position_and_the_rest_replayed() 
     assert!(samples > 1000, "{samples}");
 
     // Paced: the recording spans 29.8 s; at 20x it takes at least 1.49 s, and gives the same.
+    // Run on a terminal (`script` gives it one): the progress line is rewritten in place.
     let config = pipeline(d, "paced", "mqtt://127.0.0.1:1", r#""1s""#);
     let started = std::time::Instant::now();
-    let paced = replay(&[RECORDING, "-c", config.to_str().unwrap(), "--speed", "20x"]);
+    let command = format!(
+        "'{}' replay '{RECORDING}' -c '{}' --speed 20x --workers 2",
+        env!("CARGO_BIN_EXE_millstream"),
+        config.display()
+    );
+    let paced = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script (util-linux) runs the replay on a terminal");
     assert!(paced.status.success());
     assert!(
         started.elapsed() >= Duration::from_millis(1_490),
         "{:?}",
         started.elapsed()
     );
+    let terminal = String::from_utf8_lossy(&paced.stdout);
+    let lines: Vec<&str> = terminal
+        .split("\r\x1b[2K")
+        .filter(|l| l.contains("ETA"))
+        .collect();
+    assert!(lines.len() >= 3, "progress lines: {terminal}");
+    let last = lines.last().unwrap();
+    assert!(last.contains('%') && last.contains("samples/s"), "{last}");
+    assert!(terminal.contains("replay done"), "{terminal}");
     let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM samples")
         .fetch_one(&sqlite_at(&d.join("paced.db")).await)
         .await

@@ -226,7 +226,7 @@ pub struct Collect {
 }
 
 impl millstream::dataflow::Observer for Collect {
-    fn on_samples(&self, samples: &[millstream::sample::Sample]) {
+    fn on_samples(&self, samples: &Arc<[millstream::sample::Sample]>) {
         self.samples.lock().unwrap().extend_from_slice(samples);
     }
     fn on_windows(&self, windows: &[millstream::window::WindowRow]) {

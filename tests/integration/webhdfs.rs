@@ -115,6 +115,7 @@ async fn closed_partitions_go_to_hdfs_file_by_file_with_success_last() {
         roll_rows: 100,
         roll_age: Duration::from_secs(3600),
         writer: w.into(),
+        skip_existing: None,
     };
     let mut lake = Lake::new(dir.path().to_path_buf(), options("a"));
     for k in 0..3 {

@@ -1,0 +1,216 @@
+//! The rows a lake partition held before this writer wrote to it, so a replay into a lake that
+//! already holds the data adds nothing (issue 6; the SQL stores get the same from their primary
+//! keys, InfluxDB from overwriting a series' point).
+//!
+//! A partition's rows are read the first time the writer flushes rows into it, from the complete
+//! files of *other* writers (this writer's own files hold the replay's rows, which must all
+//! stay, copies included, to match the live run). Memory is bounded: a partition holding more
+//! than [`ExistingRows::new`]'s row limit is not checked (a warning says so; `millstream lake
+//! compact` drops the copies once the partition is closed), and only the most recently used
+//! partitions' sets are kept.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow_array::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::layout::is_data_file;
+use super::row_set::RowSet;
+
+/// Partitions whose rows are kept in memory at once.
+const KEPT_PARTITIONS: usize = 4;
+
+/// The pre-existing rows of the partitions a writer touches.
+pub struct ExistingRows {
+    /// This writer's id, as in its file names (`part-<ts>-<writer>-<seq>.parquet`).
+    writer: String,
+    max_rows: u64,
+    /// Most recently used last; `None`: too large to check.
+    partitions: Vec<(PathBuf, Option<RowSet>)>,
+    /// Rows not written because the partition held them already.
+    pub skipped: u64,
+}
+
+impl ExistingRows {
+    /// `max_rows`: the most rows of one partition held in memory (about 20 bytes each).
+    pub fn new(writer: &str, max_rows: u64) -> ExistingRows {
+        ExistingRows {
+            writer: writer.to_string(),
+            max_rows,
+            partitions: Vec::new(),
+            skipped: 0,
+        }
+    }
+
+    /// The rows of `batch`, bound for `partition`, that the partition did not hold already.
+    pub fn keep_new(&mut self, partition: &Path, batch: RecordBatch) -> RecordBatch {
+        let position = match self.partitions.iter().position(|(p, _)| p == partition) {
+            Some(i) => i,
+            None => {
+                if self.partitions.len() >= KEPT_PARTITIONS {
+                    self.partitions.remove(0);
+                }
+                let rows = self.load(partition);
+                self.partitions.push((partition.to_path_buf(), rows));
+                self.partitions.len() - 1
+            }
+        };
+        let entry = self.partitions.remove(position);
+        let kept = match &entry.1 {
+            Some(rows) if !rows.is_empty() => match rows.drop_known(&batch) {
+                Ok((kept, dropped)) => {
+                    self.skipped += dropped;
+                    kept
+                }
+                Err(e) => {
+                    tracing::warn!(partition = %partition.display(), error = %e, "cannot compare rows with the lake's; written as they are");
+                    batch
+                }
+            },
+            _ => batch,
+        };
+        self.partitions.push(entry);
+        kept
+    }
+
+    /// Reads the rows of the partition's complete files written by others.
+    fn load(&self, partition: &Path) -> Option<RowSet> {
+        let mine = format!("-{}-", self.writer);
+        let Ok(entries) = std::fs::read_dir(partition) else {
+            return Some(RowSet::default());
+        };
+        let mut files = Vec::new();
+        let mut total = 0u64;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !is_data_file(&name) || name.contains(&mine) {
+                continue;
+            }
+            let path = entry.path();
+            let builder = File::open(&path).map_err(|e| e.to_string()).and_then(|f| {
+                ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| e.to_string())
+            });
+            match builder {
+                Ok(builder) => {
+                    total += builder.metadata().file_metadata().num_rows().max(0) as u64;
+                    files.push((path, builder));
+                }
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "not the lake's Parquet; its rows are not compared with the replay's")
+                }
+            }
+        }
+        if total > self.max_rows {
+            tracing::warn!(
+                partition = %partition.display(),
+                rows = total,
+                limit = self.max_rows,
+                "the partition holds too many rows to check for copies; rows it holds already may be written again (`millstream lake compact` drops them once the partition is closed)"
+            );
+            return None;
+        }
+        let mut rows = RowSet::default();
+        for (path, builder) in files {
+            let read = builder
+                .with_batch_size(65_536)
+                .build()
+                .map_err(|e| e.to_string())
+                .and_then(|reader| {
+                    reader
+                        .into_iter()
+                        .try_for_each(|batch| rows.insert_all(&batch.map_err(|e| e.to_string())?))
+                });
+            if let Err(e) = read {
+                tracing::warn!(file = %path.display(), error = %e, "cannot read every row; the rest of the file is not compared with the replay's");
+            }
+        }
+        Some(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample::Sample;
+    use crate::sinks::parquet::{Lake, LakeOptions};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn options(writer: &str) -> LakeOptions {
+        LakeOptions {
+            roll_rows: 1_000_000,
+            roll_age: Duration::from_secs(60),
+            writer: writer.into(),
+            skip_existing: None,
+        }
+    }
+
+    fn samples(from: i64, to: i64) -> Vec<Sample> {
+        let (d, i): (Arc<str>, Arc<str>) = (Arc::from("M1"), Arc::from("X"));
+        (from..to)
+            .map(|k| Sample::number(d.clone(), i.clone(), 1_700_000_000_000 + k, k as f64))
+            .collect()
+    }
+
+    fn lake_rows(dir: &Path) -> usize {
+        crate::lake::layout::partitions(dir)
+            .iter()
+            .flat_map(|p| std::fs::read_dir(&p.dir).unwrap().flatten())
+            .filter(|e| is_data_file(&e.file_name().to_string_lossy()))
+            .map(|e| {
+                ParquetRecordBatchReaderBuilder::try_new(File::open(e.path()).unwrap())
+                    .unwrap()
+                    .metadata()
+                    .file_metadata()
+                    .num_rows() as usize
+            })
+            .sum()
+    }
+
+    #[test]
+    fn a_second_writer_adds_only_rows_the_lake_did_not_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut live = Lake::new(dir.path().to_path_buf(), options("live"));
+        live.write_samples(&samples(0, 1_000)).unwrap();
+        live.finish().unwrap();
+
+        let mut replay_options = options("replay");
+        replay_options.skip_existing = Some(1_000_000);
+        let mut replay = Lake::new(dir.path().to_path_buf(), replay_options);
+        // Half already there, half new; the replay's own copy of a row stays (a live run
+        // would have stored it twice too).
+        let mut batch = samples(500, 1_500);
+        batch.push(samples(1_200, 1_201).remove(0));
+        replay.write_samples(&batch).unwrap();
+        replay.finish().unwrap();
+        assert_eq!(replay.rows_skipped(), 500);
+        assert_eq!(lake_rows(dir.path()), 1_000 + 501);
+
+        // Everything there already: no file at all.
+        let mut again_options = options("again");
+        again_options.skip_existing = Some(1_000_000);
+        let mut again = Lake::new(dir.path().to_path_buf(), again_options);
+        again.write_samples(&samples(0, 1_000)).unwrap();
+        let before = again.completed.len();
+        again.finish().unwrap();
+        assert_eq!(again.rows_skipped(), 1_000);
+        assert_eq!(again.completed.len(), before);
+        assert_eq!(lake_rows(dir.path()), 1_501);
+    }
+
+    #[test]
+    fn a_partition_beyond_the_limit_is_written_unchecked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut live = Lake::new(dir.path().to_path_buf(), options("live"));
+        live.write_samples(&samples(0, 1_000)).unwrap();
+        live.finish().unwrap();
+        let mut replay_options = options("replay");
+        replay_options.skip_existing = Some(999);
+        let mut replay = Lake::new(dir.path().to_path_buf(), replay_options);
+        replay.write_samples(&samples(0, 1_000)).unwrap();
+        replay.finish().unwrap();
+        assert_eq!(replay.rows_skipped(), 0);
+        assert_eq!(lake_rows(dir.path()), 2_000);
+    }
+}
