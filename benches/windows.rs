@@ -48,10 +48,17 @@ fn fleet(seconds: i64) -> Vec<Vec<Sample>> {
 #[derive(Default)]
 struct Count {
     windows: AtomicU64,
+    /// The queue of a raw-sample sink that only counts rows.
+    raw_sink: std::sync::Mutex<Option<std::sync::mpsc::SyncSender<Arc<[Sample]>>>>,
 }
 
 impl Observer for Count {
-    fn on_samples(&self, _: &Arc<[Sample]>) {}
+    /// Like the engine: the raw batch goes to a sink's queue (whose thread drops it).
+    fn on_samples(&self, samples: &Arc<[Sample]>) {
+        if let Some(sink) = self.raw_sink.lock().unwrap().as_ref() {
+            sink.send(samples.clone()).unwrap();
+        }
+    }
     fn on_windows(&self, windows: &[WindowRow]) {
         self.windows
             .fetch_add(windows.len() as u64, Ordering::Relaxed);
@@ -76,11 +83,13 @@ fn coalesce(batches: &[Vec<Sample>], max: usize) -> Vec<Vec<Sample>> {
 
 /// Feeds `batches` through a fresh dataflow to its end; the time taken.
 fn run(batches: &[Vec<Sample>], workers: usize) -> Duration {
-    // Fresh samples each run, shared as the ingest task hands them over (the workers drop
-    // them: part of the timed work).
+    // Fresh samples each run, shared as the ingest task hands them over; a raw sink's thread
+    // receives every batch and drops it, as in the engine (part of the timed work).
     let input_batches: Vec<Arc<[Sample]>> =
         batches.iter().map(|b| Arc::from(b.as_slice())).collect();
     let observer = Arc::new(Count::default());
+    let (raw_sink, queue) = std::sync::mpsc::sync_channel::<Arc<[Sample]>>(256);
+    *observer.raw_sink.lock().unwrap() = Some(raw_sink);
     let options = DataflowOptions {
         workers,
         windows: spec(),
@@ -89,14 +98,18 @@ fn run(batches: &[Vec<Sample>], workers: usize) -> Duration {
         input_capacity: 256,
     };
     let start = Instant::now();
+    let sink = std::thread::spawn(move || queue.iter().map(|b| b.len()).sum::<usize>());
     let (input, flow) = dataflow::start(options, observer.clone()).unwrap();
     for batch in input_batches {
         input.blocking_send(batch).unwrap();
     }
     input.close();
     flow.join().unwrap();
+    observer.raw_sink.lock().unwrap().take();
+    let rows = sink.join().unwrap();
     let elapsed = start.elapsed();
     assert!(observer.windows.load(Ordering::Relaxed) > 0);
+    assert_eq!(rows, batches.iter().map(Vec::len).sum::<usize>());
     elapsed
 }
 
