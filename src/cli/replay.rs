@@ -195,11 +195,17 @@ fn print_summary(
     }
     for sink in &state.sinks {
         let s = sink.status();
+        let skipped = sink.stats.skipped.load(Ordering::Relaxed);
         eprintln!(
-            "  sink {} ({}): {} written, {} failed, {} dropped, {} bytes spooled{}",
+            "  sink {} ({}): {} written{}, {} failed, {} dropped, {} bytes spooled{}",
             s.name,
             s.kind,
             s.written,
+            if skipped > 0 {
+                format!(" ({skipped} of them held already, not written again)")
+            } else {
+                String::new()
+            },
             s.failed,
             s.dropped,
             s.spooled_bytes,

@@ -67,6 +67,8 @@ pub struct SinkStats {
     pub failed: AtomicU64,
     /// Rows given up (not retried).
     pub dropped: AtomicU64,
+    /// Rows not written again because the store held them already (the lake, in a replay).
+    pub skipped: AtomicU64,
     pub retries: AtomicU64,
     /// Messages waiting in the queue (gauge).
     pub queued: AtomicU64,

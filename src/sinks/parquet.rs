@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::{SinkMessage, SinkQueue, SinkStats};
@@ -154,6 +155,7 @@ fn run(mut lake: Lake, mut receiver: SinkQueue, stats: Arc<SinkStats>, name: &st
                 0
             }),
         };
+        stats.skipped.store(lake.rows_skipped(), Ordering::Relaxed);
         match result {
             Ok(rows) => stats.ok(rows as u64),
             Err(e) => {
@@ -163,6 +165,7 @@ fn run(mut lake: Lake, mut receiver: SinkQueue, stats: Arc<SinkStats>, name: &st
         }
     }
     let finished = lake.finish();
+    stats.skipped.store(lake.rows_skipped(), Ordering::Relaxed);
     if lake.rows_skipped() > 0 {
         tracing::info!(
             sink = name,

@@ -214,6 +214,11 @@ async fn a_replay_of_a_recorded_live_run_gives_the_same_windows_and_rows() {
     // Replaying into stores that hold the data adds no rows to them.
     let output = replay(&[recording.to_str().unwrap(), "-c", again.to_str().unwrap()]);
     assert!(output.status.success());
+    let summary = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        summary.contains("of them held already, not written again"),
+        "{summary}"
+    );
     assert_eq!(
         sql_rows(&d.join("replayed.db"), "samples", &devices).await,
         live_samples
