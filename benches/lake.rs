@@ -10,8 +10,8 @@
 //!     cargo bench --bench lake
 //!
 //! `LAKE_REPLAY_SAMPLES` and `LAKE_ANALYZE_DEVICES` (samples ≈ devices × 17.3 M) change the
-//! sizes; `LAKE_SKIP_ANALYZE=1` runs the replay only. Generated inputs are kept under `target/bench-data/` between runs. Results:
-//! docs/benchmarks.md.
+//! sizes; `LAKE_SKIP_ANALYZE=1` runs the replay only. Generated inputs are kept under
+//! `target/bench-data/` between runs. Results: docs/benchmarks.md.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

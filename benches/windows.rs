@@ -45,19 +45,16 @@ fn fleet(seconds: i64) -> Vec<Vec<Sample>> {
     batches
 }
 
-#[derive(Default)]
 struct Count {
     windows: AtomicU64,
-    /// The queue of a raw-sample sink that only counts rows.
-    raw_sink: std::sync::Mutex<Option<std::sync::mpsc::SyncSender<Arc<[Sample]>>>>,
+    /// The queue of a raw-sample sink that only counts rows (closed when this is dropped).
+    raw_sink: std::sync::mpsc::SyncSender<Arc<[Sample]>>,
 }
 
 impl Observer for Count {
     /// Like the engine: the raw batch goes to a sink's queue (whose thread drops it).
     fn on_samples(&self, samples: &Arc<[Sample]>) {
-        if let Some(sink) = self.raw_sink.lock().unwrap().as_ref() {
-            sink.send(samples.clone()).unwrap();
-        }
+        self.raw_sink.send(samples.clone()).unwrap();
     }
     fn on_windows(&self, windows: &[WindowRow]) {
         self.windows
@@ -87,9 +84,11 @@ fn run(batches: &[Vec<Sample>], workers: usize) -> Duration {
     // receives every batch and drops it, as in the engine (part of the timed work).
     let input_batches: Vec<Arc<[Sample]>> =
         batches.iter().map(|b| Arc::from(b.as_slice())).collect();
-    let observer = Arc::new(Count::default());
     let (raw_sink, queue) = std::sync::mpsc::sync_channel::<Arc<[Sample]>>(256);
-    *observer.raw_sink.lock().unwrap() = Some(raw_sink);
+    let observer = Arc::new(Count {
+        windows: AtomicU64::new(0),
+        raw_sink,
+    });
     let options = DataflowOptions {
         workers,
         windows: spec(),
@@ -105,10 +104,11 @@ fn run(batches: &[Vec<Sample>], workers: usize) -> Duration {
     }
     input.close();
     flow.join().unwrap();
-    observer.raw_sink.lock().unwrap().take();
+    let windows = observer.windows.load(Ordering::Relaxed);
+    drop(observer);
     let rows = sink.join().unwrap();
     let elapsed = start.elapsed();
-    assert!(observer.windows.load(Ordering::Relaxed) > 0);
+    assert!(windows > 0);
     assert_eq!(rows, batches.iter().map(Vec::len).sum::<usize>());
     elapsed
 }

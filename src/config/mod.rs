@@ -341,8 +341,10 @@ pub struct SinkConfig {
     /// Parquet uploads: a partition is closed this long after its time range ended (default 1h).
     #[serde(default)]
     pub closed_after: Option<HumanDuration>,
-    /// Set by `millstream replay`, not in files: the sink receives data it may hold already
-    /// (the Parquet lake then skips rows its partitions held before).
+    /// Set by `millstream replay`, not in files. No live source to keep up with: a full queue
+    /// makes the sender wait instead of spooling. The data may be held already: the SQL and
+    /// Influx sinks keep one row per key anyway; the Parquet lake skips rows its partitions
+    /// held before.
     #[serde(skip)]
     pub replay: bool,
 }

@@ -48,6 +48,16 @@ pub(super) enum KeyedOut {
     Count(Update<Arc<str>>),
 }
 
+/// What this worker keeps of one device.
+#[derive(Default)]
+struct DeviceState {
+    items: FxHashMap<Arc<str>, KeyState>,
+    /// Samples of its owned keys at the time being processed.
+    counted: isize,
+}
+
+type Keys = FxHashMap<Arc<str>, DeviceState>;
+
 #[derive(Default)]
 struct KeyState {
     /// This worker aggregates the key (other workers keep an empty state to remember that
@@ -77,11 +87,12 @@ pub(super) fn keyed<'scope>(
             let peers = scope.peers() as u64;
             let owns = move |device: &str, item: &str| peers == 1 || key_hash(device, item) % peers == worker as u64;
             let mut held = Some(capability);
-            let mut keys: FxHashMap<Arc<str>, FxHashMap<Arc<str>, KeyState>> = FxHashMap::default();
+            let mut keys: Keys = FxHashMap::default();
             let mut closed: Vec<ClosedWindow> = Vec::new();
             let mut windows: Vec<KeyedOut> = Vec::new();
             let mut touched: Vec<(Arc<str>, Arc<str>)> = Vec::new();
-            let mut counts: Vec<(Arc<str>, isize)> = Vec::new();
+            // Devices with samples counted at the time being processed.
+            let mut counted: Vec<Arc<str>> = Vec::new();
             let mut changes: Vec<KeyedOut> = Vec::new();
             // The time of the latest values and counts not emitted yet.
             let mut changes_at: Option<timely::dataflow::operators::Capability<u64>> = None;
@@ -97,7 +108,7 @@ pub(super) fn keyed<'scope>(
                         && Some(cap.time()) != time.least()
                     {
                         let cap = changes_at.take().expect("checked above");
-                        take_changes(*cap.time(), &mut keys, &mut counts, &mut touched, &mut changes);
+                        take_changes(*cap.time(), &mut keys, &mut counted, &mut touched, &mut changes);
                         output.session(&cap).give_container(&mut changes);
                         changes.clear();
                     }
@@ -113,10 +124,11 @@ pub(super) fn keyed<'scope>(
                             let first = &samples[at];
                             let run = &samples[at..at + same_key_run(&samples[at..])];
                             at += run.len();
-                            let items = match keys.get_mut(&*first.device) {
-                                Some(items) => items,
+                            let device = match keys.get_mut(&*first.device) {
+                                Some(device) => device,
                                 None => keys.entry(first.device.clone()).or_default(),
                             };
+                            let DeviceState { items, counted: device_count } = device;
                             let state = match items.get_mut(&*first.item) {
                                 Some(state) => state,
                                 None => items.entry(first.item.clone()).or_insert_with(|| KeyState {
@@ -127,13 +139,10 @@ pub(super) fn keyed<'scope>(
                             if !state.owned {
                                 continue;
                             }
-                            match counts.last_mut() {
-                                Some((device, n)) if **device == *first.device => *n += run.len() as isize,
-                                _ => match counts.iter_mut().find(|(d, _)| **d == *first.device) {
-                                    Some((_, n)) => *n += run.len() as isize,
-                                    None => counts.push((first.device.clone(), run.len() as isize)),
-                                },
+                            if *device_count == 0 {
+                                counted.push(first.device.clone());
                             }
+                            *device_count += run.len() as isize;
                             // Latest value: the newest of this message (`max_by_key` gives the
                             // last of equals: a tie goes to the later arrival),
                             // compared to the last one.
@@ -170,19 +179,19 @@ pub(super) fn keyed<'scope>(
                     && !frontier.frontier().less_equal(cap.time())
                 {
                     let cap = changes_at.take().expect("checked above");
-                    take_changes(*cap.time(), &mut keys, &mut counts, &mut touched, &mut changes);
+                    take_changes(*cap.time(), &mut keys, &mut counted, &mut touched, &mut changes);
                     output.session(&cap).give_container(&mut changes);
                     changes.clear();
                 }
                 if late > 0 {
                     observer.on_late(late);
                 }
-                let each_window = |keys: &mut FxHashMap<Arc<str>, FxHashMap<Arc<str>, KeyState>>,
+                let each_window = |keys: &mut Keys,
                                    windows: &mut Vec<KeyedOut>,
                                    closed: &mut Vec<ClosedWindow>,
                                    f: &mut dyn FnMut(&mut KeyWindows, &mut Vec<ClosedWindow>)| {
-                    for (device, items) in keys.iter_mut() {
-                        for (item, state) in items.iter_mut() {
+                    for (device, state) in keys.iter_mut() {
+                        for (item, state) in state.items.iter_mut() {
                             if let Some(w) = state.windows.as_mut() {
                                 f(w, closed);
                                 windows.extend(
@@ -244,18 +253,20 @@ fn same_key_run(samples: &[Sample]) -> usize {
 /// touched its new latest value (retracting the old).
 fn take_changes(
     t: u64,
-    keys: &mut FxHashMap<Arc<str>, FxHashMap<Arc<str>, KeyState>>,
-    counts: &mut Vec<(Arc<str>, isize)>,
+    keys: &mut Keys,
+    counted: &mut Vec<Arc<str>>,
     touched: &mut Vec<(Arc<str>, Arc<str>)>,
     out: &mut Vec<KeyedOut>,
 ) {
-    for (device, n) in counts.drain(..) {
+    for device in counted.drain(..) {
+        let state = keys.get_mut(&device).expect("counted devices exist");
+        let n = std::mem::take(&mut state.counted);
         out.push(KeyedOut::Count((device, t, n)));
     }
     for (device, item) in touched.drain(..) {
         let state = keys
             .get_mut(&device)
-            .and_then(|i| i.get_mut(&item))
+            .and_then(|d| d.items.get_mut(&item))
             .expect("touched keys exist");
         let Some(new) = state.pending.take() else {
             continue;

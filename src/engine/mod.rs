@@ -128,14 +128,9 @@ impl Engine {
         let bus = Bus::default();
 
         if settings.replay.is_some() {
-            // Sinks may hold the replayed data already; each keeps one copy in its own way.
             config.sinks.iter_mut().for_each(|s| s.replay = true);
         }
-        let mut sinks = Sinks::start(&config.sinks, &config.state_dir).await?;
-        if settings.replay.is_some() {
-            // No live source to keep up with: a slow sink slows the replay instead of spooling.
-            sinks.apply_backpressure();
-        }
+        let sinks = Sinks::start(&config.sinks, &config.state_dir).await?;
         let mut options = dataflow_options(&config, settings.workers);
         if settings
             .replay

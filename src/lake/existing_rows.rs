@@ -45,33 +45,35 @@ impl ExistingRows {
 
     /// The rows of `batch`, bound for `partition`, that the partition did not hold already.
     pub fn keep_new(&mut self, partition: &Path, batch: RecordBatch) -> RecordBatch {
-        let position = match self.partitions.iter().position(|(p, _)| p == partition) {
-            Some(i) => i,
+        match self.partitions.iter().position(|(p, _)| p == partition) {
+            Some(i) => {
+                let used = self.partitions.remove(i);
+                self.partitions.push(used);
+            }
             None => {
                 if self.partitions.len() >= KEPT_PARTITIONS {
                     self.partitions.remove(0);
                 }
                 let rows = self.load(partition);
                 self.partitions.push((partition.to_path_buf(), rows));
-                self.partitions.len() - 1
             }
+        }
+        let Some(rows) = self.partitions.last().and_then(|(_, rows)| rows.as_ref()) else {
+            return batch;
         };
-        let entry = self.partitions.remove(position);
-        let kept = match &entry.1 {
-            Some(rows) if !rows.is_empty() => match rows.drop_known(&batch) {
-                Ok((kept, dropped)) => {
-                    self.skipped += dropped;
-                    kept
-                }
-                Err(e) => {
-                    tracing::warn!(partition = %partition.display(), error = %e, "cannot compare rows with the lake's; written as they are");
-                    batch
-                }
-            },
-            _ => batch,
-        };
-        self.partitions.push(entry);
-        kept
+        if rows.is_empty() {
+            return batch;
+        }
+        match rows.drop_known(&batch) {
+            Ok((kept, dropped)) => {
+                self.skipped += dropped;
+                kept
+            }
+            Err(e) => {
+                tracing::warn!(partition = %partition.display(), error = %e, "cannot compare rows with the lake's; written as they are");
+                batch
+            }
+        }
     }
 
     /// Reads the rows of the partition's complete files written by others.
@@ -137,13 +139,18 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    fn options(writer: &str) -> LakeOptions {
-        LakeOptions {
+    /// A lake writer `writer` that wrote `samples` and finished.
+    fn write(dir: &Path, writer: &str, skip_existing: Option<u64>, samples: &[Sample]) -> Lake {
+        let options = LakeOptions {
             roll_rows: 1_000_000,
             roll_age: Duration::from_secs(60),
             writer: writer.into(),
-            skip_existing: None,
-        }
+            skip_existing,
+        };
+        let mut lake = Lake::new(dir.to_path_buf(), options);
+        lake.write_samples(samples).unwrap();
+        lake.finish().unwrap();
+        lake
     }
 
     fn samples(from: i64, to: i64) -> Vec<Sample> {
@@ -154,12 +161,11 @@ mod tests {
     }
 
     fn lake_rows(dir: &Path) -> usize {
-        crate::lake::layout::partitions(dir)
+        crate::lake::layout::sample_files(dir, None, None)
+            .unwrap()
             .iter()
-            .flat_map(|p| std::fs::read_dir(&p.dir).unwrap().flatten())
-            .filter(|e| is_data_file(&e.file_name().to_string_lossy()))
-            .map(|e| {
-                ParquetRecordBatchReaderBuilder::try_new(File::open(e.path()).unwrap())
+            .map(|f| {
+                ParquetRecordBatchReaderBuilder::try_new(File::open(&f.path).unwrap())
                     .unwrap()
                     .metadata()
                     .file_metadata()
@@ -171,45 +177,28 @@ mod tests {
     #[test]
     fn a_second_writer_adds_only_rows_the_lake_did_not_hold() {
         let dir = tempfile::tempdir().unwrap();
-        let mut live = Lake::new(dir.path().to_path_buf(), options("live"));
-        live.write_samples(&samples(0, 1_000)).unwrap();
-        live.finish().unwrap();
+        write(dir.path(), "live", None, &samples(0, 1_000));
 
-        let mut replay_options = options("replay");
-        replay_options.skip_existing = Some(1_000_000);
-        let mut replay = Lake::new(dir.path().to_path_buf(), replay_options);
         // Half already there, half new; the replay's own copy of a row stays (a live run
         // would have stored it twice too).
         let mut batch = samples(500, 1_500);
         batch.push(samples(1_200, 1_201).remove(0));
-        replay.write_samples(&batch).unwrap();
-        replay.finish().unwrap();
+        let replay = write(dir.path(), "replay", Some(1_000_000), &batch);
         assert_eq!(replay.rows_skipped(), 500);
         assert_eq!(lake_rows(dir.path()), 1_000 + 501);
 
         // Everything there already: no file at all.
-        let mut again_options = options("again");
-        again_options.skip_existing = Some(1_000_000);
-        let mut again = Lake::new(dir.path().to_path_buf(), again_options);
-        again.write_samples(&samples(0, 1_000)).unwrap();
-        let before = again.completed.len();
-        again.finish().unwrap();
+        let again = write(dir.path(), "again", Some(1_000_000), &samples(0, 1_000));
         assert_eq!(again.rows_skipped(), 1_000);
-        assert_eq!(again.completed.len(), before);
+        assert!(again.completed.is_empty(), "{:?}", again.completed);
         assert_eq!(lake_rows(dir.path()), 1_501);
     }
 
     #[test]
     fn a_partition_beyond_the_limit_is_written_unchecked() {
         let dir = tempfile::tempdir().unwrap();
-        let mut live = Lake::new(dir.path().to_path_buf(), options("live"));
-        live.write_samples(&samples(0, 1_000)).unwrap();
-        live.finish().unwrap();
-        let mut replay_options = options("replay");
-        replay_options.skip_existing = Some(999);
-        let mut replay = Lake::new(dir.path().to_path_buf(), replay_options);
-        replay.write_samples(&samples(0, 1_000)).unwrap();
-        replay.finish().unwrap();
+        write(dir.path(), "live", None, &samples(0, 1_000));
+        let replay = write(dir.path(), "replay", Some(999), &samples(0, 1_000));
         assert_eq!(replay.rows_skipped(), 0);
         assert_eq!(lake_rows(dir.path()), 2_000);
     }

@@ -413,17 +413,11 @@ impl Sinks {
                 sender,
                 spool,
                 stats,
-                backpressure: false,
+                backpressure: config.replay,
             });
             tasks.push(task);
         }
         Ok(Sinks { handles, tasks })
-    }
-
-    /// Makes senders wait for room in a full queue instead of spooling (for replays). Call
-    /// before handing out the handles.
-    pub fn apply_backpressure(&mut self) {
-        self.handles.iter_mut().for_each(|h| h.backpressure = true);
     }
 
     /// Closes every queue and waits for the sinks to write what they hold. `true` when every

@@ -402,7 +402,6 @@ impl Buffer {
 
 /// One file being written.
 struct OpenFile {
-    partition: PathBuf,
     hidden: PathBuf,
     visible: PathBuf,
     writer: ArrowWriter<File>,
@@ -422,7 +421,8 @@ impl OpenFile {
         }
         let mut batch = self.buffer.take(&self.schema)?;
         if let Some(existing) = existing {
-            batch = existing.keep_new(&self.partition, batch);
+            let partition = self.hidden.parent().expect("a file in a partition");
+            batch = existing.keep_new(partition, batch);
         }
         self.written += batch.num_rows() as u64;
         self.writer
@@ -583,7 +583,6 @@ impl Lake {
             self.open.insert(
                 partition.to_path_buf(),
                 OpenFile {
-                    partition: partition.to_path_buf(),
                     hidden,
                     visible,
                     writer,
