@@ -1,7 +1,8 @@
 //! Sinks: where samples and windows are stored. Every sink is a branch of the dataflow with its
 //! own bounded queue, its own disk spool and its own writer: a slow sink never slows the
 //! dataflow — when its queue is full, batches spool to disk and are written, in order, once the
-//! sink catches up. A backlog left at shutdown stays on disk and is written first next time.
+//! sink catches up. A stopping sink reads its spool for a few seconds more; a longer backlog
+//! stays on disk and is written first next time.
 //!
 //! Layout:
 //! - this file: what a sink receives ([`SinkMessage`]), its queue and counters ([`SinkHandle`],
@@ -245,7 +246,14 @@ pub struct SinkQueue {
     receiver: mpsc::Receiver<SinkMessage>,
     spool: spool::SharedSpool,
     stats: Arc<SinkStats>,
+    /// Set when the producers are gone: until then the spool is still read at shutdown.
+    drain_until: Option<std::time::Instant>,
 }
+
+/// How long a stopping sink goes on reading its spool. Batches may spill there just before a
+/// stop (a queue briefly full while the last windows are flushed); written now, a healthy
+/// store is complete after a clean stop. A longer backlog stays on disk for the next start.
+pub const SPOOL_DRAIN_AT_STOP: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl SinkQueue {
     fn take_spooled(&mut self) -> Option<SinkMessage> {
@@ -271,8 +279,9 @@ impl SinkQueue {
     }
 
     /// The next message: the queue first (older), then the spool; `None` once the producers
-    /// are gone and the queue is empty. A spooled backlog then stays on disk (synced) for the
-    /// next start, so that stopping takes seconds, not the hours an outage may have piled up.
+    /// are gone, the queue is empty, and the spool is read to its end or
+    /// [`SPOOL_DRAIN_AT_STOP`] has passed. A longer backlog stays on disk (synced) for the next
+    /// start, so that stopping takes seconds, not the hours an outage may have piled up.
     pub async fn next(&mut self) -> Option<SinkMessage> {
         match self.receiver.try_recv() {
             Ok(m) => return self.got(Some(m)),
@@ -291,6 +300,14 @@ impl SinkQueue {
     /// Stopping: the spool's backlog stays for the next start, synced so that the write-ahead
     /// log may let go of it.
     fn closed(&mut self) -> Option<SinkMessage> {
+        let deadline = *self
+            .drain_until
+            .get_or_insert_with(|| std::time::Instant::now() + SPOOL_DRAIN_AT_STOP);
+        if std::time::Instant::now() < deadline
+            && let Some(message) = self.take_spooled()
+        {
+            return Some(message);
+        }
         let mut spool = self.spool.lock().expect("spool lock");
         if !spool.is_empty() {
             tracing::info!(
@@ -399,6 +416,7 @@ impl Sinks {
                 receiver,
                 spool: spool.clone(),
                 stats: stats.clone(),
+                drain_until: None,
             };
             let task = match config.kind {
                 SinkKind::Parquet => parquet::spawn(config, queue, stats.clone())?,
@@ -472,6 +490,7 @@ mod tests {
             receiver,
             spool,
             stats: stats.clone(),
+            drain_until: None,
         };
         let d: Arc<str> = Arc::from("D");
         let batch = |ts: i64| {
@@ -499,9 +518,42 @@ mod tests {
                 order.push(s[0].ts);
             }
         }
-        // Everything up to the shutdown arrived, in order (the rest stays spooled on disk).
-        assert_eq!(order, (0..order.len() as i64).collect::<Vec<_>>());
-        assert!(order.len() >= 4);
+        // A stop reads the spool to its end (within SPOOL_DRAIN_AT_STOP): everything, in order.
+        assert_eq!(order, (0..13).collect::<Vec<_>>());
+        assert!(queue.spool.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_backlog_longer_than_the_stop_allows_stays_spooled_for_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (handle, receiver, spool, stats) = test_handle(dir.path(), 1, false);
+        let d: Arc<str> = Arc::from("D");
+        for ts in 0..5 {
+            handle.send(SinkMessage::Samples(
+                vec![Sample::number(d.clone(), d.clone(), ts, 0.0)].into(),
+            ));
+        }
+        drop(handle);
+        let mut queue = SinkQueue {
+            receiver,
+            spool: spool.clone(),
+            stats,
+            // The stop's reading time is already spent.
+            drain_until: Some(std::time::Instant::now()),
+        };
+        let mut got = Vec::new();
+        while let Some(SinkMessage::Samples(s)) = queue.next().await {
+            got.push(s[0].ts);
+        }
+        assert_eq!(got, vec![0], "only the queued batch");
+        drop(queue);
+        drop(spool);
+        let mut reopened = spool::Spool::open(dir.path(), 1 << 30).unwrap();
+        let mut rest = Vec::new();
+        while let Some(SinkMessage::Samples(s)) = reopened.pop().unwrap() {
+            rest.push(s[0].ts);
+        }
+        assert_eq!(rest, vec![1, 2, 3, 4], "the backlog, for the next start");
     }
 
     #[test]
@@ -528,6 +580,7 @@ mod tests {
             receiver,
             spool: spool.clone(),
             stats: stats.clone(),
+            drain_until: None,
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

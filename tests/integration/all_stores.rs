@@ -4,7 +4,7 @@
 //! without loss while the lake never pauses.
 
 use std::collections::BTreeSet;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use millstream::sim::{self, SimOptions, device_id};
@@ -96,7 +96,7 @@ roll_age = "2s"
         .args(["run", "--workers", "2", "-c"])
         .arg(&config)
         .env("TEST_CLOUD_PASSWORD", &password)
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(dir.path().join("engine.log")).unwrap())
         .spawn()
         .unwrap();
     wait_for_http(&base, Duration::from_secs(20)).await;
@@ -320,8 +320,20 @@ fn assert_close(got: &BTreeSet<WindowKey>, want: &BTreeSet<WindowKey>, what: &st
     }
 }
 
+/// The engine's log, for a failure's message.
+fn engine_log(run: &Run) -> String {
+    std::fs::read_to_string(run.dir.path().join("engine.log")).unwrap_or_default()
+}
+
 /// Every store holds exactly SQLite's rows (which hold exactly what was published).
 async fn assert_stores_agree(run: &Run, devices: &[String], published: u64) {
+    let rejected = run.dir.path().join("state/rejected");
+    assert!(
+        !rejected.exists(),
+        "no store refused a batch: {:?}\n{}",
+        std::fs::read_dir(&rejected).map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>()),
+        engine_log(run)
+    );
     let (samples, windows) = sqlite_rows(run, devices).await;
     assert_eq!(samples.len() as u64, published, "samples in SQLite");
     assert!(!windows.is_empty());
@@ -331,7 +343,12 @@ async fn assert_stores_agree(run: &Run, devices: &[String], published: u64) {
     assert_same(&my_windows, &windows, "MySQL windows vs SQLite's");
     let edge = influx_edge();
     let edge_samples = influx_samples(&edge, None, &run.edge_db, devices).await;
-    assert_eq!(edge_samples.len() as u64, published, "points at the edge");
+    assert_eq!(
+        edge_samples.len() as u64,
+        published,
+        "points at the edge\n{}",
+        engine_log(run)
+    );
     assert_same(&edge_samples, &samples, "edge samples vs SQLite's");
     assert_close(
         &influx_windows(&edge, None, &run.edge_db, devices).await,
