@@ -3,6 +3,7 @@
 //!
 //!     cargo bench --bench decode
 
+use millstream::id::Id;
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -67,10 +68,10 @@ fn sample_message() -> Vec<u8> {
 }
 
 fn bench(c: &mut Criterion) {
-    let device: Arc<str> = Arc::from("STRESS_TEST_00000");
+    let device: Id = Id::from("STRESS_TEST_00000");
     let query = query_response();
     let sample = sample_message();
-    let ids: Vec<Arc<str>> = ITEMS[..3].iter().map(|s| Arc::from(*s)).collect();
+    let ids: Vec<Id> = ITEMS[..3].iter().map(|s| Id::from(*s)).collect();
 
     let mut group = c.benchmark_group("decode");
     group.throughput(Throughput::Elements(1));

@@ -4,7 +4,7 @@
 //!
 //!     cargo bench --bench parquet
 
-use std::sync::Arc;
+use millstream::id::Id;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -13,10 +13,10 @@ use millstream::sinks::parquet::{Lake, LakeOptions};
 
 /// One second of the fleet per batch group: 100 machines × 20 items × 100 samples.
 fn fleet(seconds: i64) -> Vec<Vec<Sample>> {
-    let devices: Vec<Arc<str>> = (0..100)
-        .map(|d| Arc::from(format!("STRESS_TEST_{d:05}")))
+    let devices: Vec<Id> = (0..100)
+        .map(|d| Id::from(format!("STRESS_TEST_{d:05}")))
         .collect();
-    let items: Vec<Arc<str>> = (0..20).map(|i| Arc::from(format!("01035{i:05}"))).collect();
+    let items: Vec<Id> = (0..20).map(|i| Id::from(format!("01035{i:05}"))).collect();
     let mut batches = Vec::new();
     for upload in 0..seconds * 10 {
         for (d, device) in devices.iter().enumerate() {

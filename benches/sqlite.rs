@@ -3,17 +3,17 @@
 //!
 //!     cargo bench --bench sqlite
 
-use std::sync::Arc;
+use millstream::id::Id;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use millstream::sample::Sample;
 
 fn samples(n: usize) -> Vec<Sample> {
-    let devices: Vec<Arc<str>> = (0..100)
-        .map(|d| Arc::from(format!("STRESS_TEST_{d:05}")))
+    let devices: Vec<Id> = (0..100)
+        .map(|d| Id::from(format!("STRESS_TEST_{d:05}")))
         .collect();
-    let items: Vec<Arc<str>> = (0..20).map(|i| Arc::from(format!("01035{i:05}"))).collect();
+    let items: Vec<Id> = (0..20).map(|i| Id::from(format!("01035{i:05}"))).collect();
     let mut out = Vec::with_capacity(n);
     let mut tick = 0i64;
     while out.len() < n {

@@ -11,7 +11,7 @@
 //! `scripts/test` leaves them; `STORES_ROWS` sets the rows, default 1,000,000).
 //! Results: docs/benchmarks.md.
 
-use std::sync::Arc;
+use millstream::id::Id;
 use std::time::Instant;
 
 use millstream::config::{SinkConfig, SinkKind};
@@ -20,10 +20,10 @@ use millstream::sinks::{SinkMessage, Sinks};
 use sqlx::Connection;
 
 fn samples(n: usize) -> Vec<Sample> {
-    let devices: Vec<Arc<str>> = (0..100)
-        .map(|d| Arc::from(format!("STRESS_TEST_{d:05}")))
+    let devices: Vec<Id> = (0..100)
+        .map(|d| Id::from(format!("STRESS_TEST_{d:05}")))
         .collect();
-    let items: Vec<Arc<str>> = (0..20).map(|i| Arc::from(format!("01035{i:05}"))).collect();
+    let items: Vec<Id> = (0..20).map(|i| Id::from(format!("01035{i:05}"))).collect();
     let mut out = Vec::with_capacity(n);
     let mut tick = 0i64;
     while out.len() < n {

@@ -5,6 +5,7 @@
 //!
 //!     cargo bench --bench windows
 
+use millstream::id::Id;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,10 +25,10 @@ fn spec() -> WindowSpec {
 /// `seconds` of 100 machines × 20 items at 100 Hz, in batches of one message per machine and
 /// channel upload (100 ms).
 fn fleet(seconds: i64) -> Vec<Vec<Sample>> {
-    let devices: Vec<Arc<str>> = (0..100)
-        .map(|d| Arc::from(format!("STRESS_TEST_{d:05}")))
+    let devices: Vec<Id> = (0..100)
+        .map(|d| Id::from(format!("STRESS_TEST_{d:05}")))
         .collect();
-    let items: Vec<Arc<str>> = (0..20).map(|i| Arc::from(format!("01035{i:05}"))).collect();
+    let items: Vec<Id> = (0..20).map(|i| Id::from(format!("01035{i:05}"))).collect();
     let mut batches = Vec::new();
     for upload in 0..seconds * 10 {
         for (d, device) in devices.iter().enumerate() {
@@ -63,7 +64,7 @@ impl Observer for Count {
     fn on_late(&self, _: u64) {}
     fn on_latest(&self, _: &[(ItemKey, LatestValue, isize)]) {}
     fn on_fleet(&self, _: &[(MachineState, i64, isize)]) {}
-    fn on_samples_per_device(&self, _: &[(Arc<str>, i64, isize)]) {}
+    fn on_samples_per_device(&self, _: &[(Id, i64, isize)]) {}
 }
 
 /// Whole messages joined into batches of at most `max` samples.

@@ -6,6 +6,7 @@
 //! Layout:
 //! - [`config`]: the pipeline file (DESIGN.md §4), loaded with every problem reported at once.
 //! - [`sample`]: the unit of data, one value of one item of one device at one instant.
+//! - [`id`]: device and item ids, interned once per process and copied without counting.
 //! - [`nclink`]: the device protocol: topics, decoding, encoding, device models.
 
 pub mod backoff;
@@ -15,6 +16,7 @@ pub mod dataflow;
 pub mod dead_letter;
 pub mod engine;
 pub mod http;
+pub mod id;
 pub mod lake;
 pub mod metrics;
 pub mod nclink;

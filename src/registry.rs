@@ -2,6 +2,7 @@
 //! items, from the NC-Link probe), its NC-Link version, when it was first and last seen. Fed by
 //! the source's events; read by the HTTP API.
 
+use crate::id::Id;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
@@ -20,11 +21,11 @@ pub struct DeviceInfo {
 /// Every device seen.
 #[derive(Debug, Default)]
 pub struct Registry {
-    devices: RwLock<BTreeMap<Arc<str>, DeviceInfo>>,
+    devices: RwLock<BTreeMap<Id, DeviceInfo>>,
 }
 
 impl Registry {
-    pub fn seen(&self, device: &Arc<str>, at: i64) {
+    pub fn seen(&self, device: &Id, at: i64) {
         let mut devices = self.devices.write().expect("registry lock");
         let info = devices.entry(device.clone()).or_insert_with(|| DeviceInfo {
             first_seen: at,
@@ -33,12 +34,12 @@ impl Registry {
         info.last_seen = info.last_seen.max(at);
     }
 
-    pub fn set_model(&self, device: &Arc<str>, model: Arc<DeviceModel>) {
+    pub fn set_model(&self, device: &Id, model: Arc<DeviceModel>) {
         let mut devices = self.devices.write().expect("registry lock");
         devices.entry(device.clone()).or_default().model = Some(model);
     }
 
-    pub fn set_version(&self, device: &Arc<str>, version: String) {
+    pub fn set_version(&self, device: &Id, version: String) {
         let mut devices = self.devices.write().expect("registry lock");
         devices.entry(device.clone()).or_default().version = Some(version);
     }
@@ -51,7 +52,7 @@ impl Registry {
             .cloned()
     }
 
-    pub fn all(&self) -> Vec<(Arc<str>, DeviceInfo)> {
+    pub fn all(&self) -> Vec<(Id, DeviceInfo)> {
         self.devices
             .read()
             .expect("registry lock")

@@ -3,8 +3,9 @@
 //! incrementally with differential dataflow and applies each change here; readers take a lock
 //! briefly and copy what they need.
 
+use crate::id::Id;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -40,17 +41,17 @@ impl LatestValue {
 }
 
 /// A (device, item) key.
-pub type ItemKey = (Arc<str>, Arc<str>);
+pub type ItemKey = (Id, Id);
 
 /// Latest values by device, then item.
-type LatestByDevice = HashMap<Arc<str>, HashMap<Arc<str>, Multiset<LatestValue>>>;
+type LatestByDevice = HashMap<Id, HashMap<Id, Multiset<LatestValue>>>;
 
 /// The views, updated by the dataflow and read by the API.
 #[derive(Debug, Default)]
 pub struct LiveViews {
     latest: RwLock<LatestByDevice>,
     fleet: RwLock<BTreeMap<MachineState, i64>>,
-    samples: RwLock<HashMap<Arc<str>, Multiset<i64>>>,
+    samples: RwLock<HashMap<Id, Multiset<i64>>>,
 }
 
 /// A few values with signed multiplicities: differential changes may arrive as an insertion
@@ -100,7 +101,7 @@ impl LiveViews {
         }
     }
 
-    pub fn apply_samples(&self, changes: &[(Arc<str>, i64, isize)]) {
+    pub fn apply_samples(&self, changes: &[(Id, i64, isize)]) {
         let mut samples = self.samples.write().expect("views lock");
         for (device, count, diff) in changes {
             let entry = samples.entry(device.clone()).or_default();
@@ -109,7 +110,7 @@ impl LiveViews {
     }
 
     /// The latest value of every item of `device`.
-    pub fn latest(&self, device: &str) -> Option<BTreeMap<Arc<str>, LatestValue>> {
+    pub fn latest(&self, device: &str) -> Option<BTreeMap<Id, LatestValue>> {
         let latest = self.latest.read().expect("views lock");
         latest.get(device).map(|items| {
             items
@@ -134,7 +135,7 @@ impl LiveViews {
     }
 
     /// Samples seen per device.
-    pub fn samples_per_device(&self) -> BTreeMap<Arc<str>, i64> {
+    pub fn samples_per_device(&self) -> BTreeMap<Id, i64> {
         let samples = self.samples.read().expect("views lock");
         samples
             .iter()
@@ -143,9 +144,9 @@ impl LiveViews {
     }
 
     /// Devices with at least one latest value.
-    pub fn devices(&self) -> Vec<Arc<str>> {
+    pub fn devices(&self) -> Vec<Id> {
         let latest = self.latest.read().expect("views lock");
-        let mut devices: Vec<Arc<str>> = latest
+        let mut devices: Vec<Id> = latest
             .iter()
             .filter(|(_, i)| !i.is_empty())
             .map(|(d, _)| d.clone())

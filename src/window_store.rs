@@ -4,8 +4,9 @@
 //! however long millstream runs and however many items a fleet has. Older windows are in the
 //! sinks (SQL, the lake).
 
+use crate::id::Id;
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 
 use crate::window::WindowRow;
 
@@ -67,7 +68,7 @@ impl Stored {
     }
 }
 
-type Key = (Arc<str>, Arc<str>, i64);
+type Key = (Id, Id, i64);
 
 #[derive(Debug, Default)]
 struct Rings {
@@ -142,7 +143,11 @@ impl WindowStore {
         limit: usize,
     ) -> Vec<WindowRow> {
         let inner = self.inner.read().expect("window store lock");
-        let key: Key = (Arc::from(device), Arc::from(item), size_ms);
+        // Looked up, not interned: the names come from HTTP requests.
+        let (Some(device), Some(item)) = (Id::get(device), Id::get(item)) else {
+            return Vec::new();
+        };
+        let key: Key = (device, item, size_ms);
         let Some(ring) = inner.rings.get(&key) else {
             return Vec::new();
         };

@@ -20,6 +20,7 @@
 //! key's samples are aggregated in arrival order and the output depends neither on the number
 //! of workers nor on how the input was batched.
 
+use crate::id::Id;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,18 +46,18 @@ pub(super) type Update<D> = (D, u64, isize);
 pub(super) enum KeyedOut {
     Window(WindowRow),
     Latest(Update<(ItemKey, LatestValue)>),
-    Count(Update<Arc<str>>),
+    Count(Update<Id>),
 }
 
 /// What this worker keeps of one device.
 #[derive(Default)]
 struct DeviceState {
-    items: FxHashMap<Arc<str>, KeyState>,
+    items: FxHashMap<Id, KeyState>,
     /// Samples of its owned keys at the time being processed.
     counted: isize,
 }
 
-type Keys = FxHashMap<Arc<str>, DeviceState>;
+type Keys = FxHashMap<Id, DeviceState>;
 
 #[derive(Default)]
 struct KeyState {
@@ -90,9 +91,9 @@ pub(super) fn keyed<'scope>(
             let mut keys: Keys = FxHashMap::default();
             let mut closed: Vec<ClosedWindow> = Vec::new();
             let mut windows: Vec<KeyedOut> = Vec::new();
-            let mut touched: Vec<(Arc<str>, Arc<str>)> = Vec::new();
+            let mut touched: Vec<(Id, Id)> = Vec::new();
             // Devices with samples counted at the time being processed.
-            let mut counted: Vec<Arc<str>> = Vec::new();
+            let mut counted: Vec<Id> = Vec::new();
             let mut changes: Vec<KeyedOut> = Vec::new();
             // The time of the latest values and counts not emitted yet.
             let mut changes_at: Option<timely::dataflow::operators::Capability<u64>> = None;
@@ -242,10 +243,7 @@ pub(super) fn keyed<'scope>(
 /// How many samples from the start of `samples` (at least one) share the first one's key.
 fn same_key_run(samples: &[Sample]) -> usize {
     let first = &samples[0];
-    let same = |s: &Sample| {
-        (Arc::ptr_eq(&s.item, &first.item) || s.item == first.item)
-            && (Arc::ptr_eq(&s.device, &first.device) || s.device == first.device)
-    };
+    let same = |s: &Sample| s.item == first.item && s.device == first.device;
     1 + samples[1..].iter().take_while(|s| same(s)).count()
 }
 
@@ -254,8 +252,8 @@ fn same_key_run(samples: &[Sample]) -> usize {
 fn take_changes(
     t: u64,
     keys: &mut Keys,
-    counted: &mut Vec<Arc<str>>,
-    touched: &mut Vec<(Arc<str>, Arc<str>)>,
+    counted: &mut Vec<Id>,
+    touched: &mut Vec<(Id, Id)>,
     out: &mut Vec<KeyedOut>,
 ) {
     for device in counted.drain(..) {

@@ -24,6 +24,7 @@ pub mod input;
 mod keyed;
 mod views;
 
+use crate::id::Id;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,7 +69,7 @@ pub trait Observer: Send + Sync + 'static {
     /// Changes of the number of machines per state: `(state, count, ±1)`.
     fn on_fleet(&self, changes: &[(MachineState, i64, isize)]);
     /// Changes of the number of samples per device: `(device, count, ±1)`.
-    fn on_samples_per_device(&self, changes: &[(Arc<str>, i64, isize)]);
+    fn on_samples_per_device(&self, changes: &[(Id, i64, isize)]);
     /// The lowest watermark over this worker's keys that received data within the idle
     /// timeout (`None`: no such key). Reported periodically.
     fn on_watermark(&self, _worker: usize, _watermark: Option<i64>) {}

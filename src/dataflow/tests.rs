@@ -1,6 +1,7 @@
 //! Dataflow tests: windows against the reference with 1, 2 and 4 workers and different input
 //! batchings (identical output required), live views against the raw data, late samples.
 
+use crate::id::Id;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -34,7 +35,7 @@ impl Observer for Collect {
     fn on_fleet(&self, changes: &[(MachineState, i64, isize)]) {
         self.views.apply_fleet(changes);
     }
-    fn on_samples_per_device(&self, changes: &[(Arc<str>, i64, isize)]) {
+    fn on_samples_per_device(&self, changes: &[(Id, i64, isize)]) {
         self.views.apply_samples(changes);
     }
 }
@@ -64,9 +65,7 @@ pub(crate) fn run(options: DataflowOptions, batches: Vec<Vec<Sample>>) -> Arc<Co
 fn to_samples(arrivals: &[Arrival]) -> Vec<Sample> {
     arrivals
         .iter()
-        .map(|((d, i), ts, v)| {
-            Sample::number(Arc::from(d.as_str()), Arc::from(i.as_str()), *ts, *v)
-        })
+        .map(|((d, i), ts, v)| Sample::number(Id::from(d.as_str()), Id::from(i.as_str()), *ts, *v))
         .collect()
 }
 
@@ -125,9 +124,9 @@ proptest! {
 
 #[test]
 fn live_views_agree_with_the_raw_data() {
-    let d: Vec<Arc<str>> = ["M1", "M2", "M3"].into_iter().map(Arc::from).collect();
-    let status: Arc<str> = Arc::from(STATUS_ITEM);
-    let speed: Arc<str> = Arc::from("0103502202");
+    let d: Vec<Id> = ["M1", "M2", "M3"].into_iter().map(Id::from).collect();
+    let status: Id = Id::from(STATUS_ITEM);
+    let speed: Id = Id::from("0103502202");
     // M1 runs then holds; M2 is free (as a Query word); M3 never reports a status.
     let batches = vec![
         vec![
@@ -168,8 +167,8 @@ fn live_views_agree_with_the_raw_data() {
 
 #[test]
 fn late_samples_are_counted_and_still_reach_the_raw_output() {
-    let d: Arc<str> = Arc::from("M");
-    let i: Arc<str> = Arc::from("x");
+    let d: Id = Id::from("M");
+    let i: Id = Id::from("x");
     let batches = vec![
         vec![Sample::number(d.clone(), i.clone(), 10_000, 1.0)],
         // Watermark is 8 000: 7 000 is late, 8 500 is not.
@@ -198,8 +197,8 @@ fn a_quiet_source_still_closes_windows() {
     options.idle_timeout_ms = Some(200);
     let collect = Arc::new(Collect::default());
     let (input, dataflow) = start(options, collect.clone()).unwrap();
-    let d: Arc<str> = Arc::from("M");
-    let i: Arc<str> = Arc::from("x");
+    let d: Id = Id::from("M");
+    let i: Id = Id::from("x");
     // Event time far in the past (an old recording): the watermark must advance from there at
     // wall-clock speed, not jump to now.
     input

@@ -4,6 +4,7 @@
 //! `unknown`), and samples per device (partial counts summed). Each view's changes go to the
 //! observer.
 
+use crate::id::Id;
 use std::sync::Arc;
 
 use differential_dataflow::AsCollection;
@@ -19,7 +20,7 @@ use crate::views::{ItemKey, LatestValue};
 /// The differential views over the per-key operator's changes.
 pub(super) fn views<'scope>(
     latest: Stream<'scope, u64, Vec<Update<(ItemKey, LatestValue)>>>,
-    counts: Stream<'scope, u64, Vec<Update<Arc<str>>>>,
+    counts: Stream<'scope, u64, Vec<Update<Id>>>,
     observer: Arc<dyn Observer>,
 ) {
     let latest = latest.as_collection();
@@ -60,7 +61,7 @@ pub(super) fn views<'scope>(
     // Samples per device: partial counts per worker and message, summed by differential.
     let o = observer;
     counts.count_total().inspect_batch(move |_, changes| {
-        let changes: Vec<(Arc<str>, i64, isize)> = changes
+        let changes: Vec<(Id, i64, isize)> = changes
             .iter()
             .map(|((device, count), _, diff)| (device.clone(), *count as i64, *diff))
             .collect();

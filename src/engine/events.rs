@@ -2,6 +2,7 @@
 //! they close, serialized once and fanned out through a bounded broadcast channel (a slow
 //! subscriber loses the oldest events, it never grows memory).
 
+use crate::id::Id;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -17,7 +18,7 @@ pub const BUS_CAPACITY: usize = 4_096;
 #[derive(Debug, Clone)]
 pub struct LiveEvent {
     pub kind: &'static str,
-    pub device: Arc<str>,
+    pub device: Id,
     pub data: String,
 }
 
@@ -53,7 +54,7 @@ impl Bus {
     }
 
     /// Samples of one device: `{"device":…,"samples":[{"item","ts","value","text"}]}`.
-    pub fn samples(&self, device: &Arc<str>, samples: &[Sample]) {
+    pub fn samples(&self, device: &Id, samples: &[Sample]) {
         if !self.listening() || samples.is_empty() {
             return;
         }
@@ -79,8 +80,7 @@ impl Bus {
         if !self.listening() {
             return;
         }
-        let mut by_device: std::collections::BTreeMap<&Arc<str>, Vec<&WindowRow>> =
-            Default::default();
+        let mut by_device: std::collections::BTreeMap<&Id, Vec<&WindowRow>> = Default::default();
         for row in rows {
             by_device.entry(&row.device).or_default().push(row);
         }

@@ -2,6 +2,7 @@
 //! (one shared batch per sink), windows also to the in-memory store, the SSE bus and the
 //! counters; live-view changes to the views.
 
+use crate::id::Id;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -65,7 +66,7 @@ impl Observer for EngineObserver {
         self.views.apply_fleet(changes);
     }
 
-    fn on_samples_per_device(&self, changes: &[(Arc<str>, i64, isize)]) {
+    fn on_samples_per_device(&self, changes: &[(Id, i64, isize)]) {
         self.views.apply_samples(changes);
     }
 

@@ -1,5 +1,6 @@
 //! The JSON endpoints.
 
+use crate::id::Id;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -65,7 +66,7 @@ pub async fn health() -> Json<Value> {
 
 #[derive(Serialize)]
 struct DeviceJson {
-    device: Arc<str>,
+    device: Id,
     items: usize,
     last_seen: Option<i64>,
     status: MachineState,
@@ -74,7 +75,7 @@ struct DeviceJson {
 }
 
 pub async fn devices(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let mut devices: BTreeMap<Arc<str>, DeviceJson> = BTreeMap::new();
+    let mut devices: BTreeMap<Id, DeviceJson> = BTreeMap::new();
     for (device, info) in state.registry.all() {
         devices.insert(
             device.clone(),

@@ -17,6 +17,7 @@ mod poll;
 mod prometheus;
 mod sse;
 
+use crate::id::Id;
 use std::sync::Arc;
 
 use axum::Router;
@@ -89,7 +90,7 @@ impl IntoResponse for ApiError {
 /// A window as the API shows it (DESIGN.md §8).
 #[derive(Debug, Clone, Serialize)]
 pub struct WindowJson {
-    pub item: Arc<str>,
+    pub item: Id,
     pub size_ms: i64,
     pub start: i64,
     pub end: i64,

@@ -1,5 +1,6 @@
 //! The API against a state filled by hand: answers, and the 4xx of bad input.
 
+use crate::id::Id;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,8 +19,8 @@ use crate::window_store::WindowStore;
 
 fn state(token: Option<&str>) -> Arc<AppState> {
     let views = LiveViews::default();
-    let d: Arc<str> = Arc::from("M1");
-    let speed: Arc<str> = Arc::from("0103502202");
+    let d: Id = Id::from("M1");
+    let speed: Id = Id::from("0103502202");
     views.apply_latest(&[(
         (d.clone(), speed.clone()),
         LatestValue {

@@ -9,9 +9,9 @@
 //! deviation (null below two values), `first`/`last` are by event time; percentiles here are
 //! exact (linear interpolation between closest ranks), where live windows estimate them.
 
+use crate::id::Id;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use polars::prelude::*;
 
@@ -271,14 +271,14 @@ fn append_windows(frame: &DataFrame, every: i64, rows: &mut Vec<WindowRow>) -> P
     };
     let (min, max, mean, stddev) = (f("min")?, f("max")?, f("mean")?, f("stddev")?);
     let (p50, p95, p99, first, last) = (f("p50")?, f("p95")?, f("p99")?, f("first")?, f("last")?);
-    let mut interned: Option<(Arc<str>, Arc<str>)> = None;
+    let mut interned: Option<(Id, Id)> = None;
     for i in 0..frame.height() {
         let (Some(d), Some(it), Some(s)) = (device.get(i), item.get(i), start.get(i)) else {
             continue;
         };
         let key = match &interned {
             Some((a, b)) if &**a == d && &**b == it => (a.clone(), b.clone()),
-            _ => (Arc::<str>::from(d), Arc::<str>::from(it)),
+            _ => (Id::from(d), Id::from(it)),
         };
         interned = Some(key.clone());
         let nan = |c: &Float64Chunked| c.get(i).unwrap_or(f64::NAN);

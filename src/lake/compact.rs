@@ -340,17 +340,17 @@ fn merge(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::id::Id;
     use crate::nclink::intern::Interner;
     use crate::sample::Sample;
     use crate::sinks::parquet::{Lake, LakeOptions};
-    use std::sync::Arc;
     use std::time::Duration;
 
     const HOUR: i64 = 3_600_000;
     const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00Z
 
     fn samples(from: i64, n: i64) -> Vec<Sample> {
-        let (d, i): (Arc<str>, Arc<str>) = ("D".into(), "I".into());
+        let (d, i): (Id, Id) = ("D".into(), "I".into());
         (0..n)
             .map(|k| Sample::number(d.clone(), i.clone(), from + k * 10, k as f64))
             .collect()

@@ -134,9 +134,9 @@ impl ExistingRows {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::id::Id;
     use crate::sample::Sample;
     use crate::sinks::parquet::{Lake, LakeOptions};
-    use std::sync::Arc;
     use std::time::Duration;
 
     /// A lake writer `writer` that wrote `samples` and finished.
@@ -154,7 +154,7 @@ mod tests {
     }
 
     fn samples(from: i64, to: i64) -> Vec<Sample> {
-        let (d, i): (Arc<str>, Arc<str>) = (Arc::from("M1"), Arc::from("X"));
+        let (d, i): (Id, Id) = (Id::from("M1"), Id::from("X"));
         (from..to)
             .map(|k| Sample::number(d.clone(), i.clone(), 1_700_000_000_000 + k, k as f64))
             .collect()

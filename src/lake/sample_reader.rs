@@ -2,9 +2,9 @@
 //! batches, filtered to an event-time range. A file that is not Parquet, or not the lake's
 //! columns, is an error naming the file (and the row group for damage inside it).
 
+use crate::id::Id;
 use std::fs::File;
 use std::path::Path;
-use std::sync::Arc;
 
 use arrow_array::{Array, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -73,7 +73,7 @@ fn samples_of(
     let value = column::<Float64Array>(batch, "value", "float64")?;
     let text = column::<StringArray>(batch, "text", "utf8")?;
     let mut out = Vec::with_capacity(batch.num_rows());
-    let mut last: Option<(Arc<str>, Arc<str>)> = None;
+    let mut last: Option<(Id, Id)> = None;
     for row in 0..batch.num_rows() {
         let t = ts.value(row);
         if from.is_some_and(|f| t < f)
@@ -87,7 +87,7 @@ fn samples_of(
         // Rows of one key often follow each other: skip the interner's hash then.
         let key = match &last {
             Some((ld, li)) if &**ld == d && &**li == i => (ld.clone(), li.clone()),
-            _ => (interner.intern(d), interner.intern(i)),
+            _ => (interner.intern_trusted(d), interner.intern_trusted(i)),
         };
         last = Some(key.clone());
         out.push(Sample {

@@ -7,8 +7,8 @@
 //!
 //! Every failure is a [`DecodeError`] whose [`Reason`] says which class of bad input it was.
 
+use crate::id::Id;
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -470,7 +470,7 @@ impl QueryResponse<'_> {
     /// `"{id}[{i}]"`.
     pub fn to_samples(
         &self,
-        device: &Arc<str>,
+        device: &Id,
         ts: i64,
         model: Option<&DeviceModel>,
         interner: &mut Interner,
@@ -493,11 +493,11 @@ impl QueryResponse<'_> {
                     Entry::Value(v) => v.clone(),
                 };
                 let item = if indexed {
-                    interner.intern(&format!("{}[{i}]", value.id))
+                    interner.intern(&format!("{}[{i}]", value.id))?
                 } else {
                     match model.and_then(|m| m.item_id(&value.id)) {
                         Some(shared) => shared.clone(),
-                        None => interner.intern(&value.id),
+                        None => interner.intern(&value.id)?,
                     }
                 };
                 if push(out, device, item, ts, scalar) {
@@ -509,13 +509,7 @@ impl QueryResponse<'_> {
     }
 }
 
-pub(super) fn push(
-    out: &mut Vec<Sample>,
-    device: &Arc<str>,
-    item: Arc<str>,
-    ts: i64,
-    value: Scalar,
-) -> bool {
+pub(super) fn push(out: &mut Vec<Sample>, device: &Id, item: Id, ts: i64, value: Scalar) -> bool {
     let sample = match value {
         Scalar::Number(v) => Sample::number(device.clone(), item, ts, v),
         Scalar::Text(t) => Sample::text(device.clone(), item, ts, t),
@@ -538,7 +532,7 @@ pub struct QueryOutcome {
 /// parser; anything else goes through [`decode`], with the same result.
 pub fn query_response_samples(
     payload: &[u8],
-    device: &Arc<str>,
+    device: &Id,
     ts: i64,
     model: Option<&DeviceModel>,
     interner: &mut Interner,
@@ -574,7 +568,7 @@ pub fn query_response_samples(
 /// The items and timing that give meaning to the rows of a Sample message.
 #[derive(Debug, Clone, Copy)]
 pub struct ChannelLayout<'m> {
-    pub ids: &'m [Arc<str>],
+    pub ids: &'m [Id],
     pub sample_interval_ms: i64,
 }
 
@@ -584,7 +578,7 @@ impl SamplePayload<'_> {
     /// refused (nothing appended) if any row is malformed or the rows do not match the layout.
     pub fn to_samples(
         &self,
-        device: &Arc<str>,
+        device: &Id,
         layout: ChannelLayout<'_>,
         out: &mut Vec<Sample>,
     ) -> Result<usize, DecodeError> {
@@ -628,8 +622,8 @@ mod tests {
         decode(&parse_topic(topic).unwrap(), payload.as_bytes())
     }
 
-    fn dev() -> Arc<str> {
-        Arc::from("STRESS_TEST_00000")
+    fn dev() -> Id {
+        Id::from("STRESS_TEST_00000")
     }
 
     #[test]
@@ -814,9 +808,9 @@ mod tests {
             (s.begin_time, s.rows.len(), s.channel.as_str()),
             (1_700_000_000_000, 3, "sample_channel0")
         );
-        let ids: Vec<Arc<str>> = ["010302", "010307", "01035409"]
+        let ids: Vec<Id> = ["010302", "010307", "01035409"]
             .into_iter()
-            .map(Arc::from)
+            .map(Id::from)
             .collect();
         let mut out = Vec::new();
         let n = s
@@ -869,7 +863,7 @@ mod tests {
             Some(&["a".to_string(), "b".to_string()][..])
         );
         assert_eq!(s.interval, Some(10));
-        let ids: Vec<Arc<str>> = vec!["a".into(), "b".into()];
+        let ids: Vec<Id> = vec!["a".into(), "b".into()];
         let mut out = Vec::new();
         s.to_samples(
             &dev(),

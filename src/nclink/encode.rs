@@ -198,10 +198,10 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::id::Id;
     use crate::nclink::decode::{ChannelLayout, Message, decode};
     use crate::nclink::intern::Interner;
     use crate::nclink::topic::parse_topic;
-    use std::sync::Arc;
 
     #[test]
     fn request_ids_are_unique() {
@@ -281,7 +281,7 @@ mod tests {
             panic!()
         };
         let mut out = Vec::new();
-        let device: Arc<str> = "D".into();
+        let device: Id = "D".into();
         let stats = q
             .to_samples(&device, 5, None, &mut Interner::default(), &mut out)
             .unwrap();
@@ -302,7 +302,7 @@ mod tests {
         let Message::Sample(s) = decode(&parse_topic("Sample/D/c0").unwrap(), &buf).unwrap() else {
             panic!()
         };
-        let ids: Vec<Arc<str>> = vec!["a".into(), "b".into()];
+        let ids: Vec<Id> = vec!["a".into(), "b".into()];
         s.to_samples(
             &device,
             ChannelLayout {

@@ -3,7 +3,7 @@
 //! serde path for anything else. It gives up (returns `None`) rather than guess, so its
 //! behaviour is the serde path's on every input; a property test checks exactly that.
 
-use std::sync::Arc;
+use crate::id::Id;
 
 use super::decode::QueryStats;
 use super::intern::Interner;
@@ -63,7 +63,7 @@ pub(super) fn query_samples<'a>(
 
 /// Where the fast path puts what it decodes.
 pub(super) struct QuerySink<'s> {
-    pub device: &'s Arc<str>,
+    pub device: &'s Id,
     pub ts: i64,
     pub model: Option<&'s DeviceModel>,
     pub interner: &'s mut Interner,
@@ -286,11 +286,12 @@ impl<'a> Parser<'a> {
         let indexed = sink.scratch.len() > 1;
         for (i, value) in sink.scratch.drain(..).enumerate() {
             let item = if indexed {
-                sink.interner.intern(&format!("{id}[{i}]"))
+                // Refused ids: the full decoder reports why.
+                sink.interner.intern(&format!("{id}[{i}]")).ok()?
             } else {
                 match sink.model.and_then(|m| m.item_id(id)) {
                     Some(shared) => shared.clone(),
-                    None => sink.interner.intern(id),
+                    None => sink.interner.intern(id).ok()?,
                 }
             };
             if super::decode::push(sink.out, sink.device, item, sink.ts, value) {

@@ -6,6 +6,7 @@
 //! (to turn the rows of a `Sample` message into timestamped values). The raw tree is kept too,
 //! so the HTTP API can show it as the device sent it.
 
+use crate::id::Id;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use super::error::DecodeError;
 /// One data item (or config) of a device.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ItemInfo {
-    pub id: Arc<str>,
+    pub id: Id,
     /// Human name, e.g. `实际速度`.
     pub name: String,
     /// NC-Link type, e.g. `SPEED`, `STATUS`, `VARIABLE`.
@@ -46,7 +47,7 @@ pub struct SampleChannel {
     pub sample_interval_ms: i64,
     pub upload_interval_ms: i64,
     /// Item ids, in the order of the message's rows.
-    pub ids: Vec<Arc<str>>,
+    pub ids: Vec<Id>,
 }
 
 /// A device's model: its items and sample channels.
@@ -58,7 +59,7 @@ pub struct DeviceModel {
     /// The model tree as the device sent it.
     pub tree: Arc<Value>,
     #[serde(skip)]
-    index: HashMap<Arc<str>, usize>,
+    index: HashMap<Id, usize>,
 }
 
 impl DeviceModel {
@@ -106,7 +107,7 @@ impl DeviceModel {
     }
 
     /// The shared id of an item of this model, to avoid allocating a new one per sample.
-    pub fn item_id(&self, id: &str) -> Option<&Arc<str>> {
+    pub fn item_id(&self, id: &str) -> Option<&Id> {
         self.index.get_key_value(id).map(|(k, _)| k)
     }
 }
@@ -115,7 +116,7 @@ impl DeviceModel {
 struct Builder {
     items: Vec<ItemInfo>,
     channels: Vec<SampleChannel>,
-    index: HashMap<Arc<str>, usize>,
+    index: HashMap<Id, usize>,
 }
 
 impl Builder {
@@ -171,7 +172,7 @@ impl Builder {
             return Ok(());
         }
         let text = |key: &str| item.get(key).and_then(scalar_text);
-        let id: Arc<str> = Arc::from(id);
+        let id = super::intern::intern(id)?;
         self.index.insert(id.clone(), self.items.len());
         self.items.push(ItemInfo {
             id,
@@ -217,15 +218,12 @@ impl Builder {
                     Value::Object(o) => o.get("id").and_then(Value::as_str),
                     _ => None,
                 };
-                id.filter(|id| !id.is_empty())
-                    .map(Arc::from)
-                    .ok_or_else(|| {
-                        DecodeError::wrong_shape(format!(
-                            "probe model: {at}.ids[{i}] has no item id"
-                        ))
-                    })
+                let id = id.filter(|id| !id.is_empty()).ok_or_else(|| {
+                    DecodeError::wrong_shape(format!("probe model: {at}.ids[{i}] has no item id"))
+                })?;
+                super::intern::intern(id)
             })
-            .collect::<Result<Vec<Arc<str>>, _>>()?;
+            .collect::<Result<Vec<Id>, _>>()?;
         self.channels.push(SampleChannel {
             id: id.to_string(),
             sample_interval_ms,

@@ -1,6 +1,7 @@
 //! Property tests: the decoder (and the platform around it) never panics, whatever arrives, and
 //! every refusal carries the right class of reason.
 
+use crate::id::Id;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -75,14 +76,14 @@ fn decode_fully(
     interval: i64,
 ) -> Result<(), DecodeError> {
     let topic = parse_topic(topic)?;
-    let device: Arc<str> = Arc::from("D");
+    let device: Id = Id::from("D");
     let mut out = Vec::new();
     match decode(&topic, payload)? {
         Message::QueryResponse(q) => {
             q.to_samples(&device, 1, None, &mut Interner::default(), &mut out)?;
         }
         Message::Sample(s) => {
-            let ids: Vec<Arc<str>> = (0..layout_len).map(|i| Arc::from(i.to_string())).collect();
+            let ids: Vec<Id> = (0..layout_len).map(|i| Id::from(i.to_string())).collect();
             s.to_samples(
                 &device,
                 ChannelLayout {
@@ -137,7 +138,7 @@ proptest! {
             panic!("not a query response")
         };
         let mut out = Vec::new();
-        q.to_samples(&Arc::from("D"), 5, None, &mut Interner::default(), &mut out).unwrap();
+        q.to_samples(&Id::from("D"), 5, None, &mut Interner::default(), &mut out).unwrap();
         prop_assert_eq!(out.len(), values.len());
         for (i, (sample, (v, s))) in out.iter().zip(&values).enumerate() {
             if i % 2 == 0 {
@@ -180,7 +181,7 @@ fn fast(
     super::decode::QueryStats,
     Vec<crate::sample::Sample>,
 )> {
-    let device: Arc<str> = Arc::from("D");
+    let device: Id = Id::from("D");
     let mut out = Vec::new();
     let mut interner = Interner::default();
     let mut sink = super::fast::QuerySink {
@@ -213,7 +214,7 @@ fn fast_agrees_with_serde(text: &str) -> Result<(), TestCaseError> {
     let mut slow_out = Vec::new();
     let slow_stats = slow
         .to_samples(
-            &Arc::from("D"),
+            &Id::from("D"),
             1,
             None,
             &mut Interner::default(),

@@ -3,6 +3,7 @@
 //! hour in order of their first event time, so samples arrive in about the order they were
 //! received; a file that cannot be read is reported by name and skipped.
 
+use crate::id::Id;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -98,7 +99,7 @@ impl LakeFeed {
             .messages
             .fetch_add(samples.len() as u64, Ordering::Relaxed);
         add(&self.metrics.source.samples, samples.len() as u64);
-        let mut by_device: FxHashMap<Arc<str>, Vec<Sample>> = FxHashMap::default();
+        let mut by_device: FxHashMap<Id, Vec<Sample>> = FxHashMap::default();
         for sample in samples {
             by_device
                 .entry(sample.device.clone())

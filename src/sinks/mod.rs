@@ -453,6 +453,7 @@ impl Sinks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::id::Id;
 
     /// A sink handle on a queue of `capacity` batches with its spool in `dir`.
     fn test_handle(
@@ -492,7 +493,7 @@ mod tests {
             stats: stats.clone(),
             drain_until: None,
         };
-        let d: Arc<str> = Arc::from("D");
+        let d: Id = Id::from("D");
         let batch = |ts: i64| {
             SinkMessage::Samples(vec![Sample::number(d.clone(), d.clone(), ts, 0.0)].into())
         };
@@ -527,7 +528,7 @@ mod tests {
     async fn a_backlog_longer_than_the_stop_allows_stays_spooled_for_the_next_start() {
         let dir = tempfile::tempdir().unwrap();
         let (handle, receiver, spool, stats) = test_handle(dir.path(), 1, false);
-        let d: Arc<str> = Arc::from("D");
+        let d: Id = Id::from("D");
         for ts in 0..5 {
             handle.send(SinkMessage::Samples(
                 vec![Sample::number(d.clone(), d.clone(), ts, 0.0)].into(),
@@ -566,7 +567,7 @@ mod tests {
             .map(|worker| {
                 let handle = handle.clone();
                 std::thread::spawn(move || {
-                    let d: Arc<str> = Arc::from(format!("D{worker}"));
+                    let d: Id = Id::from(format!("D{worker}"));
                     for ts in 0..50 {
                         handle.send(SinkMessage::Samples(
                             vec![Sample::number(d.clone(), d.clone(), ts, 0.0)].into(),

@@ -1,6 +1,7 @@
 //! What the source hands on: decoded samples with their provenance, device discoveries and
 //! models, and (for the recorder) the raw messages themselves.
 
+use crate::id::Id;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -18,19 +19,13 @@ pub enum SourceEvent {
     /// The samples of one message.
     Samples(SampleBatch),
     /// A device seen for the first time.
-    DeviceDiscovered { device: Arc<str>, at: i64 },
+    DeviceDiscovered { device: Id, at: i64 },
     /// A device's model, the first time or when it changed.
-    Model {
-        device: Arc<str>,
-        model: Arc<DeviceModel>,
-    },
+    Model { device: Id, model: Arc<DeviceModel> },
     /// The NC-Link version a device announced.
-    Version { device: Arc<str>, version: String },
+    Version { device: Id, version: String },
     /// A device's answer to a `Set/Request`.
-    SetResult {
-        device: Arc<str>,
-        response: SetResponse,
-    },
+    SetResult { device: Id, response: SetResponse },
     /// The broker connection went up or down.
     Connection { connected: bool },
 }
@@ -47,7 +42,7 @@ pub struct RawMessage {
 /// The samples decoded from one message.
 #[derive(Debug, Clone)]
 pub struct SampleBatch {
-    pub device: Arc<str>,
+    pub device: Id,
     /// `Sample` or `QueryResponse`.
     pub kind: MessageKind,
     /// The sample channel (Sample messages).

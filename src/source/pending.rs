@@ -6,8 +6,8 @@
 //! model comes. The wait is bounded per device, in total bytes and in age; what falls out is
 //! returned to the caller to be dead-lettered as `no_model`, never dropped silently.
 
+use crate::id::Id;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -25,7 +25,7 @@ pub struct PendingMessage {
 #[derive(Debug)]
 pub struct Pending {
     config: PendingConfig,
-    by_device: HashMap<Arc<str>, VecDeque<PendingMessage>>,
+    by_device: HashMap<Id, VecDeque<PendingMessage>>,
     bytes: usize,
     count: usize,
 }
@@ -50,11 +50,7 @@ impl Pending {
     }
 
     /// Keeps a message; returns what had to make room for it (oldest first).
-    pub fn push(
-        &mut self,
-        device: &Arc<str>,
-        message: PendingMessage,
-    ) -> Vec<(Arc<str>, PendingMessage)> {
+    pub fn push(&mut self, device: &Id, message: PendingMessage) -> Vec<(Id, PendingMessage)> {
         let mut evicted = Vec::new();
         let size = message.payload.len();
         let queue = self.by_device.entry(device.clone()).or_default();
@@ -87,7 +83,7 @@ impl Pending {
     }
 
     /// Removes messages older than `max_age` at `now` (ms).
-    pub fn expire(&mut self, now: i64) -> Vec<(Arc<str>, PendingMessage)> {
+    pub fn expire(&mut self, now: i64) -> Vec<(Id, PendingMessage)> {
         let cutoff = now - self.config.max_age.as_millis() as i64;
         let mut expired = Vec::new();
         for (device, queue) in &mut self.by_device {
@@ -104,11 +100,11 @@ impl Pending {
     }
 
     /// Devices with waiting messages.
-    pub fn devices(&self) -> impl Iterator<Item = &Arc<str>> {
+    pub fn devices(&self) -> impl Iterator<Item = &Id> {
         self.by_device.keys()
     }
 
-    fn pop_oldest(&mut self) -> Option<(Arc<str>, PendingMessage)> {
+    fn pop_oldest(&mut self) -> Option<(Id, PendingMessage)> {
         let device = self
             .by_device
             .iter()
@@ -146,8 +142,8 @@ mod tests {
             max_messages_per_device: 3,
             max_age: HumanDuration::from_millis(1_000),
         });
-        let a: Arc<str> = "A".into();
-        let b: Arc<str> = "B".into();
+        let a: Id = "A".into();
+        let b: Id = "B".into();
         for ts in 0..4 {
             let evicted = p.push(&a, msg(ts, 10));
             assert_eq!(evicted.len(), usize::from(ts == 3));

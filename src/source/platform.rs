@@ -10,6 +10,7 @@
 //! [`Action`]s (publish, emit, dead-letter). The async driver in [`super`] performs them. That
 //! keeps the protocol logic testable without a broker and free of I/O.
 
+use crate::id::Id;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -106,7 +107,7 @@ struct OutstandingQuery {
 pub struct Platform {
     options: PlatformOptions,
     metrics: Arc<Metrics>,
-    devices: FxHashMap<Arc<str>, Device>,
+    devices: FxHashMap<Id, Device>,
     queries: FxHashMap<String, OutstandingQuery>,
     next_poll_at: Option<i64>,
     ids: RequestIds,
@@ -277,7 +278,7 @@ impl Platform {
 
     fn query_response(
         &mut self,
-        device: Arc<str>,
+        device: Id,
         payload: &Bytes,
         received_at: i64,
     ) -> Result<(), DecodeError> {
@@ -313,7 +314,7 @@ impl Platform {
     }
 
     /// Records that `device` is alive; a new device is announced and probed.
-    fn see(&mut self, device: &str, now: i64) -> Result<Arc<str>, DecodeError> {
+    fn see(&mut self, device: &str, now: i64) -> Result<Id, DecodeError> {
         if let Some((id, _)) = self.devices.get_key_value(device) {
             return Ok(id.clone());
         }
@@ -323,7 +324,7 @@ impl Platform {
                 format!("more than {MAX_DEVICES} devices; {device} is not tracked"),
             ));
         }
-        let id: Arc<str> = Arc::from(device);
+        let id = crate::nclink::intern::intern(device)?;
         self.devices.insert(
             id.clone(),
             Device {
@@ -348,7 +349,7 @@ impl Platform {
 
     /// The device (re)connected: its model may have changed, so ask again and hold its Sample
     /// messages until the answer.
-    fn reprobe(&mut self, device: &Arc<str>, now: i64) {
+    fn reprobe(&mut self, device: &Id, now: i64) {
         let Some(d) = self.devices.get_mut(device) else {
             return;
         };
@@ -365,7 +366,7 @@ impl Platform {
         }
     }
 
-    fn send_probe(&mut self, device: &Arc<str>, now: i64) {
+    fn send_probe(&mut self, device: &Id, now: i64) {
         let Some(d) = self.devices.get_mut(device) else {
             return;
         };
@@ -410,7 +411,7 @@ impl Platform {
         }
     }
 
-    fn set_model(&mut self, device: &Arc<str>, model: DeviceModel) {
+    fn set_model(&mut self, device: &Id, model: DeviceModel) {
         let Some(d) = self.devices.get_mut(device) else {
             return;
         };
@@ -432,7 +433,7 @@ impl Platform {
     }
 
     /// Decodes the Sample messages that waited for `device`'s model, in arrival order.
-    fn release_pending(&mut self, device: &Arc<str>) {
+    fn release_pending(&mut self, device: &Id) {
         for message in self.pending.take(device) {
             let result = parse_topic(&message.topic).and_then(|topic| {
                 self.sample(
@@ -452,7 +453,7 @@ impl Platform {
     fn sample(
         &mut self,
         topic: &Topic<'_>,
-        device: &Arc<str>,
+        device: &Id,
         topic_text: &str,
         payload: &Bytes,
         received_at: i64,
@@ -472,7 +473,10 @@ impl Platform {
             let Some(interval) = message.interval.or(model_interval) else {
                 return self.hold(device, topic_text, payload, received_at);
             };
-            let ids: Vec<Arc<str>> = paths.iter().map(|p| self.interner.intern(p)).collect();
+            let ids = paths
+                .iter()
+                .map(|p| self.interner.intern(p))
+                .collect::<Result<Vec<Id>, _>>()?;
             message.to_samples(
                 device,
                 ChannelLayout {
@@ -514,7 +518,7 @@ impl Platform {
     /// Keeps a Sample message until `device`'s model arrives.
     fn hold(
         &mut self,
-        device: &Arc<str>,
+        device: &Id,
         topic: &str,
         payload: &Bytes,
         received_at: i64,
@@ -553,7 +557,7 @@ impl Platform {
         if now < due {
             return;
         }
-        let mut devices: Vec<Arc<str>> = self
+        let mut devices: Vec<Id> = self
             .devices
             .keys()
             .filter(|d| poll.polls(d))

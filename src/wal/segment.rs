@@ -216,9 +216,10 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::id::Id;
 
     fn batch(from: i64, n: i64) -> Arc<[Sample]> {
-        let d: Arc<str> = Arc::from("D");
+        let d: Id = Id::from("D");
         (from..from + n)
             .map(|ts| Sample::number(d.clone(), d.clone(), ts, ts as f64))
             .collect::<Vec<_>>()

@@ -8,7 +8,7 @@ pub mod key_windows;
 pub mod sketch;
 pub mod spec;
 
-use std::sync::Arc;
+use crate::id::Id;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,8 +18,8 @@ pub use spec::WindowSpec;
 /// A closed window of one (device, item), as every sink and the API see it (DESIGN.md §8).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowRow {
-    pub device: Arc<str>,
-    pub item: Arc<str>,
+    pub device: Id,
+    pub item: Id,
     pub size_ms: i64,
     /// Window start, ms since the epoch (inclusive).
     pub start: i64,
@@ -39,7 +39,7 @@ pub struct WindowRow {
 }
 
 impl WindowRow {
-    pub fn new(device: Arc<str>, item: Arc<str>, closed: &ClosedWindow) -> WindowRow {
+    pub fn new(device: Id, item: Id, closed: &ClosedWindow) -> WindowRow {
         let a = &closed.aggregate;
         // The sketch's estimate, clamped to the exact extremes: still within the error bound,
         // and a window of one value reports that value.

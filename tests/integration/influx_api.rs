@@ -2,6 +2,7 @@
 //! write API (Debian ships only InfluxDB 1.6, which answers `/api/v2/*` with 404) and a server
 //! asking to slow down (429 + `Retry-After`). A local listener records what arrives.
 
+use millstream::id::Id;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -85,7 +86,7 @@ async fn the_v2_api_gets_org_bucket_token_and_gzip_line_protocol() {
         },
     )
     .unwrap();
-    let d: Arc<str> = Arc::from("STRESS_TEST_00001");
+    let d: Id = Id::from("STRESS_TEST_00001");
     let batch = Batch {
         samples: vec![
             Sample::number(d.clone(), "0103502201".into(), 1_700_000_000_001, 1.5),
@@ -144,7 +145,7 @@ async fn a_server_asking_to_slow_down_is_retried_after_its_retry_after() {
     config.database = Some("db".into());
     config.linger = Some("10ms".parse().unwrap());
     let sinks = Sinks::start(&[config], state.path()).await.unwrap();
-    let d: Arc<str> = Arc::from("D");
+    let d: Id = Id::from("D");
     sinks.handles[0].send(SinkMessage::Samples(
         vec![Sample::number(d.clone(), d.clone(), 1, 1.0)].into(),
     ));

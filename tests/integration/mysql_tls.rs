@@ -2,10 +2,10 @@
 //! this test) that refuses connections without TLS, a CA made with `openssl` for this test, and
 //! the sink's URL options `ssl-mode=verify_identity&ssl-ca=…`.
 
+use millstream::id::Id;
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use millstream::config::{SinkConfig, SinkKind};
@@ -94,7 +94,7 @@ async fn mysql_sink_writes_over_tls_and_a_plain_connection_is_refused() {
     refused.name = "plain".into();
     refused.url = Some(plain);
     let sinks = Sinks::start(&[tls, refused], dir.path()).await.unwrap();
-    let d: Arc<str> = Arc::from("D");
+    let d: Id = Id::from("D");
     let batch: Vec<Sample> = (0..100)
         .map(|ts| Sample::number(d.clone(), d.clone(), 1_700_000_000_000 + ts, ts as f64))
         .collect();

@@ -1,6 +1,7 @@
 //! The MySQL and InfluxDB sinks against the real servers: exact rows, idempotence, awkward
 //! names, refused credentials, and a dead store with a tiny spool.
 
+use millstream::id::Id;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,7 +44,7 @@ async fn mysql_rows_are_exact_and_writes_idempotent() {
     let options = millstream::sinks::mysql::connect_options(&config).unwrap();
     let mut writer = millstream::sinks::mysql::MySqlWriter::new(options);
 
-    let d: Arc<str> = Arc::from("机床-A 1");
+    let d: Id = Id::from("机床-A 1");
     let long: String = "é".repeat(1500);
     let mut text = Sample::number(d.clone(), "status".into(), 1_700_000_000_123, 0.0);
     text.value = None;
@@ -131,7 +132,7 @@ async fn influx_round_trips_awkward_names_and_values() {
     let devices = ["机床 A,1=x", "quote\"d 'dev'", "back\\slash", "line\nbreak"];
     let mut batch = Batch::default();
     for (n, device) in devices.iter().enumerate() {
-        let d: Arc<str> = Arc::from(*device);
+        let d: Id = Id::from(*device);
         let ts = 1_700_000_000_000 + n as i64;
         batch.samples.push(Sample::number(
             d.clone(),
@@ -202,8 +203,8 @@ fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
 }
 
 fn samples(device: &str, from: i64, n: i64) -> SinkMessage {
-    let d: Arc<str> = Arc::from(device);
-    let i: Arc<str> = Arc::from("x");
+    let d: Id = Id::from(device);
+    let i: Id = Id::from("x");
     SinkMessage::Samples(
         (from..from + n)
             .map(|ts| Sample::number(d.clone(), i.clone(), ts, ts as f64))

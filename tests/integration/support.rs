@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests.
 
+use millstream::id::Id;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -249,7 +250,7 @@ impl millstream::dataflow::Observer for Collect {
     fn on_fleet(&self, changes: &[(millstream::nclink::status::MachineState, i64, isize)]) {
         self.views.apply_fleet(changes);
     }
-    fn on_samples_per_device(&self, changes: &[(Arc<str>, i64, isize)]) {
+    fn on_samples_per_device(&self, changes: &[(Id, i64, isize)]) {
         self.views.apply_samples(changes);
     }
 }

@@ -123,7 +123,7 @@ pub fn window(out: &mut String, w: &WindowRow) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use crate::id::Id;
 
     use super::*;
 
@@ -135,8 +135,8 @@ mod tests {
 
     #[test]
     fn escapes_awkward_tags_and_strings() {
-        let d: Arc<str> = Arc::from("机床 A,1=x");
-        let i: Arc<str> = Arc::from("item\nnext");
+        let d: Id = Id::from("机床 A,1=x");
+        let i: Id = Id::from("item\nnext");
         let mut s = Sample::number(d.clone(), i.clone(), 1_700_000_000_123, 0.5);
         assert_eq!(
             line(&s),
@@ -152,7 +152,7 @@ mod tests {
 
     #[test]
     fn non_finite_values_are_left_out() {
-        let d: Arc<str> = Arc::from("d");
+        let d: Id = Id::from("d");
         let s = Sample::number(d.clone(), d.clone(), 1, f64::NAN);
         assert_eq!(line(&s), "");
         let s = Sample::number(d.clone(), d, 1, 1e300);
@@ -161,7 +161,7 @@ mod tests {
 
     #[test]
     fn windows_carry_size_and_integer_count() {
-        let d: Arc<str> = Arc::from("d");
+        let d: Id = Id::from("d");
         let w = WindowRow {
             device: d.clone(),
             item: d,

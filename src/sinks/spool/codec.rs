@@ -8,6 +8,7 @@
 //! windows  = count:u32 (device:u32 item:u32 size:i64 start:i64 count:u64 stats:9×f64 flags:u8)*
 //! ```
 
+use crate::id::Id;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -167,10 +168,10 @@ pub fn decode(record: &[u8]) -> Result<SinkMessage, String> {
     };
     let kind = r.u8()?;
     let n_names = r.u32()? as usize;
-    let mut names: Vec<Arc<str>> = Vec::with_capacity(n_names.min(1 << 16));
+    let mut names: Vec<Id> = Vec::with_capacity(n_names.min(1 << 16));
     for _ in 0..n_names {
         let len = r.u16()? as usize;
-        names.push(Arc::from(r.str(len)?));
+        names.push(Id::from(r.str(len)?));
     }
     let name = |i: u32| {
         names

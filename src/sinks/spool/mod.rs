@@ -301,12 +301,13 @@ pub type SharedSpool = Arc<std::sync::Mutex<Spool>>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::id::Id;
     use crate::sample::Sample;
     use crate::window::WindowRow;
 
     fn samples(from: i64, n: i64) -> SinkMessage {
-        let d: Arc<str> = Arc::from("D");
-        let i: Arc<str> = Arc::from("x");
+        let d: Id = Id::from("D");
+        let i: Id = Id::from("x");
         SinkMessage::Samples(
             (from..from + n)
                 .map(|ts| {
