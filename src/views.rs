@@ -4,7 +4,9 @@
 //! briefly and copy what they need.
 
 use crate::id::Id;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
@@ -44,14 +46,15 @@ impl LatestValue {
 pub type ItemKey = (Id, Id);
 
 /// Latest values by device, then item.
-type LatestByDevice = HashMap<Id, HashMap<Id, Multiset<LatestValue>>>;
+// Fx, not SipHash: every key's change passes here up to 500 times a second (once per epoch).
+type LatestByDevice = FxHashMap<Id, FxHashMap<Id, Multiset<LatestValue>>>;
 
 /// The views, updated by the dataflow and read by the API.
 #[derive(Debug, Default)]
 pub struct LiveViews {
     latest: RwLock<LatestByDevice>,
     fleet: RwLock<BTreeMap<MachineState, i64>>,
-    samples: RwLock<HashMap<Id, Multiset<i64>>>,
+    samples: RwLock<FxHashMap<Id, Multiset<i64>>>,
 }
 
 /// A few values with signed multiplicities: differential changes may arrive as an insertion
