@@ -178,6 +178,50 @@ async fn influx_round_trips_awkward_names_and_values() {
     }
 }
 
+#[tokio::test]
+#[ignore = "needs influxd"]
+async fn a_database_dropped_while_running_is_created_again_and_the_batch_retried() {
+    use millstream::sinks::writer::WriteError;
+    let base = influx_edge();
+    require(&base, "InfluxDB edge");
+    let db = database("dropped");
+    let mut writer = millstream::sinks::influx::InfluxWriter::new(
+        &base,
+        millstream::sinks::influx::Api::V1 {
+            database: db.clone(),
+            username: None,
+            password: None,
+        },
+    )
+    .unwrap();
+    let batch = |from: i64| {
+        let SinkMessage::Samples(rows) = samples("D", from, 10) else {
+            unreachable!()
+        };
+        Batch {
+            samples: rows.to_vec(),
+            windows: Vec::new(),
+        }
+    };
+    writer.write(&batch(1_700_000_000_000)).await.unwrap();
+    influx_query(&base, None, &db, &format!("DROP DATABASE \"{db}\"")).await;
+    // The write after the drop is a retry, not a refusal (a refusal would set the rows aside).
+    let second = batch(1_700_000_001_000);
+    match writer.write(&second).await {
+        Err(WriteError::Transient { message, .. }) => {
+            assert!(message.contains("database not found"), "{message}")
+        }
+        other => panic!("expected a transient error, got {other:?}"),
+    }
+    writer.write(&second).await.unwrap();
+    let rows = influx_query(&base, None, &db, "SELECT * FROM samples").await;
+    assert_eq!(
+        rows.len(),
+        10,
+        "the retried batch, in the database made again"
+    );
+}
+
 /// Logs of this test process, captured (nextest runs each test in its own process).
 fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
     #[derive(Clone)]

@@ -217,8 +217,13 @@ impl InfluxWriter {
                 "InfluxDB {status} creating the database"
             )));
         }
-        if !status.is_success() {
-            tracing::debug!(%status, "cannot create the InfluxDB database; writing anyway");
+        // 1.x answers 200 with the statement's error in the body.
+        let body = response.text().await.unwrap_or_default();
+        let failed = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["results"][0]["error"].as_str().map(str::to_string));
+        if !status.is_success() || failed.is_some() {
+            tracing::debug!(%status, error = ?failed, "cannot create the InfluxDB database; writing anyway");
         }
         self.ready = true;
         Ok(())
@@ -280,6 +285,18 @@ impl BatchWriter for InfluxWriter {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         let text = response.text().await.unwrap_or_default();
+        if status == StatusCode::NOT_FOUND
+            && matches!(self.api, Api::V1 { .. })
+            && text.contains("database not found")
+        {
+            // Dropped while running, or not yet visible after CREATE DATABASE (seen once under
+            // load in CI): create it again and retry, rather than refuse the batch.
+            self.ready = false;
+            return Err(WriteError::transient(format!(
+                "InfluxDB {status}: {}; creating it again",
+                server_message(&text)
+            )));
+        }
         Err(classify(status, retry_after, &text))
     }
 }
