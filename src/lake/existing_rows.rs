@@ -4,10 +4,12 @@
 //!
 //! A partition's rows are read the first time the writer flushes rows into it, from the complete
 //! files of *other* writers (this writer's own files hold the replay's rows, which must all
-//! stay, copies included, to match the live run). Memory is bounded: a partition holding more
-//! than [`ExistingRows::new`]'s row limit is not checked (a warning says so; `millstream lake
-//! compact` drops the copies once the partition is closed), and only the most recently used
-//! partitions' sets are kept.
+//! stay, copies included, to match the live run). Memory is bounded by [`ExistingRows::new`]'s
+//! row limit, over every partition held: a partition holding more is not checked (a warning
+//! says so; `millstream lake compact` drops the copies once the partition is closed), and the
+//! least recently used partitions' sets make room for a new one. The bound is on rows, not on
+//! partitions, because a replay writes to several at once (the samples' hour and one per window
+//! size): the small ones stay in memory instead of being read again at every flush.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -18,8 +20,9 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use super::layout::is_data_file;
 use super::row_set::RowSet;
 
-/// Partitions whose rows are kept in memory at once.
-const KEPT_PARTITIONS: usize = 4;
+/// Partitions remembered at once (those too large to check included, so their files are not
+/// listed again at every flush).
+const KEPT_PARTITIONS: usize = 64;
 
 /// The pre-existing rows of the partitions a writer touches.
 pub struct ExistingRows {
@@ -30,16 +33,19 @@ pub struct ExistingRows {
     partitions: Vec<(PathBuf, Option<RowSet>)>,
     /// Rows not written because the partition held them already.
     pub skipped: u64,
+    /// Times a partition's files were read.
+    pub partitions_read: u64,
 }
 
 impl ExistingRows {
-    /// `max_rows`: the most rows of one partition held in memory (about 20 bytes each).
+    /// `max_rows`: the most rows held in memory, all partitions together (about 20 bytes each).
     pub fn new(writer: &str, max_rows: u64) -> ExistingRows {
         ExistingRows {
             writer: writer.to_string(),
             max_rows,
             partitions: Vec::new(),
             skipped: 0,
+            partitions_read: 0,
         }
     }
 
@@ -51,11 +57,9 @@ impl ExistingRows {
                 self.partitions.push(used);
             }
             None => {
-                if self.partitions.len() >= KEPT_PARTITIONS {
-                    self.partitions.remove(0);
-                }
                 let rows = self.load(partition);
                 self.partitions.push((partition.to_path_buf(), rows));
+                self.make_room();
             }
         }
         let Some(rows) = self.partitions.last().and_then(|(_, rows)| rows.as_ref()) else {
@@ -76,8 +80,25 @@ impl ExistingRows {
         }
     }
 
+    /// Forgets the least recently used partitions beyond the row and partition bounds (never
+    /// the newest).
+    fn make_room(&mut self) {
+        let held = |p: &[(PathBuf, Option<RowSet>)]| -> u64 {
+            p.iter()
+                .filter_map(|(_, rows)| rows.as_ref())
+                .map(|rows| rows.len() as u64)
+                .sum()
+        };
+        while self.partitions.len() > 1
+            && (self.partitions.len() > KEPT_PARTITIONS || held(&self.partitions) > self.max_rows)
+        {
+            self.partitions.remove(0);
+        }
+    }
+
     /// Reads the rows of the partition's complete files written by others.
-    fn load(&self, partition: &Path) -> Option<RowSet> {
+    fn load(&mut self, partition: &Path) -> Option<RowSet> {
+        self.partitions_read += 1;
         let mine = format!("-{}-", self.writer);
         let Ok(entries) = std::fs::read_dir(partition) else {
             return Some(RowSet::default());
@@ -201,5 +222,49 @@ mod tests {
         let replay = write(dir.path(), "replay", Some(999), &samples(0, 1_000));
         assert_eq!(replay.rows_skipped(), 0);
         assert_eq!(lake_rows(dir.path()), 2_000);
+    }
+
+    #[test]
+    fn partitions_written_in_turn_are_read_once_each() {
+        let dir = tempfile::tempdir().unwrap();
+        // Six hours: six partitions, as a replay writing samples and five window sizes.
+        const HOUR: i64 = 3_600_000;
+        let live: Vec<Sample> = (0..6)
+            .flat_map(|h| samples(h * HOUR, h * HOUR + 100))
+            .collect();
+        write(dir.path(), "live", None, &live);
+        let files = crate::lake::layout::sample_files(dir.path(), None, None).unwrap();
+        assert_eq!(files.len(), 6);
+        let batches: Vec<(PathBuf, RecordBatch)> = files
+            .iter()
+            .map(|f| {
+                let file = File::open(&f.path).unwrap();
+                let mut reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                    .unwrap()
+                    .build()
+                    .unwrap();
+                (
+                    f.path.parent().unwrap().to_path_buf(),
+                    reader.next().unwrap().unwrap(),
+                )
+            })
+            .collect();
+        let mut existing = ExistingRows::new("replay", 1_000_000);
+        for _ in 0..3 {
+            for (partition, batch) in &batches {
+                let kept = existing.keep_new(partition, batch.clone());
+                assert_eq!(kept.num_rows(), 0, "every row is held already");
+            }
+        }
+        assert_eq!(existing.skipped, 3 * 600);
+        assert_eq!(existing.partitions_read, 6, "each partition read once");
+
+        // A row bound below two partitions' rows: each flush reads its partition again, and
+        // still skips what it holds.
+        let mut tight = ExistingRows::new("replay", 150);
+        for (partition, batch) in batches.iter().chain(&batches) {
+            assert_eq!(tight.keep_new(partition, batch.clone()).num_rows(), 0);
+        }
+        assert_eq!(tight.partitions_read, 12);
     }
 }

@@ -42,8 +42,8 @@ const BATCH_ROWS: usize = 65_536;
 /// Most files open at once; the least recently written is completed beyond this.
 const MAX_OPEN_FILES: usize = 64;
 
-/// In a replay, the most rows of one partition kept in memory to recognise rows the lake holds
-/// already (~20 bytes each).
+/// In a replay, the most rows kept in memory, all partitions together, to recognise rows the
+/// lake holds already (~20 bytes each).
 const REPLAY_MAX_EXISTING_ROWS: u64 = 20_000_000;
 
 /// A hidden file untouched for its roll age plus this long belongs to no live writer.
@@ -227,8 +227,8 @@ pub struct LakeOptions {
     pub roll_age: Duration,
     /// Part of every file name, so several writers can share a lake.
     pub writer: String,
-    /// Skip rows the lake held before this writer (a replay): `Some(most rows of one
-    /// partition held in memory to compare)`.
+    /// Skip rows the lake held before this writer (a replay): `Some(most rows held in memory
+    /// to compare, all partitions together)`.
     pub skip_existing: Option<u64>,
 }
 
