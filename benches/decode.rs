@@ -3,12 +3,12 @@
 //!
 //!     cargo bench --bench decode
 
-use millstream::id::Id;
 use std::hint::black_box;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use millstream::id::Id;
 use millstream::metrics::Metrics;
 use millstream::nclink::decode::{ChannelLayout, Message, decode, query_response_samples};
 use millstream::nclink::encode::{self, QueryAnswer, WireValue};

@@ -4,10 +4,10 @@
 //!
 //!     cargo bench --bench parquet
 
-use millstream::id::Id;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use millstream::id::Id;
 use millstream::sample::Sample;
 use millstream::sinks::parquet::{Lake, LakeOptions};
 

@@ -3,10 +3,10 @@
 //!
 //!     cargo bench --bench sqlite
 
-use millstream::id::Id;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use millstream::id::Id;
 use millstream::sample::Sample;
 
 fn samples(n: usize) -> Vec<Sample> {

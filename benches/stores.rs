@@ -11,10 +11,10 @@
 //! `scripts/test` leaves them; `STORES_ROWS` sets the rows, default 1,000,000).
 //! Results: docs/benchmarks.md.
 
-use millstream::id::Id;
 use std::time::Instant;
 
 use millstream::config::{SinkConfig, SinkKind};
+use millstream::id::Id;
 use millstream::sample::Sample;
 use millstream::sinks::{SinkMessage, Sinks};
 use sqlx::Connection;

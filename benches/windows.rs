@@ -5,7 +5,6 @@
 //!
 //!     cargo bench --bench windows
 
-use millstream::id::Id;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use millstream::dataflow::{self, DataflowOptions, Observer};
+use millstream::id::Id;
 use millstream::nclink::status::MachineState;
 use millstream::sample::Sample;
 use millstream::views::{ItemKey, LatestValue};

@@ -56,7 +56,8 @@ impl Id {
     }
 
     /// Distinct ids interned so far.
-    pub fn count() -> usize {
+    #[cfg(test)]
+    fn count() -> usize {
         TABLE.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 

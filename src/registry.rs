@@ -2,10 +2,10 @@
 //! items, from the NC-Link probe), its NC-Link version, when it was first and last seen. Fed by
 //! the source's events; read by the HTTP API.
 
-use crate::id::Id;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
+use crate::id::Id;
 use crate::nclink::model::DeviceModel;
 
 /// One device.

@@ -5,9 +5,9 @@
 //! one device and a fleet millions of samples of a few hundred item ids, and copying or
 //! dropping an `Id` costs nothing (no reference count that every core would touch).
 
-use crate::id::Id;
-
 use serde::{Deserialize, Serialize};
+
+use crate::id::Id;
 
 /// One value of one item of one device at one instant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

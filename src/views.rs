@@ -3,14 +3,13 @@
 //! incrementally with differential dataflow and applies each change here; readers take a lock
 //! briefly and copy what they need.
 
-use crate::id::Id;
 use std::collections::BTreeMap;
-
-use rustc_hash::FxHashMap;
 use std::sync::RwLock;
 
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+use crate::id::Id;
 use crate::nclink::status::MachineState;
 use crate::sample::Sample;
 

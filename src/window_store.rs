@@ -4,10 +4,10 @@
 //! however long millstream runs and however many items a fleet has. Older windows are in the
 //! sinks (SQL, the lake).
 
-use crate::id::Id;
 use std::collections::{HashMap, VecDeque};
 use std::sync::RwLock;
 
+use crate::id::Id;
 use crate::window::WindowRow;
 
 /// Windows kept per (device, item, size): 2 minutes of 1 s windows, 2 hours of 1 min ones.

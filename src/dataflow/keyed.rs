@@ -10,9 +10,7 @@
 //! Each worker reads a message's samples in runs of one key (NC-Link sends an item's values
 //! together), so keys are looked up, and other workers' keys skipped, once per run.
 //!
-//! One operator rather than three keeps each sample read once and its device and item ids
-//! untouched: lookups borrow the ids (no reference-count traffic between workers, which share
-//! them), and ids are cloned only into new state and outputs.
+//! One operator rather than three keeps each sample read once.
 //!
 //! The operator holds one capability, kept at its input frontier, to emit windows that close
 //! without new data for their key (idle keys, checked on a timer) and to flush everything when
@@ -20,7 +18,6 @@
 //! key's samples are aggregated in arrival order and the output depends neither on the number
 //! of workers nor on how the input was batched.
 
-use crate::id::Id;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +28,7 @@ use timely::dataflow::operators::generic::Operator;
 
 use super::input::SharedBatch;
 use super::{DataflowOptions, Observer, key_hash};
+use crate::id::Id;
 use crate::sample::{Sample, now_ms};
 use crate::views::{ItemKey, LatestValue};
 use crate::window::{ClosedWindow, KeyWindows, WindowRow};
@@ -125,18 +123,12 @@ pub(super) fn keyed<'scope>(
                             let first = &samples[at];
                             let run = &samples[at..at + same_key_run(&samples[at..])];
                             at += run.len();
-                            let device = match keys.get_mut(&*first.device) {
-                                Some(device) => device,
-                                None => keys.entry(first.device.clone()).or_default(),
-                            };
-                            let DeviceState { items, counted: device_count } = device;
-                            let state = match items.get_mut(&*first.item) {
-                                Some(state) => state,
-                                None => items.entry(first.item.clone()).or_insert_with(|| KeyState {
-                                    owned: owns(&first.device, &first.item),
-                                    ..KeyState::default()
-                                }),
-                            };
+                            let DeviceState { items, counted: device_count } =
+                                keys.entry(first.device.clone()).or_default();
+                            let state = items.entry(first.item.clone()).or_insert_with(|| KeyState {
+                                owned: owns(&first.device, &first.item),
+                                ..KeyState::default()
+                            });
                             if !state.owned {
                                 continue;
                             }

@@ -24,7 +24,6 @@ pub mod input;
 mod keyed;
 mod views;
 
-use crate::id::Id;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +35,7 @@ use keyed::KeyedOut;
 
 pub use input::{DataflowInput, EpochMarker, InputClosed, Progress};
 
+use crate::id::Id;
 use crate::nclink::status::MachineState;
 use crate::sample::Sample;
 use crate::views::{ItemKey, LatestValue};

@@ -1,13 +1,13 @@
 //! Dataflow tests: windows against the reference with 1, 2 and 4 workers and different input
 //! batchings (identical output required), live views against the raw data, late samples.
 
-use crate::id::Id;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
 
 use super::*;
+use crate::id::Id;
 use crate::nclink::status::STATUS_ITEM;
 use crate::window::reference::{Arrival, check, expected};
 

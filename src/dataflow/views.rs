@@ -4,7 +4,6 @@
 //! `unknown`), and samples per device (partial counts summed). Each view's changes go to the
 //! observer.
 
-use crate::id::Id;
 use std::sync::Arc;
 
 use differential_dataflow::AsCollection;
@@ -14,6 +13,7 @@ use timely::dataflow::Stream;
 
 use super::Observer;
 use super::keyed::Update;
+use crate::id::Id;
 use crate::nclink::status::{MachineState, STATUS_ITEM};
 use crate::views::{ItemKey, LatestValue};
 

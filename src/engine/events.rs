@@ -2,12 +2,12 @@
 //! they close, serialized once and fanned out through a bounded broadcast channel (a slow
 //! subscriber loses the oldest events, it never grows memory).
 
-use crate::id::Id;
 use std::sync::Arc;
 
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::id::Id;
 use crate::sample::Sample;
 use crate::window::WindowRow;
 

@@ -2,13 +2,13 @@
 //! (one shared batch per sink), windows also to the in-memory store, the SSE bus and the
 //! counters; live-view changes to the views.
 
-use crate::id::Id;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::events::Bus;
 use crate::config::StreamKind;
 use crate::dataflow::Observer;
+use crate::id::Id;
 use crate::metrics::Metrics;
 use crate::nclink::status::MachineState;
 use crate::sample::Sample;

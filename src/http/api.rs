@@ -1,6 +1,5 @@
 //! The JSON endpoints.
 
-use crate::id::Id;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -14,6 +13,7 @@ use serde_json::{Value, json};
 use super::{ApiError, WindowJson};
 use crate::config::{BrokerUrl, HumanDuration};
 use crate::engine::AppState;
+use crate::id::Id;
 use crate::nclink::status::{MachineState, STATUS_ITEM};
 use crate::sample::now_ms;
 use crate::time::parse_time;

@@ -17,7 +17,6 @@ mod poll;
 mod prometheus;
 mod sse;
 
-use crate::id::Id;
 use std::sync::Arc;
 
 use axum::Router;
@@ -27,6 +26,7 @@ use axum::routing::{get, post};
 use serde::Serialize;
 
 use crate::engine::AppState;
+use crate::id::Id;
 use crate::window::WindowRow;
 
 /// The router.

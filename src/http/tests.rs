@@ -1,6 +1,5 @@
 //! The API against a state filled by hand: answers, and the 4xx of bad input.
 
-use crate::id::Id;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,6 +9,7 @@ use tower::ServiceExt;
 
 use crate::config::Secret;
 use crate::engine::{AppState, Bus, SourceControl};
+use crate::id::Id;
 use crate::metrics::Metrics;
 use crate::nclink::model::DeviceModel;
 use crate::registry::Registry;

@@ -9,13 +9,13 @@
 //! deviation (null below two values), `first`/`last` are by event time; percentiles here are
 //! exact (linear interpolation between closest ranks), where live windows estimate them.
 
-use crate::id::Id;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
 use super::layout::{SampleFile, sample_files};
+use crate::id::Id;
 use crate::nclink::status::{MachineState, STATUS_ITEM};
 use crate::window::WindowRow;
 

@@ -2,13 +2,13 @@
 //! batches, filtered to an event-time range. A file that is not Parquet, or not the lake's
 //! columns, is an error naming the file (and the row group for damage inside it).
 
-use crate::id::Id;
 use std::fs::File;
 use std::path::Path;
 
 use arrow_array::{Array, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+use crate::id::Id;
 use crate::nclink::intern::Interner;
 use crate::sample::Sample;
 

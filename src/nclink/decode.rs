@@ -7,7 +7,6 @@
 //!
 //! Every failure is a [`DecodeError`] whose [`Reason`] says which class of bad input it was.
 
-use crate::id::Id;
 use std::borrow::Cow;
 
 use serde::Deserialize;
@@ -18,6 +17,7 @@ use super::intern::Interner;
 use super::model::DeviceModel;
 use super::topic::{MessageKind, Topic, check_device_id};
 use super::value::{Scalar, flatten_row, scalar};
+use crate::id::Id;
 use crate::sample::Sample;
 
 /// A decoded NC-Link message.

@@ -3,12 +3,11 @@
 //! serde path for anything else. It gives up (returns `None`) rather than guess, so its
 //! behaviour is the serde path's on every input; a property test checks exactly that.
 
-use crate::id::Id;
-
 use super::decode::QueryStats;
 use super::intern::Interner;
 use super::model::DeviceModel;
 use super::value::Scalar;
+use crate::id::Id;
 use crate::sample::Sample;
 
 /// Decodes a plain `Query/Response` straight into samples (appended to `sink.out`); returns the

@@ -6,7 +6,6 @@
 //! (to turn the rows of a `Sample` message into timestamped values). The raw tree is kept too,
 //! so the HTTP API can show it as the device sent it.
 
-use crate::id::Id;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -14,6 +13,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::error::DecodeError;
+
+use crate::id::Id;
 
 /// One data item (or config) of a device.
 #[derive(Debug, Clone, PartialEq, Serialize)]

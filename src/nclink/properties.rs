@@ -1,7 +1,6 @@
 //! Property tests: the decoder (and the platform around it) never panics, whatever arrives, and
 //! every refusal carries the right class of reason.
 
-use crate::id::Id;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,6 +12,7 @@ use super::encode::{QueryAnswer, WireValue, query_response};
 use super::intern::Interner;
 use super::topic::parse_topic;
 use super::{DecodeError, Reason};
+use crate::id::Id;
 use crate::metrics::Metrics;
 use crate::source::platform::{Platform, PlatformOptions};
 

@@ -3,7 +3,6 @@
 //! hour in order of their first event time, so samples arrive in about the order they were
 //! received; a file that cannot be read is reported by name and skipped.
 
-use crate::id::Id;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::ReplayProgress;
 use super::pacer::{Pacer, Speed};
+use crate::id::Id;
 use crate::lake::layout::{SampleFile, sample_files};
 use crate::lake::sample_reader::read_samples;
 use crate::metrics::{Metrics, add};

@@ -1,11 +1,11 @@
 //! What the source hands on: decoded samples with their provenance, device discoveries and
 //! models, and (for the recorder) the raw messages themselves.
 
-use crate::id::Id;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::id::Id;
 use crate::nclink::decode::SetResponse;
 use crate::nclink::model::DeviceModel;
 use crate::nclink::topic::MessageKind;

@@ -6,12 +6,12 @@
 //! model comes. The wait is bounded per device, in total bytes and in age; what falls out is
 //! returned to the caller to be dead-lettered as `no_model`, never dropped silently.
 
-use crate::id::Id;
 use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
 
 use crate::config::PendingConfig;
+use crate::id::Id;
 
 /// A message kept raw until its model arrives.
 #[derive(Debug, Clone)]

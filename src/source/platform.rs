@@ -10,7 +10,6 @@
 //! [`Action`]s (publish, emit, dead-letter). The async driver in [`super`] performs them. That
 //! keeps the protocol logic testable without a broker and free of I/O.
 
-use crate::id::Id;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -21,6 +20,7 @@ use rustc_hash::FxHashMap;
 use super::event::{RawMessage, SampleBatch, SourceEvent};
 use super::pending::{Pending, PendingMessage};
 use crate::config::{PendingConfig, PollConfig};
+use crate::id::Id;
 use crate::metrics::{Metrics, add, inc};
 use crate::nclink::decode::{ChannelLayout, Message, decode, query_response_samples};
 use crate::nclink::encode::{self, RequestIds};

@@ -8,9 +8,9 @@ pub mod key_windows;
 pub mod sketch;
 pub mod spec;
 
-use crate::id::Id;
-
 use serde::{Deserialize, Serialize};
+
+use crate::id::Id;
 
 pub use key_windows::{ClosedWindow, KeyWindows};
 pub use spec::WindowSpec;

@@ -2,7 +2,6 @@
 //! write API (Debian ships only InfluxDB 1.6, which answers `/api/v2/*` with 404) and a server
 //! asking to slow down (429 + `Retry-After`). A local listener records what arrives.
 
-use millstream::id::Id;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use millstream::config::{Secret, SinkConfig, SinkKind};
+use millstream::id::Id;
 use millstream::sample::Sample;
 use millstream::sinks::writer::{Batch, BatchWriter};
 use millstream::sinks::{SinkMessage, Sinks};

@@ -2,13 +2,13 @@
 //! this test) that refuses connections without TLS, a CA made with `openssl` for this test, and
 //! the sink's URL options `ssl-mode=verify_identity&ssl-ca=…`.
 
-use millstream::id::Id;
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use millstream::config::{SinkConfig, SinkKind};
+use millstream::id::Id;
 use millstream::sample::Sample;
 use millstream::sinks::{SinkMessage, Sinks};
 use sqlx::{ConnectOptions, Row};

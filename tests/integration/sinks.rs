@@ -1,11 +1,11 @@
 //! The MySQL and InfluxDB sinks against the real servers: exact rows, idempotence, awkward
 //! names, refused credentials, and a dead store with a tiny spool.
 
-use millstream::id::Id;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use millstream::config::{ByteSize, Secret, SinkConfig, SinkKind};
+use millstream::id::Id;
 use millstream::sample::Sample;
 use millstream::sinks::writer::{Batch, BatchWriter};
 use millstream::sinks::{SinkMessage, Sinks};
@@ -114,21 +114,26 @@ async fn mysql_rows_are_exact_and_writes_idempotent() {
     drop_mysql(&db).await;
 }
 
+/// An InfluxDB 1.x writer without credentials into `db` (created on its first write).
+fn influx_v1_writer(base: &str, db: &str) -> millstream::sinks::influx::InfluxWriter {
+    millstream::sinks::influx::InfluxWriter::new(
+        base,
+        millstream::sinks::influx::Api::V1 {
+            database: db.to_string(),
+            username: None,
+            password: None,
+        },
+    )
+    .unwrap()
+}
+
 #[tokio::test]
 #[ignore = "needs influxd"]
 async fn influx_round_trips_awkward_names_and_values() {
     let base = influx_edge();
     require(&base, "InfluxDB edge");
     let db = database("awkward");
-    let mut writer = millstream::sinks::influx::InfluxWriter::new(
-        &base,
-        millstream::sinks::influx::Api::V1 {
-            database: db.clone(),
-            username: None,
-            password: None,
-        },
-    )
-    .unwrap();
+    let mut writer = influx_v1_writer(&base, &db);
     let devices = ["机床 A,1=x", "quote\"d 'dev'", "back\\slash", "line\nbreak"];
     let mut batch = Batch::default();
     for (n, device) in devices.iter().enumerate() {
@@ -185,15 +190,7 @@ async fn a_database_dropped_while_running_is_created_again_and_the_batch_retried
     let base = influx_edge();
     require(&base, "InfluxDB edge");
     let db = database("dropped");
-    let mut writer = millstream::sinks::influx::InfluxWriter::new(
-        &base,
-        millstream::sinks::influx::Api::V1 {
-            database: db.clone(),
-            username: None,
-            password: None,
-        },
-    )
-    .unwrap();
+    let mut writer = influx_v1_writer(&base, &db);
     let batch = |from: i64| {
         let SinkMessage::Samples(rows) = samples("D", from, 10) else {
             unreachable!()

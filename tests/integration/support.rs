@@ -1,6 +1,5 @@
 //! Helpers shared by the integration tests.
 
-use millstream::id::Id;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -8,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use millstream::config::{BrokerUrl, SourceConfig};
+use millstream::id::Id;
 use millstream::metrics::Metrics;
 use millstream::source::{self, SourceEvent, SourceHandle, SourceOptions};
 use tokio::sync::mpsc;

@@ -8,10 +8,10 @@
 //! windows  = count:u32 (device:u32 item:u32 size:i64 start:i64 count:u64 stats:9×f64 flags:u8)*
 //! ```
 
-use crate::id::Id;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::id::Id;
 use crate::sample::Sample;
 use crate::sinks::SinkMessage;
 use crate::window::WindowRow;
