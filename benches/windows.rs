@@ -96,6 +96,7 @@ fn run(batches: &[Vec<Sample>], workers: usize) -> Duration {
         allowed_lateness_ms: 2_000,
         idle_timeout_ms: None,
         input_capacity: 256,
+        cluster: None,
     };
     let start = Instant::now();
     let sink = std::thread::spawn(move || queue.iter().map(|b| b.len()).sum::<usize>());

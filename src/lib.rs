@@ -11,6 +11,7 @@
 
 pub mod backoff;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod dataflow;
 pub mod dead_letter;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{Failure, interrupted, runtime};
+use crate::cluster::Cluster;
 use crate::config;
 use crate::engine::{Engine, EngineSettings};
 
@@ -15,9 +16,19 @@ pub struct RunArgs {
     /// Pipeline file (see dataflows/).
     #[arg(short = 'c', long = "config")]
     config: PathBuf,
-    /// Dataflow worker threads (default: one per core).
+    /// Dataflow worker threads (default: one per core; in a cluster, the same in every process).
     #[arg(long)]
     workers: Option<usize>,
+    /// Run as one process of a cluster: the number of processes (checked against --hosts).
+    #[arg(short = 'n', long, requires = "hosts")]
+    processes: Option<usize>,
+    /// This process's index in the cluster, 0 to N-1 (process 0 serves the HTTP API).
+    #[arg(short = 'p', long, requires = "hosts")]
+    process: Option<usize>,
+    /// Cluster hosts file: one host:port per line where each process listens for the others,
+    /// in process order (timely's format). See docs/scale-out.md.
+    #[arg(long = "hosts", requires = "process")]
+    hosts: Option<PathBuf>,
 }
 
 pub fn run(args: RunArgs) -> Result<(), Failure> {
@@ -27,15 +38,39 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     if let Some(workers) = args.workers {
         settings.workers = workers;
     }
+    if let Some(hosts) = &args.hosts {
+        let cluster = Cluster::from_hosts_file(hosts, args.processes, args.process.unwrap_or(0))
+            .map_err(|e| Failure::Usage(vec![e]))?;
+        settings.cluster = Some(cluster);
+    }
     runtime(None)?.block_on(async move {
-        let engine = Engine::start(config, settings)
+        let engine = Engine::start(config, settings.clone())
             .await
             .map_err(Failure::Runtime)?;
-        eprintln!(
-            "millstream is running: http://{}/ ; Ctrl-C to stop",
-            engine.http_addr
-        );
-        report_until_interrupted(&engine).await;
+        match &settings.cluster {
+            Some(c) if !c.serves_api() => eprintln!(
+                "millstream is running as process {} of {}: http://{}/api/v1/health ; \
+                 process 0 serves the API; Ctrl-C to stop",
+                c.shard.process, c.shard.processes, engine.http_addr
+            ),
+            _ => eprintln!(
+                "millstream is running: http://{}/ ; Ctrl-C to stop",
+                engine.http_addr
+            ),
+        }
+        tokio::select! {
+            _ = report_until_interrupted(&engine) => {}
+            _ = engine.failed() => {
+                // Timely is fail-stop: the computation cannot go on without a lost peer. Exit
+                // at once; a restart replays the write-ahead log and the broker's session.
+                eprintln!(
+                    "error: the dataflow failed (a cluster process was lost?); exiting: \
+                     restart every process of the cluster, the write-ahead log and the broker's \
+                     persistent sessions bring back what was not stored"
+                );
+                std::process::exit(3);
+            }
+        }
         eprintln!("stopping: finishing windows and sink writes…");
         engine.shutdown().await.map_err(Failure::Runtime)?;
         eprintln!("stopped");

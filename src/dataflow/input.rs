@@ -89,6 +89,16 @@ impl EpochMarker {
 /// Where a worker puts the activator that senders use to wake it.
 type ActivatorSlot = Arc<Mutex<Option<SyncActivator>>>;
 
+/// In cluster mode, how often a worker without data moves its time to the wall clock.
+const IDLE_EPOCH: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Milliseconds since the Unix epoch: the epoch of a cluster worker.
+fn wall_clock_epoch() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The sending side, usable from async code. Dropping every clone closes the input.
 #[derive(Clone)]
 pub struct DataflowInput {
@@ -258,17 +268,24 @@ impl Drop for DataflowInput {
     }
 }
 
-/// The source operator of one worker, reading its lane.
+/// The source operator of one worker, reading its lane. `threads`: workers per process.
+/// `clock_epochs` (cluster mode): epochs are milliseconds of the wall clock, and a worker
+/// without data still moves to the current one every [`IDLE_EPOCH`], so processes that ingest
+/// at different rates (or not at all) keep their times close and progress is not held back by
+/// the process that counted the fewest epochs.
 pub(super) fn source<'scope>(
     scope: Scope<'scope, u64>,
     receivers: Arc<Receivers>,
+    threads: usize,
+    clock_epochs: bool,
 ) -> Stream<'scope, u64, Vec<SharedBatch>> {
     timely_source::<_, timely::container::CapacityContainerBuilder<Vec<SharedBatch>>, _, _>(
         scope,
         "Input",
         move |capability, info| {
-            let me = scope.index();
+            let me = scope.index() % threads.max(1);
             let taken = receivers.take(me);
+            let clock = move || if clock_epochs { wall_clock_epoch() } else { 0 };
             let mut capability = taken.is_some().then_some(capability);
             let reactivate = scope.activator_for(info.address.clone());
             let mut receiver = None;
@@ -324,7 +341,7 @@ pub(super) fn source<'scope>(
                 if epoch_samples > 0 {
                     let age = epoch_started.elapsed();
                     if epoch_samples >= EPOCH_SAMPLES || age >= EPOCH_AGE || shared > *cap.time() {
-                        let next = shared.max(*cap.time() + 1);
+                        let next = shared.max(*cap.time() + 1).max(clock());
                         cap.downgrade(&next);
                         epoch_samples = 0;
                         if receivers.epoch.fetch_max(next, Ordering::AcqRel) < next {
@@ -335,6 +352,14 @@ pub(super) fn source<'scope>(
                     }
                 } else if shared > *cap.time() {
                     cap.downgrade(&shared);
+                }
+                if clock_epochs && epoch_samples == 0 {
+                    let now = clock();
+                    if now >= *cap.time() + IDLE_EPOCH.as_millis() as u64 {
+                        cap.downgrade(&now);
+                        receivers.epoch.fetch_max(now, Ordering::AcqRel);
+                    }
+                    reactivate.activate_after(IDLE_EPOCH);
                 }
                 // There may be more: come back after the other operators have run.
                 if !rx.is_empty() {

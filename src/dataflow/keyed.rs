@@ -40,7 +40,7 @@ const IDLE_CHECK: Duration = Duration::from_millis(200);
 pub(super) type Update<D> = (D, u64, isize);
 
 /// What the operator emits.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(super) enum KeyedOut {
     Window(WindowRow),
     Latest(Update<(ItemKey, LatestValue)>),
@@ -101,10 +101,13 @@ pub(super) fn keyed<'scope>(
                 let mut late = 0u64;
                 input.for_each(|time, data| {
                     // Latest values and counts change once per key and time, not per message:
-                    // fewer updates for the differential views. Times arrive in order (one
-                    // pipeline from the input), so a new time completes the previous one.
+                    // fewer updates for the differential views. Local times arrive in order,
+                    // so a later time completes the earlier one. (In cluster mode samples from
+                    // other processes may come at an earlier time: their changes join the
+                    // later time held, which a capability allows, and keeps each key's changes
+                    // in time order.)
                     if let Some(cap) = changes_at.as_ref()
-                        && Some(cap.time()) != time.least()
+                        && time.least().is_some_and(|t| t > cap.time())
                     {
                         let cap = changes_at.take().expect("checked above");
                         take_changes(*cap.time(), &mut keys, &mut counted, &mut touched, &mut changes);

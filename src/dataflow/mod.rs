@@ -19,9 +19,17 @@
 //! - [`keyed`]: the per-key operator: windows (around [`crate::window::KeyWindows`]), latest
 //!   values, counts.
 //! - [`views`]: the differential views.
+//! - [`route`]: cluster mode: keys owned by another process travel there.
+//!
+//! In cluster mode (DESIGN.md §10) several processes form one computation: keys ingested by one
+//! process and owned by another are exchanged to it ([`route`]), and every output the HTTP API
+//! reads (windows, live-view changes) is exchanged to worker 0, in process 0, which serves the
+//! API. Epochs follow the wall clock there, so processes that ingest at different rates still
+//! advance together (the progress of each process's write-ahead log waits for the slowest).
 
 pub mod input;
 mod keyed;
+mod route;
 mod views;
 
 use std::sync::Arc;
@@ -53,6 +61,8 @@ pub struct DataflowOptions {
     pub idle_timeout_ms: Option<i64>,
     /// Capacity of the input channel, in batches.
     pub input_capacity: usize,
+    /// Run as one process of several (`workers` threads in each).
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 /// Receives the dataflow's outputs. Called on worker threads; may block (a full sink queue
@@ -78,9 +88,53 @@ pub trait Observer: Send + Sync + 'static {
 /// A running dataflow.
 pub struct Dataflow {
     guards: Option<timely::communication::WorkerGuards<()>>,
+    failed: Failed,
+}
+
+/// Set when a worker thread ends by panicking: in cluster mode, when a peer process is lost
+/// (timely is fail-stop: the computation cannot go on without it).
+#[derive(Clone, Default)]
+pub struct Failed(Arc<tokio::sync::Notify>, Arc<std::sync::atomic::AtomicBool>);
+
+impl Failed {
+    pub fn is_set(&self) -> bool {
+        self.1.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Resolves once a worker has failed.
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.0.notified();
+            if self.is_set() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn set(&self) {
+        self.1.store(true, std::sync::atomic::Ordering::Release);
+        self.0.notify_waiters();
+    }
+}
+
+/// Sets [`Failed`] when the worker thread holding it unwinds.
+struct FailOnPanic(Failed);
+
+impl Drop for FailOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.set();
+        }
+    }
 }
 
 impl Dataflow {
+    /// A handle that tells when a worker has failed.
+    pub fn failed(&self) -> Failed {
+        self.failed.clone()
+    }
+
     /// Waits until the input is closed and every worker has finished (windows flushed, every
     /// output delivered to the observer).
     pub fn join(mut self) -> Result<(), String> {
@@ -94,7 +148,8 @@ impl Dataflow {
     }
 }
 
-/// Starts the workers; returns the input to feed and the handle to join.
+/// Starts the workers; returns the input to feed and the handle to join. In cluster mode this
+/// blocks until every peer process is connected (timely retries each connection every second).
 pub fn start(
     options: DataflowOptions,
     observer: Arc<dyn Observer>,
@@ -104,16 +159,30 @@ pub fn start(
     let (input, receivers) =
         input::channel(options.input_capacity.max(1), workers, processed.clone());
     let options = Arc::new(options);
+    let communication = match &options.cluster {
+        Some(cluster) => timely::CommunicationConfig::Cluster {
+            threads: workers,
+            process: cluster.shard.process,
+            addresses: cluster.addresses.clone(),
+            report: false,
+            zerocopy: false,
+        },
+        None => timely::CommunicationConfig::Process(workers),
+    };
     let config = timely::Config {
-        communication: timely::CommunicationConfig::Process(workers),
+        communication,
         worker: timely::WorkerConfig::default().idle_spin(Duration::from_micros(50)),
     };
+    let failed = Failed::default();
+    let failing = failed.clone();
     let guards = timely::execute(config, move |worker| {
+        let _fail_on_panic = FailOnPanic(failing.clone());
         let receivers = receivers.clone();
         let options = options.clone();
         let observer = observer.clone();
+        let cluster = options.cluster.is_some();
         let probe = worker.dataflow::<u64, _, _>(|scope| {
-            let samples = input::source(scope, receivers);
+            let samples = input::source(scope, receivers, workers, cluster);
             let raw = observer.clone();
             let samples = samples.inspect_core(move |event| {
                 if let Ok((_, batches)) = event {
@@ -122,8 +191,16 @@ pub fn start(
                     }
                 }
             });
-            // Every worker sees every batch and keeps the keys it owns: the per-key operator
-            // needs no exchange.
+            // Every worker sees every batch of its process and keeps the keys it owns: within a
+            // process the per-key operator needs no exchange. Other processes' keys do.
+            let samples = if cluster {
+                use timely::dataflow::operators::Concat;
+                samples
+                    .clone()
+                    .concat(route::from_other_processes(samples, workers))
+            } else {
+                samples
+            };
             let out = keyed::keyed(samples, &options, observer.clone());
             let mut parts = out
                 .partition::<timely::container::CapacityContainerBuilder<Vec<KeyedOut>>, _, _>(
@@ -142,7 +219,11 @@ pub fn start(
                 KeyedOut::Latest(u) => Some(u),
                 _ => None,
             });
-            let windows = parts.pop().expect("three parts");
+            let mut windows = parts.pop().expect("three parts");
+            if cluster {
+                use timely::dataflow::operators::Exchange;
+                windows = windows.exchange(|_: &KeyedOut| 0);
+            }
             let o = observer.clone();
             let windows = windows.inspect_core(move |event| {
                 if let Ok((_, outs)) = event {
@@ -158,13 +239,13 @@ pub fn start(
                     }
                 }
             });
-            views::views(latest, counts, observer.clone());
+            views::views(latest, counts, observer.clone(), cluster);
             use timely::dataflow::operators::Probe;
             windows.probe().0
         });
         // Progress past the sinks' inputs (windows come after samples), for the write-ahead
-        // log's checkpoints; one worker keeps the shared number.
-        let track = worker.index() == 0;
+        // log's checkpoints; one worker of each process keeps the shared number.
+        let track = worker.index() % workers == 0;
         while worker.step_or_park(None) {
             if track {
                 let done = probe.with_frontier(|f| f.first().copied().unwrap_or(u64::MAX));
@@ -180,6 +261,7 @@ pub fn start(
         input,
         Dataflow {
             guards: Some(guards),
+            failed,
         },
     ))
 }

@@ -47,6 +47,7 @@ pub(crate) fn options(workers: usize) -> DataflowOptions {
         allowed_lateness_ms: 2_000,
         idle_timeout_ms: None,
         input_capacity: 16,
+        cluster: None,
     }
 }
 
@@ -229,4 +230,141 @@ fn a_quiet_source_still_closes_windows() {
     input.close();
     dataflow.join().unwrap();
     assert_eq!(collect.windows.lock().unwrap().len(), 1, "emitted once");
+}
+
+/// Free loopback addresses for the processes of a test cluster.
+fn cluster_addresses(processes: usize) -> Vec<String> {
+    let listeners: Vec<std::net::TcpListener> = (0..processes)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect()
+}
+
+/// Runs a cluster of `shares.len()` processes of `workers` workers in this test process, each
+/// fed its share of the batches, step by step in lockstep (as a broker hands out live traffic:
+/// no process runs far ahead of the others in event time); returns each process's observer.
+fn run_cluster(workers: usize, shares: Vec<Vec<Vec<Vec<Sample>>>>) -> Vec<Arc<Collect>> {
+    let addresses = cluster_addresses(shares.len());
+    let processes = shares.len();
+    let step = Arc::new(std::sync::Barrier::new(processes));
+    let threads: Vec<_> = shares
+        .into_iter()
+        .enumerate()
+        .map(|(process, batches)| {
+            let addresses = addresses.clone();
+            let step = step.clone();
+            std::thread::spawn(move || {
+                let mut options = options(workers);
+                options.cluster = Some(crate::cluster::Cluster {
+                    shard: crate::cluster::Shard { processes, process },
+                    addresses,
+                });
+                let collect = Arc::new(Collect::default());
+                let (input, dataflow) = start(options, collect.clone()).unwrap();
+                let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                let progress = input.progress();
+                for batches in batches {
+                    for batch in batches {
+                        input.blocking_send(batch).unwrap();
+                    }
+                    // The step has passed through the whole cluster before the next begins.
+                    let marker = runtime.block_on(input.mark()).unwrap();
+                    while !marker.epoch().is_some_and(|e| progress.processed() >= e) {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    step.wait();
+                }
+                input.close();
+                dataflow.join().unwrap();
+                collect
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+/// Fleet-like traffic: every device sends its items in time order, one message per device and
+/// tick; statuses change now and then.
+fn fleet_messages(devices: usize, ticks: i64) -> Vec<Vec<Sample>> {
+    let mut rng = crate::rng::Rng::new(7);
+    let items: Vec<Id> = ["0103502202", "0103502203", "0103505100"]
+        .into_iter()
+        .map(Id::from)
+        .collect();
+    let status = Id::from(STATUS_ITEM);
+    let mut messages = Vec::new();
+    for tick in 0..ticks {
+        for d in 0..devices {
+            let device = Id::from(format!("CLUSTER_{d:03}").as_str());
+            let ts = 1_700_000_000_000 + tick * 250 + d as i64;
+            let mut message = Vec::new();
+            for item in &items {
+                for k in 0..3 {
+                    let value = rng.next_f64() * 100.0;
+                    message.push(Sample::number(device.clone(), item.clone(), ts + k * 50, value));
+                }
+            }
+            if tick % 7 == d as i64 % 7 {
+                let state = (rng.next_f64() * 3.0) as i64;
+                message.push(Sample::number(device.clone(), status.clone(), ts, state as f64));
+            }
+            messages.push(message);
+        }
+    }
+    messages
+}
+
+#[test]
+fn a_cluster_of_processes_computes_what_one_process_does() {
+    let messages = fleet_messages(20, 80);
+    let total: usize = messages.iter().map(Vec::len).sum();
+    let single = run(options(2), messages.clone());
+    let want = sorted(single.windows.lock().unwrap().clone());
+    assert!(want.len() > 1_000, "{} windows", want.len());
+    for (processes, workers) in [(2, 1), (3, 2)] {
+        // The broker hands each message to one process, in turn; a step is one second of
+        // the fleet's time (4 ticks of 20 messages), less than the allowed lateness.
+        let mut shares = vec![Vec::new(); processes];
+        for (step, messages) in messages.chunks(80).enumerate() {
+            for share in shares.iter_mut() {
+                share.push(Vec::new());
+            }
+            for (n, message) in messages.iter().enumerate() {
+                shares[(step * 80 + n) % processes][step].push(message.clone());
+            }
+        }
+        let outputs = run_cluster(workers, shares);
+        let raw: usize = outputs.iter().map(|c| c.samples.lock().unwrap().len()).sum();
+        assert_eq!(raw, total, "each process stores what it ingested, once");
+        let late: u64 = outputs.iter().map(|c| *c.late.lock().unwrap()).sum();
+        assert_eq!(late, *single.late.lock().unwrap(), "late samples");
+        let got = sorted(outputs[0].windows.lock().unwrap().clone());
+        assert_eq!(got.len(), want.len(), "{processes} processes × {workers} workers");
+        for (g, w) in got.iter().zip(&want) {
+            // A key's samples arrive in another order than in one process: sums (mean,
+            // stddev) may differ in the last bits; everything else is equal.
+            let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * a.abs().max(b.abs()).max(1.0);
+            let exact = |r: &WindowRow| WindowRow {
+                mean: 0.0,
+                stddev: r.stddev.map(|_| 0.0),
+                ..r.clone()
+            };
+            assert_eq!(exact(g), exact(w), "{processes} processes");
+            assert!(close(g.mean, w.mean), "{g:?}\n{w:?}");
+            assert!(close(g.stddev.unwrap_or(0.0), w.stddev.unwrap_or(0.0)), "{g:?}\n{w:?}");
+        }
+        for other in &outputs[1..] {
+            assert!(other.windows.lock().unwrap().is_empty(), "windows are gathered on process 0");
+        }
+        let (a, b) = (&single.views, &outputs[0].views);
+        assert_eq!(a.fleet(), b.fleet());
+        assert_eq!(a.samples_per_device(), b.samples_per_device());
+        assert_eq!(a.devices(), b.devices());
+        for device in a.devices() {
+            assert_eq!(a.latest(&device), b.latest(&device), "{device}");
+        }
+    }
 }

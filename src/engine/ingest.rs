@@ -164,6 +164,8 @@ pub(super) struct Ingest {
     pub wal: Option<Wal>,
     /// Acknowledgements of the samples in `pending`.
     pub acks: Vec<Arc<Ack>>,
+    /// Publish received samples as SSE events (not in cluster mode: see the observer).
+    pub sse_samples: bool,
 }
 
 impl Ingest {
@@ -308,7 +310,9 @@ impl Ingest {
         match event {
             SourceEvent::Samples(batch) => {
                 self.registry.seen(&batch.device, batch.received_at);
-                self.bus.samples(&batch.device, &batch.samples);
+                if self.sse_samples {
+                    self.bus.samples(&batch.device, &batch.samples);
+                }
                 pending.extend(batch.samples);
                 self.acks.extend(batch.ack);
             }

@@ -62,6 +62,8 @@ pub struct EngineSettings {
     pub listen: Option<SocketAddr>,
     /// Replay this instead of connecting to the broker; the engine's input ends with it.
     pub replay: Option<crate::replay::ReplaySource>,
+    /// Run as one process of a cluster (DESIGN.md §10).
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 impl Default for EngineSettings {
@@ -70,6 +72,7 @@ impl Default for EngineSettings {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             listen: None,
             replay: None,
+            cluster: None,
         }
     }
 }
@@ -100,6 +103,7 @@ pub fn dataflow_options(config: &Config, workers: usize) -> DataflowOptions {
                 .map_or(lateness, |d| d.as_millis() as i64),
         ),
         input_capacity: 64,
+        cluster: None,
     }
 }
 
@@ -145,12 +149,15 @@ impl Engine {
         let mut window_sizes: Vec<i64> = options.windows.families.iter().map(|f| f.size).collect();
         window_sizes.sort();
         window_sizes.dedup();
+        let cluster = settings.cluster.clone();
+        options.cluster = cluster.clone();
         let observer = Arc::new(observer::EngineObserver {
             sinks: sinks.handles.clone(),
             views: views.clone(),
             windows: windows.clone(),
             bus: bus.clone(),
             metrics: metrics.clone(),
+            samples_from_latest: cluster.is_some(),
         });
         let horizon = Duration::from_millis(
             window_sizes.last().copied().unwrap_or(0).max(0) as u64
@@ -158,7 +165,22 @@ impl Engine {
                 + options.idle_timeout_ms.unwrap_or(0).max(0) as u64
                 + 1_000,
         );
-        let (input, dataflow) = dataflow::start(options, observer)?;
+        if let Some(c) = &cluster {
+            tracing::info!(
+                process = c.shard.process,
+                processes = c.shard.processes,
+                peers = ?c.addresses,
+                "joining the cluster (waiting for every process to connect)"
+            );
+        }
+        // Joining a cluster blocks until every peer is connected.
+        let (input, dataflow) =
+            tokio::task::spawn_blocking(move || dataflow::start(options, observer))
+                .await
+                .map_err(|e| format!("dataflow: {e}"))??;
+        if cluster.is_some() {
+            tracing::info!("every process of the cluster is connected");
+        }
         let replayed = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
         let (wal, cuts) = if config.wal.enabled {
             let (wal, recovered) = crate::wal::Wal::open(&config.state_dir.join("wal"))?;
@@ -171,6 +193,9 @@ impl Engine {
         let mut source_options = SourceOptions::new(config.source.clone(), &config.state_dir);
         source_options.dead_letters = config.dead_letters.clone();
         source_options.replayed = replayed;
+        if let Some(c) = &cluster {
+            source_options.shard = c.shard;
+        }
         let (stop, stop_rx) = watch::channel(false);
         let ingest = ingest::Ingest {
             options: source_options,
@@ -180,6 +205,7 @@ impl Engine {
             bus: bus.clone(),
             wal: wal.clone(),
             acks: Vec::new(),
+            sse_samples: cluster.is_none(),
         };
         let progress = ingest.input.progress();
         let (source, ingest) = ingest.start(settings.replay.clone(), stop_rx)?;
@@ -231,7 +257,10 @@ impl Engine {
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let http_addr = listener.local_addr().map_err(|e| e.to_string())?;
         let (http_stop, http_stopped) = oneshot::channel::<()>();
-        let app = crate::http::app(state.clone());
+        let app = match &cluster {
+            Some(c) if !c.serves_api() => crate::http::peer_app(state.clone(), c.shard.process),
+            _ => crate::http::app(state.clone()),
+        };
         let http = tokio::spawn(async move {
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async {
@@ -256,6 +285,12 @@ impl Engine {
             http_stop,
             http,
         })
+    }
+
+    /// Resolves if the dataflow fails: in cluster mode, when a peer process is lost. The
+    /// process should then exit with an error; its supervisor restarts the cluster.
+    pub async fn failed(&self) {
+        self.dataflow.failed().wait().await
     }
 
     /// Resolves when the input has ended and was handed to the dataflow: at the end of a

@@ -1,6 +1,7 @@
 //! Where the dataflow's outputs go: raw samples and closed windows to the sinks that want them
 //! (one shared batch per sink), windows also to the in-memory store, the SSE bus and the
-//! counters; live-view changes to the views.
+//! counters; live-view changes to the views. In cluster mode process 0 sees only its share of
+//! the raw samples but every latest-value change: its SSE `sample` events come from those.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -23,6 +24,8 @@ pub(super) struct EngineObserver {
     pub windows: Arc<WindowStore>,
     pub bus: Bus,
     pub metrics: Arc<Metrics>,
+    /// SSE `sample` events from latest-value changes (cluster mode) instead of from ingest.
+    pub samples_from_latest: bool,
 }
 
 impl Observer for EngineObserver {
@@ -60,6 +63,18 @@ impl Observer for EngineObserver {
 
     fn on_latest(&self, changes: &[(ItemKey, LatestValue, isize)]) {
         self.views.apply_latest(changes);
+        if self.samples_from_latest {
+            for ((device, item), value, _) in changes.iter().filter(|c| c.2 > 0) {
+                let sample = Sample {
+                    device: device.clone(),
+                    item: item.clone(),
+                    ts: value.ts,
+                    value: value.value(),
+                    text: value.text.clone(),
+                };
+                self.bus.samples(device, std::slice::from_ref(&sample));
+            }
+        }
     }
 
     fn on_fleet(&self, changes: &[(MachineState, i64, isize)]) {

@@ -53,6 +53,24 @@ pub fn app(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// The API of a cluster process other than 0 (DESIGN.md §10): its own health and metrics;
+/// everything else is served, for the whole cluster, by process 0.
+pub fn peer_app(state: Arc<AppState>, process: usize) -> Router {
+    Router::new()
+        .route("/api/v1/health", get(api::health))
+        .route("/metrics", get(prometheus::metrics))
+        .fallback(move || async move {
+            ApiError::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                format!(
+                    "this is process {process} of a cluster: it serves /api/v1/health and /metrics; \
+                     process 0 serves the API and the dashboard for the whole cluster"
+                ),
+            )
+        })
+        .with_state(state)
+}
+
 /// An error answer: status and a reason for people.
 #[derive(Debug)]
 pub struct ApiError {

@@ -36,6 +36,12 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         &plain(s.samples),
     );
     metric(
+        "millstream_probe_requests_total",
+        "counter",
+        "NC-Link probe requests sent (in a cluster, by the process that owns the device).",
+        &plain(s.probe_requests),
+    );
+    metric(
         "millstream_late_samples_total",
         "counter",
         "Samples older than their key's watermark (stored raw, not windowed).",

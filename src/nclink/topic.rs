@@ -195,6 +195,27 @@ pub fn platform_subscriptions() -> Vec<String> {
     filters
 }
 
+/// The platform's subscriptions as one process of several (DESIGN.md §10): Sample channels and
+/// Query answers through the shared subscription `$share/<group>/…`, so the broker gives each
+/// message to one process of the group; registrations, probe answers and versions unshared,
+/// since any process may receive any device's samples and needs its model.
+pub fn shared_platform_subscriptions(group: &str) -> Vec<String> {
+    let shared = [
+        "Sample/".to_string(),
+        format!("{}/", MessageKind::QueryResponse.prefix()),
+    ];
+    platform_subscriptions()
+        .into_iter()
+        .map(|filter| {
+            if shared.iter().any(|p| filter.starts_with(p.as_str())) {
+                format!("$share/{group}/{filter}")
+            } else {
+                filter
+            }
+        })
+        .collect()
+}
+
 /// The subscriptions of one simulated device: every platform → device topic for it.
 pub fn device_subscriptions(device: &str) -> Vec<String> {
     let mut filters = Vec::new();

@@ -57,6 +57,7 @@ impl RecordingFeed {
                 pending: config.pending.clone(),
                 max_payload: config.max_payload.bytes(),
                 raw: false,
+                shard: crate::cluster::Shard::default(),
             },
             metrics.clone(),
         );

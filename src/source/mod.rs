@@ -61,6 +61,9 @@ pub struct SourceOptions {
     /// them again (redelivery of what was not acknowledged before a crash), they are only
     /// acknowledged.
     pub replayed: Arc<std::sync::Mutex<std::collections::HashSet<ack::MessageId>>>,
+    /// The devices this process speaks to (cluster mode: it shares Sample traffic with the
+    /// other processes and sends control traffic only to the devices it owns).
+    pub shard: crate::cluster::Shard,
 }
 
 impl SourceOptions {
@@ -74,15 +77,37 @@ impl SourceOptions {
             subscriptions: None,
             capacity: 1024,
             replayed: Arc::default(),
+            shard: crate::cluster::Shard::default(),
         }
     }
 
-    /// The broker settings of this source.
+    /// The shared-subscription group of a cluster's processes: their common client id.
+    pub fn share_group(&self) -> String {
+        let id = self.config.client_id.trim();
+        let group: String = id
+            .chars()
+            .map(|c| if c == '/' || c == '+' || c == '#' { '_' } else { c })
+            .collect();
+        if group.is_empty() {
+            "millstream".into()
+        } else {
+            group
+        }
+    }
+
+    /// The broker settings of this source. In a cluster each process connects with its own
+    /// client id (`<client_id>-p<process>`): the broker keeps one persistent session per
+    /// process.
     pub fn broker(&self) -> BrokerOptions {
         let c = &self.config;
+        let client_id = if self.shard.is_cluster() && !c.client_id.is_empty() {
+            format!("{}-p{}", c.client_id, self.shard.process)
+        } else {
+            c.client_id.clone()
+        };
         BrokerOptions {
             url: c.url.clone(),
-            client_id: c.client_id.clone(),
+            client_id,
             username: c.username.clone(),
             password: c.password.clone(),
             tls: c.tls.clone(),
@@ -132,10 +157,13 @@ pub fn start(
     options: SourceOptions,
     metrics: Arc<Metrics>,
 ) -> Result<(SourceHandle, mpsc::Receiver<SourceEvent>), SourceError> {
-    let subscriptions = options
-        .subscriptions
-        .clone()
-        .unwrap_or_else(crate::nclink::topic::platform_subscriptions);
+    let subscriptions = options.subscriptions.clone().unwrap_or_else(|| {
+        if options.shard.is_cluster() {
+            crate::nclink::topic::shared_platform_subscriptions(&options.share_group())
+        } else {
+            crate::nclink::topic::platform_subscriptions()
+        }
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     let (client, incoming, connection) = connection::spawn(
         &options.broker(),
@@ -155,6 +183,7 @@ pub fn start(
             pending: options.config.pending.clone(),
             max_payload: options.config.max_payload.bytes(),
             raw: options.raw,
+            shard: options.shard,
         },
         metrics.clone(),
     );

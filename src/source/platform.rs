@@ -50,6 +50,8 @@ pub struct PlatformOptions {
     pub max_payload: usize,
     /// Emit every received message as [`SourceEvent::Raw`] before its decoded events.
     pub raw: bool,
+    /// The devices this platform answers, probes first and polls (all but in a cluster).
+    pub shard: crate::cluster::Shard,
 }
 
 impl Default for PlatformOptions {
@@ -62,6 +64,7 @@ impl Default for PlatformOptions {
             pending: PendingConfig::default(),
             max_payload: 1 << 20,
             raw: false,
+            shard: crate::cluster::Shard::default(),
         }
     }
 }
@@ -243,11 +246,14 @@ impl Platform {
         let device = self.see(device_id, received_at)?;
         match message {
             Message::RegisterRequest(_) => {
-                self.publish(
+                // In a cluster every process hears the registration; its owner answers.
+                if self.options.shard.owns(&device) {
+                    self.publish(
                     device_topic(MessageKind::RegisterResponse, &device),
                     encode::register_response("OK"),
                     QoS::AtLeastOnce,
-                );
+                    );
+                }
                 self.reprobe(&device, received_at);
             }
             Message::ProbeVersion(v) => {
@@ -372,6 +378,12 @@ impl Platform {
         };
         d.probe = Some(Probe { sent_at: now });
         d.probe_attempts += 1;
+        // In a cluster the device's owner asks first and every process hears the answer; a
+        // process still without a model after a timeout (it subscribed after the answer went
+        // by) asks itself.
+        if d.probe_attempts == 1 && !self.options.shard.owns(device) {
+            return;
+        }
         let id = self.ids.next_id();
         inc(&self.metrics.source.probe_requests);
         self.publish(
@@ -560,7 +572,7 @@ impl Platform {
         let mut devices: Vec<Id> = self
             .devices
             .keys()
-            .filter(|d| poll.polls(d))
+            .filter(|d| poll.polls(d) && self.options.shard.owns(d))
             .cloned()
             .collect();
         devices.sort();
@@ -789,6 +801,83 @@ mod tests {
         p.on_tick(6_000);
         let fallback = p.on_tick(8_000);
         assert_eq!(samples(&fallback).len(), 1);
+    }
+
+    #[test]
+    fn in_a_cluster_only_the_owner_answers_probes_and_polls_and_every_process_decodes() {
+        let poll = PollConfig {
+            interval: HumanDuration::from_millis(1_000),
+            items: vec!["0103502202".into()],
+            timeout: None,
+            devices: Vec::new(),
+        };
+        let shards: Vec<crate::cluster::Shard> = (0..2)
+            .map(|process| crate::cluster::Shard {
+                processes: 2,
+                process,
+            })
+            .collect();
+        let owner = shards[0].owner("D1");
+        let mut processes: Vec<Platform> = shards
+            .iter()
+            .map(|&shard| {
+                let options = PlatformOptions {
+                    poll: Some(poll.clone()),
+                    probe_timeout_ms: 1_000,
+                    shard,
+                    ..PlatformOptions::default()
+                };
+                Platform::new(options, Arc::new(Metrics::default()))
+            })
+            .collect();
+        for (process, p) in processes.iter_mut().enumerate() {
+            let register = p.on_message(
+                "Register/Request",
+                Bytes::from_static(br#"{"deviceid":"D1"}"#),
+                10,
+            );
+            let polls = p.on_tick(20);
+            if process == owner {
+                assert_eq!(
+                    publishes(&register),
+                    vec!["Probe/Query/Request/D1", "Register/Response/D1"]
+                );
+                assert_eq!(publishes(&polls), vec!["Query/Request/D1"]);
+            } else {
+                assert!(publishes(&register).is_empty(), "{:?}", publishes(&register));
+                assert!(publishes(&polls).is_empty(), "{:?}", publishes(&polls));
+            }
+        }
+        // The other process got a Sample message: it waits for the model the owner asked for.
+        let other = &mut processes[1 - owner];
+        let held = other.on_message(
+            "Sample/D1/sample_channel0",
+            Bytes::from_static(SAMPLE.as_bytes()),
+            30,
+        );
+        assert!(samples(&held).is_empty() && publishes(&held).is_empty());
+        let decoded = other.on_message("Probe/Query/Response/D1", model_payload(), 40);
+        assert_eq!(samples(&decoded).len(), 1);
+
+        // A process that missed the owner's answer asks itself after the probe timeout.
+        let mut late = Platform::new(
+            PlatformOptions {
+                probe_timeout_ms: 1_000,
+                shard: shards[1 - owner],
+                ..PlatformOptions::default()
+            },
+            Arc::new(Metrics::default()),
+        );
+        let first = late.on_message(
+            "Sample/D1/sample_channel0",
+            Bytes::from_static(SAMPLE.as_bytes()),
+            0,
+        );
+        assert!(publishes(&first).is_empty());
+        assert_eq!(
+            publishes(&late.on_tick(1_100)),
+            vec!["Probe/Query/Request/D1"]
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod analyze;
 mod bad_input;
 mod broker_restart;
 mod cli;
+mod cluster;
 mod crash;
 mod demo;
 mod engine;

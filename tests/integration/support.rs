@@ -284,12 +284,22 @@ pub async fn wait_for_http(base: &str, timeout: Duration) {
     }
 }
 
-/// Sends SIGINT to a child process and waits (up to `timeout`) for its exit code.
-pub fn interrupt_and_wait(child: &mut Child, timeout: Duration) -> Option<i32> {
+/// Sends SIGINT to a child process.
+pub fn interrupt(child: &Child) {
     let _ = Command::new("kill")
         .arg("-INT")
         .arg(child.id().to_string())
         .status();
+}
+
+/// Sends SIGINT to a child process and waits (up to `timeout`) for its exit code.
+pub fn interrupt_and_wait(child: &mut Child, timeout: Duration) -> Option<i32> {
+    interrupt(child);
+    wait_for_exit(child, timeout)
+}
+
+/// Waits (up to `timeout`, then kills it and fails) for a child's exit code.
+pub fn wait_for_exit(child: &mut Child, timeout: Duration) -> Option<i32> {
     let start = Instant::now();
     loop {
         if let Ok(Some(status)) = child.try_wait() {
@@ -297,7 +307,7 @@ pub fn interrupt_and_wait(child: &mut Child, timeout: Duration) -> Option<i32> {
         }
         if start.elapsed() > timeout {
             let _ = child.kill();
-            panic!("process did not stop within {timeout:?} of SIGINT");
+            panic!("process did not stop within {timeout:?}");
         }
         std::thread::sleep(Duration::from_millis(50));
     }

