@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use millstream::sim::{self, SimOptions, device_id};
 
+use crate::stores::*;
 use crate::support::*;
 
 /// One pipeline process: its config file and HTTP base URL.
@@ -308,5 +309,119 @@ fn same_windows(got: &serde_json::Value, want: &serde_json::Value, what: &str) {
                 _ => assert_eq!(&g[field], value, "{what} {field}"),
             }
         }
+    }
+}
+
+/// Rows of `devices` in the MySQL `samples` table.
+async fn mysql_rows(db: &str, devices: &[String]) -> u64 {
+    use sqlx::Row;
+    let pool = mysql(db).await;
+    let count: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM samples WHERE device IN ({})",
+        sql_list(devices)
+    )))
+    .fetch_one(&pool)
+    .await
+    .map(|r| r.get(0))
+    .unwrap_or(0);
+    pool.close().await;
+    count as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Mosquitto and MariaDB"]
+async fn a_process_killed_mid_run_stops_the_cluster_and_the_restart_loses_nothing() {
+    let url = broker_url();
+    require_broker(&url);
+    require(&mysql_server(), "MySQL/MariaDB server");
+    millstream::tls::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let db = database("cluster_kill");
+    let client_id = unique("cluster-kill");
+    let sql = format!(
+        "[[sinks]]\nname = \"mysql\"\nkind = \"mysql\"\nurl = \"{}/{db}\"\nlinger = \"300ms\"\n",
+        mysql_server()
+    );
+    let processes = configs(dir.path(), "kill", 2, &client_id, &sql);
+    let hosts = hosts_file(dir.path(), "kill", 2);
+    let all: Vec<&Process> = processes.iter().collect();
+    let start = || -> Vec<Child> {
+        (0..2)
+            .map(|p| spawn(&processes[p], 1, Some((&hosts, p))))
+            .collect()
+    };
+    let mut children = start();
+    for p in &processes {
+        wait_for_http(&p.base, Duration::from_secs(60)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await; // subscribed
+
+    let first = device_base(16);
+    let devices: Vec<String> = (first..first + 5).map(device_id).collect();
+    let mut options = SimOptions::new(url.clone(), 5);
+    options.base = first;
+    options.seed = 5;
+    options.sample_interval_ms = Some(100);
+    options.upload_interval_ms = Some(500);
+    let sim = sim::start(options, None).unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    // Process 1 dies; timely is fail-stop: process 0 notices and exits with an error.
+    children[1].kill().unwrap(); // SIGKILL
+    children[1].wait().unwrap();
+    let code = tokio::task::block_in_place(|| wait_for_exit(&mut children[0], Duration::from_secs(20)));
+    assert!(
+        code.is_some_and(|c| c != 0),
+        "process 0 exits with an error when its peer dies: {code:?}\n{}",
+        logs(&all)
+    );
+    assert!(
+        std::fs::read_to_string(&processes[0].log)
+            .unwrap()
+            .contains("restart every process of the cluster"),
+        "{}",
+        logs(&all)
+    );
+    // The supervisor restarts the cluster (the broker queues each session's share meanwhile).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut children = start();
+    for p in &processes {
+        wait_for_http(&p.base, Duration::from_secs(60)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stats = sim.stats.clone();
+    sim.shutdown().await;
+    let published = stats.samples.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(published > 5 * 20 * 40, "published {published}");
+
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let n = mysql_rows(&db, &devices).await;
+        if n >= published {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "MySQL holds {n} of {published}\n{}",
+            logs(&all)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Process 0 replayed its write-ahead log after the restart.
+    let (_, status) = get_json(&format!("{}/api/v1/status", processes[0].base)).await;
+    assert!(
+        status["wal"]["recovered_samples"].as_u64().unwrap() > 0,
+        "the restart replayed the log: {status}"
+    );
+    children.iter().for_each(interrupt);
+    for child in children.iter_mut() {
+        let code = tokio::task::block_in_place(|| wait_for_exit(child, Duration::from_secs(30)));
+        assert_eq!(code, Some(0), "{}", logs(&all));
+    }
+    // Every sample exactly once: the primary key forbids a second row, the count shows all.
+    assert_eq!(mysql_rows(&db, &devices).await, published, "{status}");
+    drop_mysql(&db).await;
+    for p in 0..2 {
+        crate::crash::forget_session(&format!("{client_id}-p{p}")).await;
     }
 }

@@ -23,7 +23,7 @@ fn start(config: &std::path::Path) -> Child {
 }
 
 /// Ends the persistent session a test left on the shared broker (it would queue messages).
-async fn forget_session(client_id: &str) {
+pub(crate) async fn forget_session(client_id: &str) {
     let url = broker_url();
     let mut options = MqttOptions::new(client_id, url.host.clone(), url.port);
     options.set_clean_session(true);
