@@ -17,12 +17,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use millstream::config::{self, HumanDuration};
 use millstream::engine::{Engine, EngineSettings};
-use millstream::sample::now_ms;
 use millstream::sim::{self, SimOptions};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+
+#[path = "support/latency.rs"]
+mod latency;
+use latency::latency;
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -190,68 +192,4 @@ async fn run() {
     latency(&base).await;
     let _ = client.disconnect().await;
     engine.shutdown().await.unwrap();
-}
-
-/// 1,000 messages/s for 10 s; publish time → SSE event.
-async fn latency(base: &str) {
-    let device = format!("E2E_LATENCY_{}", std::process::id());
-    let events = reqwest::get(format!("{base}/api/v1/events?device={device}"))
-        .await
-        .unwrap();
-    let mut stream = events.bytes_stream();
-    let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = latencies.clone();
-    let reader = tokio::spawn(async move {
-        let mut buffer = String::new();
-        while let Some(Ok(chunk)) = stream.next().await {
-            let now = now_ms();
-            buffer.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buffer.find("\n\n") {
-                let event: String = buffer.drain(..end + 2).collect();
-                if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: "))
-                    && let Ok(v) = serde_json::from_str::<serde_json::Value>(data)
-                {
-                    for s in v["samples"].as_array().into_iter().flatten() {
-                        if let Some(ts) = s["ts"].as_i64() {
-                            sink.lock().unwrap().push(now - ts);
-                        }
-                    }
-                }
-            }
-        }
-    });
-    let options = MqttOptions::new(format!("latency-{}", std::process::id()), "127.0.0.1", 1883);
-    let (client, mut eventloop) = AsyncClient::new(options, 1000);
-    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let topic = format!("Sample/{device}/lat");
-    for seq in 0..10_000u64 {
-        tick.tick().await;
-        // NC-Link 3.0 form: the message names its item and interval, no model needed.
-        let payload = format!(
-            r#"{{"beginTime":{},"interval":1,"paths":["seq"],"data":[[{seq}]]}}"#,
-            now_ms()
-        );
-        client
-            .publish(topic.clone(), QoS::AtLeastOnce, false, payload)
-            .await
-            .unwrap();
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    reader.abort();
-    let mut l = latencies.lock().unwrap().clone();
-    l.sort();
-    if l.is_empty() {
-        println!("latency: no events received");
-        return;
-    }
-    let p = |q: f64| l[((l.len() - 1) as f64 * q) as usize];
-    println!(
-        "latency at 1,000 messages/s, publish → SSE event: p50 {} ms, p99 {} ms, max {} ms ({} of 10,000 events)",
-        p(0.5),
-        p(0.99),
-        l[l.len() - 1],
-        l.len()
-    );
 }
