@@ -106,7 +106,8 @@ async fn measure(machines: u64, seconds: u64, sinks: &str, processes: usize, wor
             );
         }
         if sinks.contains("parquet") {
-            text += &format!("[[sinks]]\nname = \"lake\"\nkind = \"parquet\"\ndir = \"{d}/lake\"\n");
+            text +=
+                &format!("[[sinks]]\nname = \"lake\"\nkind = \"parquet\"\ndir = \"{d}/lake\"\n");
         }
         if sinks.contains("mysql") {
             text += &format!(
@@ -135,7 +136,10 @@ async fn measure(machines: u64, seconds: u64, sinks: &str, processes: usize, wor
     for base in &bases {
         let deadline = Instant::now() + Duration::from_secs(60);
         while reqwest::get(format!("{base}/api/v1/health")).await.is_err() {
-            assert!(Instant::now() < deadline, "{base} did not start; logs in {d}");
+            assert!(
+                Instant::now() < deadline,
+                "{base} did not start; logs in {d}"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -163,7 +167,14 @@ async fn measure(machines: u64, seconds: u64, sinks: &str, processes: usize, wor
         "fleet: {machines} machines at the model's intervals, {processes} process(es) × {workers} worker(s), sinks: {sinks}, {seconds} s"
     );
     let mut sim = Command::new(env!("CARGO_BIN_EXE_millstream"))
-        .args(["sim", "--broker", "mqtt://127.0.0.1:1883", "-b", "60000", "-n"])
+        .args([
+            "sim",
+            "--broker",
+            "mqtt://127.0.0.1:1883",
+            "-b",
+            "60000",
+            "-n",
+        ])
         .arg(machines.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -190,7 +201,11 @@ async fn measure(machines: u64, seconds: u64, sinks: &str, processes: usize, wor
             .spawn()
             .unwrap()
     });
-    let start = (Instant::now(), bare.load(Ordering::Relaxed), totals(bases.clone()).await);
+    let start = (
+        Instant::now(),
+        bare.load(Ordering::Relaxed),
+        totals(bases.clone()).await,
+    );
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let secs = start.0.elapsed().as_secs_f64();
     let end = (bare.load(Ordering::Relaxed), totals(bases.clone()).await);

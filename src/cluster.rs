@@ -139,7 +139,10 @@ mod tests {
             2,
         )
         .unwrap();
-        assert_eq!(c.addresses, ["127.0.0.1:2101", "127.0.0.1:2102", "node-c:2103"]);
+        assert_eq!(
+            c.addresses,
+            ["127.0.0.1:2101", "127.0.0.1:2102", "node-c:2103"]
+        );
         assert_eq!(
             c.shard,
             Shard {
@@ -155,7 +158,10 @@ mod tests {
         let e = Cluster::parse("127.0.0.1:2101\nnode-b\n", "h.txt", None, 0).unwrap_err();
         assert!(e.starts_with("h.txt:2: expected one host:port"), "{e}");
         let e = Cluster::parse("a:1\nb:2\n", "h.txt", Some(3), 0).unwrap_err();
-        assert!(e.contains("--processes 3 but the hosts file lists 2"), "{e}");
+        assert!(
+            e.contains("--processes 3 but the hosts file lists 2"),
+            "{e}"
+        );
         let e = Cluster::parse("a:1\nb:2\n", "h.txt", None, 2).unwrap_err();
         assert!(e.contains("--process 2 is out of range"), "{e}");
         let e = Cluster::parse("# none\n", "h.txt", None, 0).unwrap_err();

@@ -37,7 +37,8 @@ pub(super) fn from_other_processes<'scope>(
                     for batch in data.iter().filter(|b| b.report) {
                         for run in batch
                             .samples
-                            .chunk_by(|a, b| a.item == b.item && a.device == b.device) {
+                            .chunk_by(|a, b| a.item == b.item && a.device == b.device)
+                        {
                             let owner = key_hash(&run[0].device, &run[0].item) % peers;
                             if owner as usize / threads != process {
                                 session.give_iterator(run.iter().cloned());

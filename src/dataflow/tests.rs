@@ -264,7 +264,9 @@ fn run_cluster(workers: usize, shares: Vec<Vec<Vec<Vec<Sample>>>>) -> Vec<Arc<Co
                 });
                 let collect = Arc::new(Collect::default());
                 let (input, dataflow) = start(options, collect.clone()).unwrap();
-                let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
                 let progress = input.progress();
                 for batches in batches {
                     for batch in batches {
@@ -304,12 +306,22 @@ fn fleet_messages(devices: usize, ticks: i64) -> Vec<Vec<Sample>> {
             for item in &items {
                 for k in 0..3 {
                     let value = rng.next_f64() * 100.0;
-                    message.push(Sample::number(device.clone(), item.clone(), ts + k * 50, value));
+                    message.push(Sample::number(
+                        device.clone(),
+                        item.clone(),
+                        ts + k * 50,
+                        value,
+                    ));
                 }
             }
             if tick % 7 == d as i64 % 7 {
                 let state = (rng.next_f64() * 3.0) as i64;
-                message.push(Sample::number(device.clone(), status.clone(), ts, state as f64));
+                message.push(Sample::number(
+                    device.clone(),
+                    status.clone(),
+                    ts,
+                    state as f64,
+                ));
             }
             messages.push(message);
         }
@@ -337,12 +349,19 @@ fn a_cluster_of_processes_computes_what_one_process_does() {
             }
         }
         let outputs = run_cluster(workers, shares);
-        let raw: usize = outputs.iter().map(|c| c.samples.lock().unwrap().len()).sum();
+        let raw: usize = outputs
+            .iter()
+            .map(|c| c.samples.lock().unwrap().len())
+            .sum();
         assert_eq!(raw, total, "each process stores what it ingested, once");
         let late: u64 = outputs.iter().map(|c| *c.late.lock().unwrap()).sum();
         assert_eq!(late, *single.late.lock().unwrap(), "late samples");
         let got = sorted(outputs[0].windows.lock().unwrap().clone());
-        assert_eq!(got.len(), want.len(), "{processes} processes × {workers} workers");
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "{processes} processes × {workers} workers"
+        );
         for (g, w) in got.iter().zip(&want) {
             // A key's samples arrive in another order than in one process: sums (mean,
             // stddev) may differ in the last bits; everything else is equal.
@@ -354,10 +373,16 @@ fn a_cluster_of_processes_computes_what_one_process_does() {
             };
             assert_eq!(exact(g), exact(w), "{processes} processes");
             assert!(close(g.mean, w.mean), "{g:?}\n{w:?}");
-            assert!(close(g.stddev.unwrap_or(0.0), w.stddev.unwrap_or(0.0)), "{g:?}\n{w:?}");
+            assert!(
+                close(g.stddev.unwrap_or(0.0), w.stddev.unwrap_or(0.0)),
+                "{g:?}\n{w:?}"
+            );
         }
         for other in &outputs[1..] {
-            assert!(other.windows.lock().unwrap().is_empty(), "windows are gathered on process 0");
+            assert!(
+                other.windows.lock().unwrap().is_empty(),
+                "windows are gathered on process 0"
+            );
         }
         let (a, b) = (&single.views, &outputs[0].views);
         assert_eq!(a.fleet(), b.fleet());

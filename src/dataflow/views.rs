@@ -50,10 +50,7 @@ pub(super) fn views<'scope>(
         .antijoin(with_status)
         .map(|(device, ())| (device, MachineState::Unknown));
     let o = observer.clone();
-    let fleet = status
-        .concat(unknown)
-        .map(|(_, state)| state)
-        .count_total();
+    let fleet = status.concat(unknown).map(|(_, state)| state).count_total();
     observe(fleet.inner, gather, move |changes| {
         let changes: Vec<(MachineState, i64, isize)> = changes
             .iter()

@@ -86,7 +86,13 @@ impl SourceOptions {
         let id = self.config.client_id.trim();
         let group: String = id
             .chars()
-            .map(|c| if c == '/' || c == '+' || c == '#' { '_' } else { c })
+            .map(|c| {
+                if c == '/' || c == '+' || c == '#' {
+                    '_'
+                } else {
+                    c
+                }
+            })
             .collect();
         if group.is_empty() {
             "millstream".into()

@@ -249,9 +249,9 @@ impl Platform {
                 // In a cluster every process hears the registration; its owner answers.
                 if self.options.shard.owns(&device) {
                     self.publish(
-                    device_topic(MessageKind::RegisterResponse, &device),
-                    encode::register_response("OK"),
-                    QoS::AtLeastOnce,
+                        device_topic(MessageKind::RegisterResponse, &device),
+                        encode::register_response("OK"),
+                        QoS::AtLeastOnce,
                     );
                 }
                 self.reprobe(&device, received_at);
@@ -844,7 +844,11 @@ mod tests {
                 );
                 assert_eq!(publishes(&polls), vec!["Query/Request/D1"]);
             } else {
-                assert!(publishes(&register).is_empty(), "{:?}", publishes(&register));
+                assert!(
+                    publishes(&register).is_empty(),
+                    "{:?}",
+                    publishes(&register)
+                );
                 assert!(publishes(&polls).is_empty(), "{:?}", publishes(&polls));
             }
         }

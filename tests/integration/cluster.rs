@@ -167,7 +167,10 @@ async fn clusters_of_two_and_three_processes_equal_one_process() {
     assert_eq!((code, health["status"].as_str()), (200, Some("ok")));
     let (code, body) = get_json(&format!("{}/api/v1/fleet", two[1].base)).await;
     assert_eq!(code, 421, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("process 0"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("process 0"),
+        "{body}"
+    );
 
     let first = device_base(14);
     let devices: Vec<String> = (first..first + 20).map(device_id).collect();
@@ -220,7 +223,11 @@ async fn clusters_of_two_and_three_processes_equal_one_process() {
                 let (_, want) = get_json(&format!("{}/{query}", single[0].base)).await;
                 let rows = want["windows"].as_array().unwrap();
                 assert!(!rows.is_empty(), "{device} {item} {size}: {want}");
-                same_windows(&got["windows"], &want["windows"], &format!("{device} {item} {size}"));
+                same_windows(
+                    &got["windows"],
+                    &want["windows"],
+                    &format!("{device} {item} {size}"),
+                );
             }
         }
         // Control traffic once per device: one probe each from the cluster's owners.
@@ -244,7 +251,10 @@ async fn clusters_of_two_and_three_processes_equal_one_process() {
         let (visible, hidden) = lake_files(&lake);
         assert!(hidden.is_empty(), "{name}: hidden files left: {hidden:?}");
         let per_device = polars_rows_per_device(&lake, "samples");
-        let rows: u64 = devices.iter().map(|d| per_device.get(d).copied().unwrap_or(0)).sum();
+        let rows: u64 = devices
+            .iter()
+            .map(|d| per_device.get(d).copied().unwrap_or(0))
+            .sum();
         assert_eq!(rows, published, "{name}: samples in the lake");
         assert_eq!(
             keys_in_lake(&lake, &devices),
@@ -257,7 +267,10 @@ async fn clusters_of_two_and_three_processes_equal_one_process() {
                 .filter(|f| f.to_string_lossy().contains("/samples/"))
                 .map(|f| writer_of(f))
                 .collect();
-            assert!(writers.len() >= 2, "{name}: files of one writer only: {writers:?}");
+            assert!(
+                writers.len() >= 2,
+                "{name}: files of one writer only: {writers:?}"
+            );
         }
     }
 }
@@ -369,7 +382,8 @@ async fn a_process_killed_mid_run_stops_the_cluster_and_the_restart_loses_nothin
     // Process 1 dies; timely is fail-stop: process 0 notices and exits with an error.
     children[1].kill().unwrap(); // SIGKILL
     children[1].wait().unwrap();
-    let code = tokio::task::block_in_place(|| wait_for_exit(&mut children[0], Duration::from_secs(20)));
+    let code =
+        tokio::task::block_in_place(|| wait_for_exit(&mut children[0], Duration::from_secs(20)));
     assert!(
         code.is_some_and(|c| c != 0),
         "process 0 exits with an error when its peer dies: {code:?}\n{}",
