@@ -189,7 +189,7 @@ async fn run() {
     // Let the engine catch up before the latency run.
     tokio::time::sleep(Duration::from_secs(5)).await;
 
-    latency(&base).await;
+    latency(&base, 1_000, "").await;
     let _ = client.disconnect().await;
     engine.shutdown().await.unwrap();
 }

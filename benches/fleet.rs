@@ -9,8 +9,9 @@
 //! Run with `cargo bench --bench fleet`; settings from the environment:
 //! `FLEET_MACHINES=1000 FLEET_SECONDS=30 FLEET_DEPLOYMENTS=1x2,2x1` (processes × workers each)
 //! `FLEET_SINKS=sqlite,parquet,mysql,edge` (`mysql`: the machine's MariaDB; `edge`: InfluxDB on
-//! 8086, as `scripts/test` starts it). `FLEET_PERF=1` records a `perf` profile of process 0
-//! during the measurement (`perf report -i <dir>/perf-<deployment>.data`).
+//! 8086, as `scripts/test` starts it). `FLEET_PERF=1` records a `perf` profile of the whole
+//! machine for 10 s of the measurement (`perf report -i /tmp/fleet-perf-<deployment>.data
+//! --sort comm`: the CPU of the simulator, the broker, the stores and millstream).
 //! Results: docs/benchmarks.md.
 
 use std::process::{Child, Command, Stdio};
@@ -193,9 +194,9 @@ async fn measure(machines: u64, seconds: u64, sinks: &str, processes: usize, wor
     };
     let perf = (env("FLEET_PERF", 0u8) == 1).then(|| {
         Command::new("perf")
-            .args(["record", "-g", "-o"])
+            .args(["record", "-a", "-g", "-o"])
             .arg(dir.path().join(format!("perf-{processes}x{workers}.data")))
-            .args(["-p", &children[0].id().to_string(), "--", "sleep", "10"])
+            .args(["--", "sleep", "10"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -206,7 +207,13 @@ async fn measure(machines: u64, seconds: u64, sinks: &str, processes: usize, wor
         bare.load(Ordering::Relaxed),
         totals(bases.clone()).await,
     );
+    // Latency under the load, on the side: 100 messages/s of a device of its own.
+    let probe = {
+        let base = bases[0].clone();
+        tokio::spawn(async move { latency::latency(&base, 100, " during the fleet load").await })
+    };
     tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let _ = probe.await;
     let secs = start.0.elapsed().as_secs_f64();
     let end = (bare.load(Ordering::Relaxed), totals(bases.clone()).await);
     let bare_rate = (end.0 - start.1) as f64 / secs;
@@ -231,12 +238,12 @@ async fn measure(machines: u64, seconds: u64, sinks: &str, processes: usize, wor
             dir.path().join(format!("perf-{processes}x{workers}.data")),
             &keep,
         );
-        println!("  perf profile of process 0: {}", keep.display());
+        println!("  perf profile of the whole machine: {}", keep.display());
     }
     let _ = sim.kill();
     let _ = sim.wait();
     tokio::time::sleep(Duration::from_secs(5)).await;
-    latency::latency(&bases[0]).await;
+    latency::latency(&bases[0], 1_000, " after the load").await;
     let _ = client.disconnect().await;
     for child in &children {
         let _ = Command::new("kill")
@@ -259,8 +266,9 @@ async fn drop_stores(sinks: &str, tag: &str) {
     }
     if sinks.contains("edge") {
         let _ = reqwest::Client::new()
-            .post("http://127.0.0.1:8086/query")
-            .form(&[("q", format!("DROP DATABASE fleet_{tag}"))])
+            .post(format!(
+                "http://127.0.0.1:8086/query?q=DROP%20DATABASE%20fleet_{tag}"
+            ))
             .send()
             .await;
     }

@@ -1,4 +1,4 @@
-//! The latency probe of the end-to-end benchmarks: 1,000 messages/s for 10 s, each stamped
+//! The latency probe of the end-to-end benchmarks: `rate` messages/s for 10 s, each stamped
 //! with its publish time, to a device of its own; the time from publish to the SSE `sample`
 //! event the engine serving `base` sends for it, p50 and p99.
 
@@ -9,9 +9,9 @@ use futures_util::StreamExt;
 use millstream::sample::now_ms;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 
-/// 1,000 messages/s for 10 s; publish time → SSE event.
-pub async fn latency(base: &str) {
-    let device = format!("E2E_LATENCY_{}", std::process::id());
+/// `rate` messages/s for 10 s; publish time → SSE event. `label` says under what.
+pub async fn latency(base: &str, rate: u64, label: &str) {
+    let device = format!("E2E_LATENCY_{}_{rate}", std::process::id());
     let events = reqwest::get(format!("{base}/api/v1/events?device={device}"))
         .await
         .unwrap();
@@ -40,10 +40,11 @@ pub async fn latency(base: &str) {
     let options = MqttOptions::new(format!("latency-{}", std::process::id()), "127.0.0.1", 1883);
     let (client, mut eventloop) = AsyncClient::new(options, 1000);
     tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let topic = format!("Sample/{device}/lat");
-    for seq in 0..10_000u64 {
+    let total = rate * 10;
+    for seq in 0..total {
         tick.tick().await;
         // NC-Link 3.0 form: the message names its item and interval, no model needed.
         let payload = format!(
@@ -65,7 +66,7 @@ pub async fn latency(base: &str) {
     }
     let p = |q: f64| l[((l.len() - 1) as f64 * q) as usize];
     println!(
-        "latency at 1,000 messages/s, publish → SSE event: p50 {} ms, p99 {} ms, max {} ms ({} of 10,000 events)",
+        "latency at {rate} messages/s{label}, publish → SSE event: p50 {} ms, p99 {} ms, max {} ms ({} of {total} events)",
         p(0.5),
         p(0.99),
         l[l.len() - 1],

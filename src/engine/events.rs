@@ -49,7 +49,7 @@ impl Bus {
         self.sender.subscribe()
     }
 
-    fn listening(&self) -> bool {
+    pub fn listening(&self) -> bool {
         self.sender.receiver_count() > 0
     }
 

@@ -63,16 +63,22 @@ impl Observer for EngineObserver {
 
     fn on_latest(&self, changes: &[(ItemKey, LatestValue, isize)]) {
         self.views.apply_latest(changes);
-        if self.samples_from_latest {
-            for ((device, item), value, _) in changes.iter().filter(|c| c.2 > 0) {
-                let sample = Sample {
+        if self.samples_from_latest && self.bus.listening() {
+            // One event per device, as ingest would send one per message.
+            let mut samples: Vec<Sample> = changes
+                .iter()
+                .filter(|c| c.2 > 0)
+                .map(|((device, item), value, _)| Sample {
                     device: device.clone(),
                     item: item.clone(),
                     ts: value.ts,
                     value: value.value(),
                     text: value.text.clone(),
-                };
-                self.bus.samples(device, std::slice::from_ref(&sample));
+                })
+                .collect();
+            samples.sort_by(|a, b| a.device.cmp(&b.device));
+            for device in samples.chunk_by(|a, b| a.device == b.device) {
+                self.bus.samples(&device[0].device, device);
             }
         }
     }
