@@ -274,7 +274,7 @@ fn run_cluster(workers: usize, shares: Vec<Vec<Vec<Vec<Sample>>>>) -> Vec<Arc<Co
                     }
                     // The step has passed through the whole cluster before the next begins.
                     let marker = runtime.block_on(input.mark()).unwrap();
-                    while !marker.epoch().is_some_and(|e| progress.processed() >= e) {
+                    while marker.epoch().is_none_or(|e| progress.processed() < e) {
                         std::thread::sleep(std::time::Duration::from_millis(1));
                     }
                     step.wait();
