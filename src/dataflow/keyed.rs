@@ -17,6 +17,11 @@
 //! the input ends. Each worker reads every batch in the order it was sent (FIFO lanes), so a
 //! key's samples are aggregated in arrival order and the output depends neither on the number
 //! of workers nor on how the input was batched.
+//!
+//! In cluster mode a key's samples come from several processes, in no common order: there the
+//! operator holds its input until it has been complete for [`REORDER_MS`] and absorbs it in
+//! event-time order, so results match one process's even when processes release backlogs at
+//! the same moment.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +36,12 @@ use super::{DataflowOptions, Observer, key_hash};
 use crate::id::Id;
 use crate::sample::{Sample, now_ms};
 use crate::views::{ItemKey, LatestValue};
-use crate::window::{ClosedWindow, KeyWindows, WindowRow};
+use crate::window::{ClosedWindow, KeyWindows, WindowRow, WindowSpec};
+
+/// Cluster mode: how long (ms of epoch time, which is the wall clock there) input waits after
+/// its time is complete, so that what other processes sent at about the same moment is absorbed
+/// with it in event-time order.
+const REORDER_MS: u64 = 250;
 
 /// How often idle keys are checked.
 const IDLE_CHECK: Duration = Duration::from_millis(200);
@@ -76,6 +86,7 @@ pub(super) fn keyed<'scope>(
     let spec = options.windows.clone();
     let lateness = options.allowed_lateness_ms;
     let idle_timeout = options.idle_timeout_ms;
+    let cluster = options.cluster.is_some();
     let scope = samples.scope();
     samples.unary_frontier::<timely::container::CapacityContainerBuilder<Vec<KeyedOut>>, _, _, _>(
         Pipeline,
@@ -86,13 +97,10 @@ pub(super) fn keyed<'scope>(
             let peers = scope.peers() as u64;
             let owns = move |device: &str, item: &str| peers == 1 || key_hash(device, item) % peers == worker as u64;
             let mut held = Some(capability);
-            let mut keys: Keys = FxHashMap::default();
-            let mut closed: Vec<ClosedWindow> = Vec::new();
-            let mut windows: Vec<KeyedOut> = Vec::new();
-            let mut touched: Vec<(Id, Id)> = Vec::new();
-            // Devices with samples counted at the time being processed.
-            let mut counted: Vec<Id> = Vec::new();
+            let mut state = WorkerState::default();
             let mut changes: Vec<KeyedOut> = Vec::new();
+            // Cluster mode: input waiting to be absorbed in event-time order, with its time.
+            let mut stash: Option<Vec<(u64, Arc<[Sample]>)>> = cluster.then(Vec::new);
             // The time of the latest values and counts not emitted yet.
             let mut changes_at: Option<timely::dataflow::operators::Capability<u64>> = None;
             let mut last_idle_check = 0i64;
@@ -100,17 +108,20 @@ pub(super) fn keyed<'scope>(
                 let now = now_ms();
                 let mut late = 0u64;
                 input.for_each(|time, data| {
+                    if let Some(stash) = stash.as_mut() {
+                        // Cluster mode: held back to be absorbed in event-time order (below).
+                        let t = time.least().copied().unwrap_or_default();
+                        stash.extend(data.iter().map(|b| (t, b.samples.clone())));
+                        return;
+                    }
                     // Latest values and counts change once per key and time, not per message:
-                    // fewer updates for the differential views. Local times arrive in order,
-                    // so a later time completes the earlier one. (In cluster mode samples from
-                    // other processes may come at an earlier time: their changes join the
-                    // later time held, which a capability allows, and keeps each key's changes
-                    // in time order.)
+                    // fewer updates for the differential views. Times arrive in order (one
+                    // pipeline from the input), so a later time completes the earlier one.
                     if let Some(cap) = changes_at.as_ref()
                         && time.least().is_some_and(|t| t > cap.time())
                     {
                         let cap = changes_at.take().expect("checked above");
-                        take_changes(*cap.time(), &mut keys, &mut counted, &mut touched, &mut changes);
+                        take_changes(*cap.time(), &mut state, &mut changes);
                         output.session(&cap).give_container(&mut changes);
                         changes.clear();
                     }
@@ -118,56 +129,7 @@ pub(super) fn keyed<'scope>(
                         changes_at = time.retain_least(output.output_index());
                     }
                     for batch in data.iter() {
-                        let samples = &batch.samples[..];
-                        let mut at = 0;
-                        while at < samples.len() {
-                            // A message carries each item's values together: look the key up
-                            // once per run of samples of one key.
-                            let first = &samples[at];
-                            let run = &samples[at..at + same_key_run(&samples[at..])];
-                            at += run.len();
-                            let DeviceState { items, counted: device_count } =
-                                keys.entry(first.device.clone()).or_default();
-                            let state = items.entry(first.item.clone()).or_insert_with(|| KeyState {
-                                owned: owns(&first.device, &first.item),
-                                ..KeyState::default()
-                            });
-                            if !state.owned {
-                                continue;
-                            }
-                            if *device_count == 0 {
-                                counted.push(first.device.clone());
-                            }
-                            *device_count += run.len() as isize;
-                            // Latest value: the newest of this message (`max_by_key` gives the
-                            // last of equals: a tie goes to the later arrival),
-                            // compared to the last one.
-                            let newest = run.iter().max_by_key(|s| s.ts).expect("a run is not empty");
-                            let newer = match (&state.pending, &state.latest) {
-                                (Some(p), _) => newest.ts >= p.ts,
-                                (None, Some(l)) => newest.ts >= l.ts,
-                                (None, None) => true,
-                            };
-                            if newer {
-                                if state.pending.is_none() {
-                                    touched.push((first.device.clone(), first.item.clone()));
-                                }
-                                state.pending = Some(LatestValue::of(newest));
-                            }
-                            // Windows: numeric samples only.
-                            for sample in run {
-                                let Some(value) = sample.value else { continue };
-                                let windows_state = state.windows.get_or_insert_with(|| KeyWindows::new(&spec));
-                                if !windows_state.insert(&spec, lateness, sample.ts, value, now, &mut closed) {
-                                    late += 1;
-                                }
-                                windows.extend(
-                                    closed
-                                        .drain(..)
-                                        .map(|c| KeyedOut::Window(WindowRow::new(first.device.clone(), first.item.clone(), &c))),
-                                );
-                            }
-                        }
+                        late += absorb(&batch.samples, &mut state, &spec, lateness, now, &owns);
                     }
                 });
                 // Changes of a time are complete once the frontier has passed it.
@@ -175,17 +137,44 @@ pub(super) fn keyed<'scope>(
                     && !frontier.frontier().less_equal(cap.time())
                 {
                     let cap = changes_at.take().expect("checked above");
-                    take_changes(*cap.time(), &mut keys, &mut counted, &mut touched, &mut changes);
+                    take_changes(*cap.time(), &mut state, &mut changes);
                     output.session(&cap).give_container(&mut changes);
                     changes.clear();
+                }
+                // Cluster mode: a key's samples reach it from several processes, and backlogs
+                // (messages held until a device's model arrived) are released by every process
+                // at once; absorbed as they come, one process's backlog would move the key's
+                // watermark past the other's. So input waits until its time has been complete
+                // for REORDER_MS, and everything complete by then is absorbed together, in
+                // event-time order (stable: equal times keep their arrival order).
+                if let (Some(stash), Some(cap)) = (stash.as_mut(), held.as_ref()) {
+                    let complete = |t: u64| !frontier.frontier().less_equal(&t);
+                    let oldest = stash.iter().map(|(t, _)| *t).min();
+                    let due = frontier.frontier().first().map_or(u64::MAX, |f| f.saturating_sub(REORDER_MS));
+                    if oldest.is_some_and(|t| t < due) {
+                        let mut ready: Vec<Sample> = Vec::new();
+                        stash.retain(|(t, samples)| {
+                            if !complete(*t) {
+                                return true;
+                            }
+                            ready.extend(samples.iter().filter(|s| owns(&s.device, &s.item)).cloned());
+                            false
+                        });
+                        ready.sort_by_key(|s| s.ts);
+                        late += absorb(&ready, &mut state, &spec, lateness, now, &owns);
+                        take_changes(*cap.time(), &mut state, &mut changes);
+                        output.session(cap).give_container(&mut changes);
+                        changes.clear();
+                    }
+                    if !stash.is_empty() {
+                        activator.activate_after(Duration::from_millis(REORDER_MS));
+                    }
                 }
                 if late > 0 {
                     observer.on_late(late);
                 }
-                let each_window = |keys: &mut Keys,
-                                   windows: &mut Vec<KeyedOut>,
-                                   closed: &mut Vec<ClosedWindow>,
-                                   f: &mut dyn FnMut(&mut KeyWindows, &mut Vec<ClosedWindow>)| {
+                let each_window = |state: &mut WorkerState, f: &mut dyn FnMut(&mut KeyWindows, &mut Vec<ClosedWindow>)| {
+                    let WorkerState { keys, closed, windows, .. } = state;
                     for (device, state) in keys.iter_mut() {
                         for (item, state) in state.items.iter_mut() {
                             if let Some(w) = state.windows.as_mut() {
@@ -202,7 +191,7 @@ pub(super) fn keyed<'scope>(
                 {
                     last_idle_check = now;
                     let mut lowest: Option<i64> = None;
-                    each_window(&mut keys, &mut windows, &mut closed, &mut |w, closed| {
+                    each_window(&mut state, &mut |w, closed| {
                         if w.has_open_windows() {
                             w.advance_idle(&spec, lateness, idle_timeout, now, closed);
                         }
@@ -215,12 +204,12 @@ pub(super) fn keyed<'scope>(
                     observer.on_watermark(worker, lowest);
                 }
                 if frontier.frontier().is_empty() {
-                    each_window(&mut keys, &mut windows, &mut closed, &mut |w, closed| w.flush(&spec, closed));
+                    each_window(&mut state, &mut |w, closed| w.flush(&spec, closed));
                 }
                 if let Some(cap) = held.as_mut() {
-                    if !windows.is_empty() {
-                        output.session(&*cap).give_container(&mut windows);
-                        windows.clear();
+                    if !state.windows.is_empty() {
+                        output.session(&*cap).give_container(&mut state.windows);
+                        state.windows.clear();
                     }
                     match frontier.frontier().first() {
                         Some(t) => cap.downgrade(t),
@@ -235,6 +224,81 @@ pub(super) fn keyed<'scope>(
     )
 }
 
+/// What one worker keeps: its keys' state and the outputs not emitted yet.
+#[derive(Default)]
+struct WorkerState {
+    keys: Keys,
+    /// Devices with samples counted at the time being processed.
+    counted: Vec<Id>,
+    /// Keys with a new latest value at the time being processed.
+    touched: Vec<(Id, Id)>,
+    closed: Vec<ClosedWindow>,
+    windows: Vec<KeyedOut>,
+}
+
+/// Adds `samples` to the keys this worker owns (others are skipped); returns how many were
+/// late for their windows.
+fn absorb(
+    samples: &[Sample],
+    w: &mut WorkerState,
+    spec: &WindowSpec,
+    lateness: i64,
+    now: i64,
+    owns: &impl Fn(&str, &str) -> bool,
+) -> u64 {
+    let mut late = 0;
+    let mut at = 0;
+    while at < samples.len() {
+        // A message carries each item's values together: look the key up
+        // once per run of samples of one key.
+        let first = &samples[at];
+        let run = &samples[at..at + same_key_run(&samples[at..])];
+        at += run.len();
+        let DeviceState {
+            items,
+            counted: device_count,
+        } = w.keys.entry(first.device.clone()).or_default();
+        let state = items.entry(first.item.clone()).or_insert_with(|| KeyState {
+            owned: owns(&first.device, &first.item),
+            ..KeyState::default()
+        });
+        if !state.owned {
+            continue;
+        }
+        if *device_count == 0 {
+            w.counted.push(first.device.clone());
+        }
+        *device_count += run.len() as isize;
+        // Latest value: the newest of this message (`max_by_key` gives the
+        // last of equals: a tie goes to the later arrival),
+        // compared to the last one.
+        let newest = run.iter().max_by_key(|s| s.ts).expect("a run is not empty");
+        let newer = match (&state.pending, &state.latest) {
+            (Some(p), _) => newest.ts >= p.ts,
+            (None, Some(l)) => newest.ts >= l.ts,
+            (None, None) => true,
+        };
+        if newer {
+            if state.pending.is_none() {
+                w.touched.push((first.device.clone(), first.item.clone()));
+            }
+            state.pending = Some(LatestValue::of(newest));
+        }
+        // Windows: numeric samples only.
+        for sample in run {
+            let Some(value) = sample.value else { continue };
+            let windows_state = state.windows.get_or_insert_with(|| KeyWindows::new(spec));
+            if !windows_state.insert(spec, lateness, sample.ts, value, now, &mut w.closed) {
+                late += 1;
+            }
+            w.windows.extend(w.closed.drain(..).map(|c| {
+                KeyedOut::Window(WindowRow::new(first.device.clone(), first.item.clone(), &c))
+            }));
+        }
+    }
+    late
+}
+
 /// How many samples from the start of `samples` (at least one) share the first one's key.
 fn same_key_run(samples: &[Sample]) -> usize {
     let first = &samples[0];
@@ -244,13 +308,13 @@ fn same_key_run(samples: &[Sample]) -> usize {
 
 /// The latest-value and count changes of time `t`: per device the samples counted, per key
 /// touched its new latest value (retracting the old).
-fn take_changes(
-    t: u64,
-    keys: &mut Keys,
-    counted: &mut Vec<Id>,
-    touched: &mut Vec<(Id, Id)>,
-    out: &mut Vec<KeyedOut>,
-) {
+fn take_changes(t: u64, worker: &mut WorkerState, out: &mut Vec<KeyedOut>) {
+    let WorkerState {
+        keys,
+        counted,
+        touched,
+        ..
+    } = worker;
     for device in counted.drain(..) {
         let state = keys.get_mut(&device).expect("counted devices exist");
         let n = std::mem::take(&mut state.counted);
