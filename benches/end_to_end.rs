@@ -13,17 +13,17 @@
 //! windows only); `E2E_WAL=off` measures without the write-ahead log.
 //! Results: docs/benchmarks.md.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use millstream::config::{self, HumanDuration};
 use millstream::engine::{Engine, EngineSettings};
 use millstream::sim::{self, SimOptions};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 #[path = "support/latency.rs"]
 mod latency;
+#[path = "support/load.rs"]
+mod load;
 use latency::latency;
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -64,32 +64,12 @@ async fn run() {
          [http]\nlisten = \"127.0.0.1:{port}\"\n[wal]\nenabled = {wal}\n",
         pid = std::process::id()
     );
-    if sinks.contains("sqlite") {
-        text +=
-            &format!("[[sinks]]\nname = \"sql\"\nkind = \"sqlite\"\nurl = \"sqlite://{d}/b.db\"\n");
-    }
-    if sinks.contains("parquet") {
-        text += &format!("[[sinks]]\nname = \"lake\"\nkind = \"parquet\"\ndir = \"{d}/lake\"\n");
-    }
-    if sinks.contains("mysql") {
-        text += &format!(
-            "[[sinks]]\nname = \"mysql\"\nkind = \"mysql\"\nurl = \"mysql://root@127.0.0.1:3306/ms_bench_e2e_{tag}\"\n"
-        );
-    }
-    if sinks.contains("edge") {
-        text += &format!(
-            "[[sinks]]\nname = \"edge\"\nkind = \"influx\"\nurl = \"http://127.0.0.1:8086\"\ndatabase = \"bench_e2e_{tag}\"\n"
-        );
-    }
-    if sinks.contains("cloud") {
-        let user =
-            std::env::var("MILLSTREAM_TEST_INFLUX_CLOUD_USER").unwrap_or("millstream".into());
-        let password = std::env::var("MILLSTREAM_TEST_INFLUX_CLOUD_PASSWORD")
-            .unwrap_or("millstream-test".into());
-        text += &format!(
-            "[[sinks]]\nname = \"cloud\"\nkind = \"influx\"\nurl = \"http://127.0.0.1:8087\"\ndatabase = \"bench_e2e_{tag}\"\nusername = \"{user}\"\npassword = \"{password}\"\nstreams = [\"windows\"]\n"
-        );
-    }
+    text += &load::sink_sections(
+        &sinks,
+        &format!("{d}/b.db"),
+        &format!("{d}/lake"),
+        &format!("bench_e2e_{tag}"),
+    );
     let config = config::load_str(&text, "bench.toml", |_| None).unwrap();
     let engine = Engine::start(config, EngineSettings::default())
         .await
@@ -97,22 +77,7 @@ async fn run() {
     let base = format!("http://{}", engine.http_addr);
 
     // The bare subscriber.
-    let bare = Arc::new(AtomicU64::new(0));
-    let mut options = MqttOptions::new(format!("bare-{}", std::process::id()), "127.0.0.1", 1883);
-    options.set_max_packet_size(64 << 20, 64 << 20);
-    let (client, mut eventloop) = AsyncClient::new(options, 100);
-    client
-        .subscribe("Sample/+/+", QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    let counter = bare.clone();
-    tokio::spawn(async move {
-        while let Ok(event) = eventloop.poll().await {
-            if let Event::Incoming(Packet::Publish(_)) = event {
-                counter.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    });
+    let (client, bare) = load::bare_subscriber(&format!("bare-{}", std::process::id())).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     println!(

@@ -15,14 +15,14 @@
 //! Results: docs/benchmarks.md.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 #[path = "support/latency.rs"]
 mod latency;
+#[path = "support/load.rs"]
+mod load;
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -101,25 +101,12 @@ async fn measure(machines: u64, seconds: u64, sinks: &str, processes: usize, wor
              [windows]\ntumbling = [\"1s\", \"10s\", \"1m\"]\nsliding = [{{ size = \"1m\", every = \"10s\" }}]\n\
              [http]\nlisten = \"127.0.0.1:{port}\"\n"
         );
-        if sinks.contains("sqlite") {
-            text += &format!(
-                "[[sinks]]\nname = \"sql\"\nkind = \"sqlite\"\nurl = \"sqlite://{d}/p{p}.db\"\n"
-            );
-        }
-        if sinks.contains("parquet") {
-            text +=
-                &format!("[[sinks]]\nname = \"lake\"\nkind = \"parquet\"\ndir = \"{d}/lake\"\n");
-        }
-        if sinks.contains("mysql") {
-            text += &format!(
-                "[[sinks]]\nname = \"mysql\"\nkind = \"mysql\"\nurl = \"mysql://root@127.0.0.1:3306/ms_fleet_{tag}\"\n"
-            );
-        }
-        if sinks.contains("edge") {
-            text += &format!(
-                "[[sinks]]\nname = \"edge\"\nkind = \"influx\"\nurl = \"http://127.0.0.1:8086\"\ndatabase = \"fleet_{tag}\"\n"
-            );
-        }
+        text += &load::sink_sections(
+            sinks,
+            &format!("{d}/p{p}.db"),
+            &format!("{d}/lake"),
+            &format!("fleet_{tag}"),
+        );
         let config = dir.path().join(format!("p{p}.toml"));
         std::fs::write(&config, text).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_millstream"));
@@ -146,22 +133,7 @@ async fn measure(machines: u64, seconds: u64, sinks: &str, processes: usize, wor
     }
 
     // The bare subscriber: every Sample message, as the engine would receive it.
-    let bare = Arc::new(AtomicU64::new(0));
-    let mut options = MqttOptions::new(format!("fleet-bare-{tag}"), "127.0.0.1", 1883);
-    options.set_max_packet_size(64 << 20, 64 << 20);
-    let (client, mut eventloop) = AsyncClient::new(options, 100);
-    client
-        .subscribe("Sample/+/+", QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    let counted = bare.clone();
-    tokio::spawn(async move {
-        while let Ok(event) = eventloop.poll().await {
-            if let Event::Incoming(Packet::Publish(_)) = event {
-                counted.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    });
+    let (client, bare) = load::bare_subscriber(&format!("fleet-bare-{tag}")).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     println!(

@@ -19,8 +19,8 @@
 //! of workers nor on how the input was batched.
 //!
 //! In cluster mode a key's samples come from several processes, in no common order: there the
-//! operator holds its input until it has been complete for [`REORDER_MS`] and absorbs it in
-//! event-time order, so results match one process's even when processes release backlogs at
+//! operator holds its input until it has been complete for [`REORDER_MS`] and absorbs it key by
+//! key in event-time order, so results match one process's even when processes release backlogs at
 //! the same moment.
 
 use std::sync::Arc;
@@ -152,15 +152,24 @@ pub(super) fn keyed<'scope>(
                     let oldest = stash.iter().map(|(t, _)| *t).min();
                     let due = frontier.frontier().first().map_or(u64::MAX, |f| f.saturating_sub(REORDER_MS));
                     if oldest.is_some_and(|t| t < due) {
-                        let mut ready: Vec<Sample> = Vec::new();
+                        // This worker's samples, grouped by key (hash) and in event-time order
+                        // within each: one run per key for `absorb`, the hash computed once.
+                        let mut ready: Vec<(u64, Sample)> = Vec::new();
                         stash.retain(|(t, samples)| {
                             if !complete(*t) {
                                 return true;
                             }
-                            ready.extend(samples.iter().filter(|s| owns(&s.device, &s.item)).cloned());
+                            ready.extend(
+                                samples
+                                    .iter()
+                                    .map(|s| (key_hash(&s.device, &s.item), s))
+                                    .filter(|(h, _)| h % peers == worker as u64)
+                                    .map(|(h, s)| (h, s.clone())),
+                            );
                             false
                         });
-                        ready.sort_by_key(|s| s.ts);
+                        ready.sort_by_key(|(h, s)| (*h, s.ts));
+                        let ready: Vec<Sample> = ready.into_iter().map(|(_, s)| s).collect();
                         late += absorb(&ready, &mut state, &spec, lateness, now, &owns);
                         take_changes(*cap.time(), &mut state, &mut changes);
                         output.session(cap).give_container(&mut changes);

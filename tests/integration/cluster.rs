@@ -153,7 +153,7 @@ async fn clusters_of_two_and_three_processes_equal_one_process() {
         hosts_file(dir.path(), "two", 2),
         hosts_file(dir.path(), "three", 3),
     );
-    let mut children = vec![spawn(&single[0], 1, None)];
+    let mut children = Children(vec![spawn(&single[0], 1, None)]);
     children.extend((0..2).map(|p| spawn(&two[p], 2, Some((&two_hosts, p)))));
     children.extend((0..3).map(|p| spawn(&three[p], 1, Some((&three_hosts, p)))));
     let all: Vec<&Process> = single.iter().chain(&two).chain(&three).collect();
@@ -280,11 +280,7 @@ async fn clusters_of_two_and_three_processes_equal_one_process() {
         let lake = dir.path().join(format!("{name}-lake"));
         let (visible, hidden) = lake_files(&lake);
         assert!(hidden.is_empty(), "{name}: hidden files left: {hidden:?}");
-        let per_device = polars_rows_per_device(&lake, "samples");
-        let rows: u64 = devices
-            .iter()
-            .map(|d| per_device.get(d).copied().unwrap_or(0))
-            .sum();
+        let rows = lake_sample_rows(&lake, &devices);
         assert_eq!(rows, published, "{name}: samples in the lake");
         assert_eq!(
             keys_in_lake(&lake, &devices),
@@ -428,22 +424,6 @@ fn same_windows(got: &serde_json::Value, want: &serde_json::Value) -> Result<(),
     Ok(())
 }
 
-/// Rows of `devices` in the MySQL `samples` table.
-async fn mysql_rows(db: &str, devices: &[String]) -> u64 {
-    use sqlx::Row;
-    let pool = mysql(db).await;
-    let count: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT COUNT(*) FROM samples WHERE device IN ({})",
-        sql_list(devices)
-    )))
-    .fetch_one(&pool)
-    .await
-    .map(|r| r.get(0))
-    .unwrap_or(0);
-    pool.close().await;
-    count as u64
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Mosquitto and MariaDB"]
 async fn a_process_killed_mid_run_stops_the_cluster_and_the_restart_loses_nothing() {
@@ -461,10 +441,12 @@ async fn a_process_killed_mid_run_stops_the_cluster_and_the_restart_loses_nothin
     let processes = configs(dir.path(), "kill", 2, &client_id, &sql);
     let hosts = hosts_file(dir.path(), "kill", 2);
     let all: Vec<&Process> = processes.iter().collect();
-    let start = || -> Vec<Child> {
-        (0..2)
-            .map(|p| spawn(&processes[p], 1, Some((&hosts, p))))
-            .collect()
+    let start = || {
+        Children(
+            (0..2)
+                .map(|p| spawn(&processes[p], 1, Some((&hosts, p))))
+                .collect(),
+        )
     };
     let mut children = start();
     for p in &processes {
@@ -513,7 +495,7 @@ async fn a_process_killed_mid_run_stops_the_cluster_and_the_restart_loses_nothin
 
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
-        let n = mysql_rows(&db, &devices).await;
+        let n = mysql_sample_count(&db, &devices).await;
         if n >= published {
             break;
         }
@@ -536,9 +518,13 @@ async fn a_process_killed_mid_run_stops_the_cluster_and_the_restart_loses_nothin
         assert_eq!(code, Some(0), "{}", logs(&all));
     }
     // Every sample exactly once: the primary key forbids a second row, the count shows all.
-    assert_eq!(mysql_rows(&db, &devices).await, published, "{status}");
+    assert_eq!(
+        mysql_sample_count(&db, &devices).await,
+        published,
+        "{status}"
+    );
     drop_mysql(&db).await;
     for p in 0..2 {
-        crate::crash::forget_session(&format!("{client_id}-p{p}")).await;
+        forget_session(&format!("{client_id}-p{p}")).await;
     }
 }

@@ -7,7 +7,6 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use millstream::sim::{self, SimOptions, device_id};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet};
 use sqlx::Row;
 
 use crate::stores::*;
@@ -20,42 +19,6 @@ fn start(config: &std::path::Path) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
-}
-
-/// Ends the persistent session a test left on the shared broker (it would queue messages).
-pub(crate) async fn forget_session(client_id: &str) {
-    let url = broker_url();
-    let mut options = MqttOptions::new(client_id, url.host.clone(), url.port);
-    options.set_clean_session(true);
-    let (client, mut events) = AsyncClient::new(options, 10);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) =
-            tokio::time::timeout(Duration::from_secs(1), events.poll()).await
-        {
-            break;
-        }
-    }
-    let _ = client.disconnect().await;
-    let _ = tokio::time::timeout(Duration::from_secs(1), events.poll()).await;
-}
-
-async fn mysql_count(db: &str, devices: &[String]) -> u64 {
-    let pool = mysql(db).await;
-    let list = devices
-        .iter()
-        .map(|d| format!("'{d}'"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let count: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT COUNT(*) FROM samples WHERE device IN ({list})"
-    )))
-    .fetch_one(&pool)
-    .await
-    .map(|r| r.get(0))
-    .unwrap_or(0);
-    pool.close().await;
-    count as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,7 +104,7 @@ dir = "{d}/lake"
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let n = mysql_count(&mysql_db, &devices).await;
+        let n = mysql_sample_count(&mysql_db, &devices).await;
         if n >= published {
             break;
         }
@@ -153,7 +116,7 @@ dir = "{d}/lake"
     assert_eq!(code, Some(0));
 
     // MySQL: every sample exactly once (the primary key forbids more; the count shows all).
-    assert_eq!(mysql_count(&mysql_db, &devices).await, published);
+    assert_eq!(mysql_sample_count(&mysql_db, &devices).await, published);
     // InfluxDB: every sample.
     let points = influx_query(&edge, None, &edge_db, "SELECT * FROM samples")
         .await
@@ -177,11 +140,7 @@ dir = "{d}/lake"
         "the restarted writer completed all its files"
     );
     assert!(!left_by_crash.is_empty(), "the crash left incomplete files");
-    let per_device = polars_rows_per_device(&lake, "samples");
-    let in_lake: u64 = devices
-        .iter()
-        .map(|d| per_device.get(d).copied().unwrap_or(0))
-        .sum();
+    let in_lake = lake_sample_rows(&lake, &devices);
     assert!(in_lake >= published, "lake rows {in_lake} < {published}");
 
     // Windows recomputed after the restart are whole: each 1 s window counts exactly the

@@ -244,11 +244,7 @@ roll_age = "2s"
     let lake = dir.path().join("lake");
     let (_, hidden) = lake_files(&lake);
     assert!(hidden.is_empty(), "incomplete files left: {hidden:?}");
-    let per_device = polars_rows_per_device(&lake, "samples");
-    let in_lake: u64 = devices
-        .iter()
-        .map(|d| per_device.get(d).copied().unwrap_or(0))
-        .sum();
+    let in_lake = lake_sample_rows(&lake, &devices);
     assert_eq!(in_lake, published, "rows in the lake (polars)");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/check-lake.py");
     let out = std::process::Command::new("python3")

@@ -67,6 +67,22 @@ pub async fn mysql(database: &str) -> MySqlPool {
         .unwrap()
 }
 
+/// Rows of `devices` in the `samples` table of a test database.
+pub async fn mysql_sample_count(database: &str, devices: &[String]) -> u64 {
+    use sqlx::Row;
+    let pool = mysql(database).await;
+    let count: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM samples WHERE device IN ({})",
+        crate::support::sql_list(devices)
+    )))
+    .fetch_one(&pool)
+    .await
+    .map(|r| r.get(0))
+    .unwrap_or(0);
+    pool.close().await;
+    count as u64
+}
+
 /// Drops a test database (best effort).
 pub async fn drop_mysql(database: &str) {
     if let Ok(admin) = MySqlPool::connect(&mysql_server()).await {

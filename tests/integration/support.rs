@@ -10,6 +10,7 @@ use millstream::config::{BrokerUrl, SourceConfig};
 use millstream::id::Id;
 use millstream::metrics::Metrics;
 use millstream::source::{self, SourceEvent, SourceHandle, SourceOptions};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet};
 use tokio::sync::mpsc;
 
 /// The machine's broker.
@@ -284,6 +285,34 @@ pub async fn wait_for_http(base: &str, timeout: Duration) {
     }
 }
 
+/// Child processes killed when dropped, so a failing test leaves none running (they would
+/// load the machine for every test after it).
+pub struct Children(pub Vec<Child>);
+
+impl std::ops::Deref for Children {
+    type Target = Vec<Child>;
+    fn deref(&self) -> &Vec<Child> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Children {
+    fn deref_mut(&mut self) -> &mut Vec<Child> {
+        &mut self.0
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            if matches!(child.try_wait(), Ok(None)) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
 /// Sends SIGINT to a child process.
 pub fn interrupt(child: &Child) {
     let _ = Command::new("kill")
@@ -366,6 +395,15 @@ pub fn polars_rows_per_device(lake: &Path, table: &str) -> std::collections::BTr
         .collect()
 }
 
+/// Sample rows of `devices` in the lake, read with polars.
+pub fn lake_sample_rows(lake: &Path, devices: &[String]) -> u64 {
+    let per_device = polars_rows_per_device(lake, "samples");
+    devices
+        .iter()
+        .map(|d| per_device.get(d).copied().unwrap_or(0))
+        .sum()
+}
+
 /// The SQLite database at `db`.
 pub async fn sqlite_at(db: &Path) -> sqlx::SqlitePool {
     millstream::sinks::sqlite::open(&format!("sqlite://{}", db.display()))
@@ -380,4 +418,22 @@ pub fn sql_list(devices: &[String]) -> String {
         .map(|d| format!("'{d}'"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// Ends the persistent session a test left on the shared broker (it would queue messages).
+pub async fn forget_session(client_id: &str) {
+    let url = broker_url();
+    let mut options = MqttOptions::new(client_id, url.host.clone(), url.port);
+    options.set_clean_session(true);
+    let (client, mut events) = AsyncClient::new(options, 10);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) =
+            tokio::time::timeout(Duration::from_secs(1), events.poll()).await
+        {
+            break;
+        }
+    }
+    let _ = client.disconnect().await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), events.poll()).await;
 }
