@@ -18,7 +18,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-
 #[path = "support/latency.rs"]
 mod latency;
 #[path = "support/load.rs"]
