@@ -97,6 +97,7 @@ fn run(batches: &[Vec<Sample>], workers: usize) -> Duration {
         idle_timeout_ms: None,
         input_capacity: 256,
         cluster: None,
+        holds: Default::default(),
     };
     let start = Instant::now();
     let sink = std::thread::spawn(move || queue.iter().map(|b| b.len()).sum::<usize>());

@@ -14,6 +14,12 @@
 //! worker's time would wait for the slowest-counting worker to catch up — on a quiet lane,
 //! forever.
 //! Closing the input drops the operators' capabilities: the dataflow then flushes and ends.
+//!
+//! In cluster mode a batch enters at the time its messages were received (an [`Arrival`]; a
+//! worker's time never goes back, so a later receive time counts), its time follows the receive
+//! times of what it gives, and it never moves past an active hold ([`super::hold`]): a key's
+//! owner then absorbs samples from every process in about the order one process would have
+//! received them, even when a process releases samples it kept back.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,6 +30,7 @@ use timely::dataflow::operators::generic::operator::source as timely_source;
 use timely::scheduling::SyncActivator;
 use tokio::sync::mpsc;
 
+use super::hold::{Hold, Holds};
 use crate::sample::Sample;
 
 /// The input has been closed (the dataflow is ending).
@@ -57,9 +64,19 @@ pub(super) struct SharedBatch {
     pub report: bool,
 }
 
+/// When a batch's messages were received, and the holds it ends (cluster mode).
+#[derive(Debug, Clone, Default)]
+pub struct Arrival {
+    /// Receive time of the batch's first message, ms since the Unix epoch (`None`: unknown,
+    /// as in a write-ahead-log replay: it enters at the worker's time).
+    pub received_at: Option<i64>,
+    /// Holds that end once every worker has taken the batch.
+    pub holds: Vec<Arc<Hold>>,
+}
+
 /// What travels a lane: samples, or a marker of the point an epoch was cut.
 pub(super) enum LaneItem {
-    Samples(SharedBatch),
+    Samples(SharedBatch, Arrival),
     Marker(Arc<EpochMarker>),
 }
 
@@ -93,7 +110,7 @@ type ActivatorSlot = Arc<Mutex<Option<SyncActivator>>>;
 const IDLE_EPOCH: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Milliseconds since the Unix epoch: the epoch of a cluster worker.
-fn wall_clock_epoch() -> u64 {
+pub(super) fn wall_clock_epoch() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -109,6 +126,7 @@ pub struct DataflowInput {
     processed: Arc<AtomicU64>,
     /// Counts batches, to choose the worker that reports each one to the raw sinks.
     sent: Arc<AtomicUsize>,
+    holds: Holds,
 }
 
 /// A worker's end of its lane.
@@ -121,6 +139,7 @@ pub(super) struct Receivers {
     activators: Vec<ActivatorSlot>,
     /// The newest epoch any worker has moved to.
     epoch: Arc<AtomicU64>,
+    holds: Holds,
 }
 
 impl Receivers {
@@ -148,6 +167,7 @@ pub(super) fn channel(
     capacity: usize,
     workers: usize,
     processed: Arc<AtomicU64>,
+    holds: Holds,
 ) -> (DataflowInput, Arc<Receivers>) {
     let epoch = Arc::new(AtomicU64::new(0));
 
@@ -167,18 +187,24 @@ pub(super) fn channel(
             activators: activators.clone(),
             processed,
             sent: Arc::new(AtomicUsize::new(0)),
+            holds: holds.clone(),
         },
         Arc::new(Receivers {
             lanes: Mutex::new(lanes),
             activators: activators.clone(),
             epoch,
+            holds,
         }),
     )
 }
 
 impl DataflowInput {
     /// The lane items of one batch: the same samples for every lane, one lane reporting.
-    fn items(&self, batch: Arc<[Sample]>) -> impl Iterator<Item = (usize, LaneItem)> {
+    fn items(
+        &self,
+        batch: Arc<[Sample]>,
+        arrival: Arrival,
+    ) -> impl Iterator<Item = (usize, LaneItem)> {
         let lanes = self.activators.len();
         let reporter = self.sent.fetch_add(1, Ordering::Relaxed) % lanes;
         (0..lanes).map(move |lane| {
@@ -186,18 +212,28 @@ impl DataflowInput {
                 samples: batch.clone(),
                 report: lane == reporter,
             };
-            (lane, LaneItem::Samples(shared))
+            (lane, LaneItem::Samples(shared, arrival.clone()))
         })
     }
 
     /// Sends a batch (waits while a lane is full: back-pressure to the source).
     pub async fn send(&self, batch: impl Into<Arc<[Sample]>>) -> Result<(), InputClosed> {
+        self.send_arrived(batch, Arrival::default()).await
+    }
+
+    /// Sends a batch received at `arrival.received_at`, ending `arrival.holds` once every
+    /// worker has taken it.
+    pub async fn send_arrived(
+        &self,
+        batch: impl Into<Arc<[Sample]>>,
+        arrival: Arrival,
+    ) -> Result<(), InputClosed> {
         let batch = batch.into();
         if batch.is_empty() {
             return Ok(());
         }
         let senders = self.senders.as_ref().ok_or(InputClosed)?;
-        for (lane, item) in self.items(batch) {
+        for (lane, item) in self.items(batch, arrival) {
             senders[lane].send(item).await.map_err(|_| InputClosed)?;
             self.wake(lane);
         }
@@ -206,12 +242,21 @@ impl DataflowInput {
 
     /// Sends a batch from a non-async thread.
     pub fn blocking_send(&self, batch: impl Into<Arc<[Sample]>>) -> Result<(), InputClosed> {
+        self.blocking_send_arrived(batch, Arrival::default())
+    }
+
+    /// [`DataflowInput::send_arrived`] from a non-async thread.
+    pub fn blocking_send_arrived(
+        &self,
+        batch: impl Into<Arc<[Sample]>>,
+        arrival: Arrival,
+    ) -> Result<(), InputClosed> {
         let batch = batch.into();
         if batch.is_empty() {
             return Ok(());
         }
         let senders = self.senders.as_ref().ok_or(InputClosed)?;
-        for (lane, item) in self.items(batch) {
+        for (lane, item) in self.items(batch, arrival) {
             senders[lane].blocking_send(item).map_err(|_| InputClosed)?;
             self.wake(lane);
         }
@@ -245,6 +290,11 @@ impl DataflowInput {
             self.wake(lane);
         }
         Ok(marker)
+    }
+
+    /// The holds on this process's input time (cluster mode).
+    pub fn holds(&self) -> &Holds {
+        &self.holds
     }
 
     /// The dataflow's progress, readable without holding the input open.
@@ -296,28 +346,59 @@ pub(super) fn source<'scope>(
                     Some(scope.worker().sync_activator_for(info.address.to_vec()));
                 receiver = Some(rx);
             }
+            // The highest time this worker gave data at (a batch enters at its receive time
+            // when that is above the capability's).
+            let mut given = 0u64;
+            // The latest receive time of a batch taken since the time last advanced.
+            let mut received = 0u64;
             move |output| {
                 let (Some(cap), Some(rx)) = (capability.as_mut(), receiver.as_mut()) else {
                     capability = None;
                     return;
                 };
+                // Where the capability may go: up to `to`, but never past an active hold, and
+                // never back.
+                let holds = &receivers.holds;
+                let allowed = |to: u64, cap: &timely::dataflow::operators::Capability<u64>| {
+                    to.min(holds.limit()).max(*cap.time())
+                };
                 let mut closed = false;
+                let mut took = false;
                 for _ in 0..MAX_BATCHES_PER_ACTIVATION {
                     match rx.try_recv() {
-                        Ok(LaneItem::Samples(batch)) => {
+                        Ok(LaneItem::Samples(batch, arrival)) => {
+                            took = true;
                             if epoch_samples == 0 {
                                 epoch_started = std::time::Instant::now();
                             }
                             epoch_samples += batch.samples.len();
-                            output.session(&*cap).give(batch);
+                            let entry = arrival
+                                .received_at
+                                .filter(|_| clock_epochs)
+                                .map(|r| r.max(0) as u64);
+                            received = received.max(entry.unwrap_or(0));
+                            match entry.map(|r| r - r % ARRIVAL_STEP) {
+                                Some(at) if at > *cap.time() => {
+                                    given = given.max(at);
+                                    output.session(&cap.delayed(&at)).give(batch);
+                                }
+                                _ => {
+                                    given = given.max(*cap.time());
+                                    output.session(&*cap).give(batch);
+                                }
+                            }
+                            // `arrival.holds` end here (once every lane has dropped them).
                         }
                         Ok(LaneItem::Marker(marker)) => {
                             // Everything before the marker was given at an earlier time.
-                            let next = *cap.time() + 1;
-                            cap.downgrade(&next);
+                            let next = (*cap.time()).max(given) + 1;
+                            let to = allowed(next, cap);
+                            cap.downgrade(&to);
                             epoch_samples = 0;
                             marker.passed(next);
-                            if receivers.epoch.fetch_max(next, Ordering::AcqRel) < next {
+                            if receivers.epoch.fetch_max(*cap.time(), Ordering::AcqRel)
+                                < *cap.time()
+                            {
                                 receivers.wake_all_but(me);
                             }
                         }
@@ -341,9 +422,17 @@ pub(super) fn source<'scope>(
                 if epoch_samples > 0 {
                     let age = epoch_started.elapsed();
                     if epoch_samples >= EPOCH_SAMPLES || age >= EPOCH_AGE || shared > *cap.time() {
-                        let next = shared.max(*cap.time() + 1).max(clock());
+                        // Cluster mode: up to what was received, not to the clock: a process
+                        // behind with its input keeps the cluster's time where its data is.
+                        let to = if received > 0 {
+                            received.min(clock())
+                        } else {
+                            clock()
+                        };
+                        let next = allowed(shared.max(*cap.time() + 1).max(to), cap);
                         cap.downgrade(&next);
                         epoch_samples = 0;
+                        received = 0;
                         if receivers.epoch.fetch_max(next, Ordering::AcqRel) < next {
                             receivers.wake_all_but(me);
                         }
@@ -351,14 +440,19 @@ pub(super) fn source<'scope>(
                         reactivate.activate_after(EPOCH_AGE - age);
                     }
                 } else if shared > *cap.time() {
-                    cap.downgrade(&shared);
+                    let to = allowed(shared, cap);
+                    cap.downgrade(&to);
                 }
-                if clock_epochs && epoch_samples == 0 {
-                    let now = clock();
+                // Only a worker that is through its lane moves to the clock: one with data
+                // waiting follows the data's receive times (above).
+                if clock_epochs && epoch_samples == 0 && !took && rx.is_empty() {
+                    let now = allowed(clock(), cap);
                     if now >= *cap.time() + IDLE_EPOCH.as_millis() as u64 {
                         cap.downgrade(&now);
                         receivers.epoch.fetch_max(now, Ordering::AcqRel);
                     }
+                }
+                if clock_epochs {
                     reactivate.activate_after(IDLE_EPOCH);
                 }
                 // There may be more: come back after the other operators have run.
@@ -369,3 +463,7 @@ pub(super) fn source<'scope>(
         },
     )
 }
+
+/// Granularity of arrival times (ms): coarse enough to keep the times of a busy input few
+/// (progress tracking costs per time), fine next to the per-key operator's reorder wait.
+pub const ARRIVAL_STEP: u64 = 10;

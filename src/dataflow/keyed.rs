@@ -21,7 +21,8 @@
 //! In cluster mode a key's samples come from several processes, in no common order: there the
 //! operator holds its input until it has been complete for [`REORDER_MS`] and absorbs it key by
 //! key in event-time order, so results match one process's even when processes release backlogs at
-//! the same moment.
+//! about the same moment; backlogs released further apart are kept in order by holds on the
+//! cluster's time ([`super::hold`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,7 +42,7 @@ use crate::window::{ClosedWindow, KeyWindows, WindowRow, WindowSpec};
 /// Cluster mode: how long (ms of epoch time, which is the wall clock there) input waits after
 /// its time is complete, so that what other processes sent at about the same moment is absorbed
 /// with it in event-time order.
-const REORDER_MS: u64 = 250;
+pub(super) const REORDER_MS: u64 = 250;
 
 /// How often idle keys are checked.
 const IDLE_CHECK: Duration = Duration::from_millis(200);
@@ -105,7 +106,13 @@ pub(super) fn keyed<'scope>(
             let mut changes_at: Option<timely::dataflow::operators::Capability<u64>> = None;
             let mut last_idle_check = 0i64;
             move |(input, frontier), output| {
-                let now = now_ms();
+                // Cluster mode: the operator's clock is the time its input is absorbed up to
+                // (epochs are the wall clock there), so that while a process holds the
+                // cluster's time (`super::hold`) idle keys' windows stay open too.
+                let now = match (cluster, frontier.frontier().first()) {
+                    (true, Some(f)) => now_ms().min(f.saturating_sub(REORDER_MS) as i64),
+                    _ => now_ms(),
+                };
                 let mut late = 0u64;
                 input.for_each(|time, data| {
                     if let Some(stash) = stash.as_mut() {

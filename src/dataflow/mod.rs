@@ -20,6 +20,7 @@
 //!   values, counts.
 //! - [`views`]: the differential views.
 //! - [`route`]: cluster mode: keys owned by another process travel there.
+//! - [`hold`]: cluster mode: a process keeping samples back holds the cluster's time.
 //!
 //! In cluster mode (DESIGN.md §10) several processes form one computation: keys ingested by one
 //! process and owned by another are exchanged to it ([`route`]), and every output the HTTP API
@@ -27,6 +28,7 @@
 //! API. Epochs follow the wall clock there, so processes that ingest at different rates still
 //! advance together (the progress of each process's write-ahead log waits for the slowest).
 
+pub mod hold;
 pub mod input;
 mod keyed;
 mod route;
@@ -41,7 +43,8 @@ use timely::dataflow::operators::vec::Map;
 
 use keyed::KeyedOut;
 
-pub use input::{DataflowInput, EpochMarker, InputClosed, Progress};
+pub use hold::{Hold, Holds};
+pub use input::{ARRIVAL_STEP, Arrival, DataflowInput, EpochMarker, InputClosed, Progress};
 
 use crate::id::Id;
 use crate::nclink::status::MachineState;
@@ -63,6 +66,9 @@ pub struct DataflowOptions {
     pub input_capacity: usize,
     /// Run as one process of several (`workers` threads in each).
     pub cluster: Option<crate::cluster::Cluster>,
+    /// Holds on the input's time (cluster mode): taken before the start to keep the time
+    /// from moving before a write-ahead-log replay.
+    pub holds: Holds,
 }
 
 /// Receives the dataflow's outputs. Called on worker threads; may block (a full sink queue
@@ -156,8 +162,12 @@ pub fn start(
 ) -> Result<(DataflowInput, Dataflow), String> {
     let workers = options.workers.max(1);
     let processed = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let (input, receivers) =
-        input::channel(options.input_capacity.max(1), workers, processed.clone());
+    let (input, receivers) = input::channel(
+        options.input_capacity.max(1),
+        workers,
+        processed.clone(),
+        options.holds.clone(),
+    );
     let options = Arc::new(options);
     let communication = match &options.cluster {
         Some(cluster) => timely::CommunicationConfig::Cluster {

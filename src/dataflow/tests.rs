@@ -48,6 +48,7 @@ pub(crate) fn options(workers: usize) -> DataflowOptions {
         idle_timeout_ms: None,
         input_capacity: 16,
         cluster: None,
+        holds: Default::default(),
     }
 }
 
@@ -362,22 +363,7 @@ fn a_cluster_of_processes_computes_what_one_process_does() {
             want.len(),
             "{processes} processes × {workers} workers"
         );
-        for (g, w) in got.iter().zip(&want) {
-            // A key's samples arrive in another order than in one process: sums (mean,
-            // stddev) may differ in the last bits; everything else is equal.
-            let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * a.abs().max(b.abs()).max(1.0);
-            let exact = |r: &WindowRow| WindowRow {
-                mean: 0.0,
-                stddev: r.stddev.map(|_| 0.0),
-                ..r.clone()
-            };
-            assert_eq!(exact(g), exact(w), "{processes} processes");
-            assert!(close(g.mean, w.mean), "{g:?}\n{w:?}");
-            assert!(
-                close(g.stddev.unwrap_or(0.0), w.stddev.unwrap_or(0.0)),
-                "{g:?}\n{w:?}"
-            );
-        }
+        assert_same_windows(&got, &want, &format!("{processes} processes"));
         for other in &outputs[1..] {
             assert!(
                 other.windows.lock().unwrap().is_empty(),
@@ -392,4 +378,131 @@ fn a_cluster_of_processes_computes_what_one_process_does() {
             assert_eq!(a.latest(&device), b.latest(&device), "{device}");
         }
     }
+}
+
+/// Two processes each keep back part of a fleet's traffic (a backlog: messages waiting for a
+/// device's model, or a write-ahead log to replay) and release it far apart in time, process 1
+/// long after process 0. Holding the cluster's time until then keeps process 1's older samples
+/// from being late at their owners: the windows equal one process's. `replay`: the holds are
+/// taken before the dataflow starts and the backlog has no receive times (a write-ahead log);
+/// otherwise each process holds from its first message's receive time, and messages enter at
+/// their receive times (a device's discovery).
+fn backlogs_released_apart(replay: bool) {
+    let options = || {
+        let mut o = options(1);
+        o.allowed_lateness_ms = 500;
+        o
+    };
+    // 3 s of traffic received from 1 s ago on: part of it enters at times still to come.
+    let from = input::wall_clock_epoch() as i64 - 1_000;
+    let messages: Vec<(i64, Vec<Sample>)> = fleet_messages(4, 12)
+        .into_iter()
+        .map(|m| {
+            let shifted: Vec<Sample> = m
+                .into_iter()
+                .map(|s| Sample {
+                    ts: s.ts - 1_700_000_000_000 + from,
+                    ..s
+                })
+                .collect();
+            (shifted.iter().map(|s| s.ts).max().unwrap() + 5, shifted)
+        })
+        .collect();
+    let single = run(options(), messages.iter().map(|(_, m)| m.clone()).collect());
+    assert_eq!(*single.late.lock().unwrap(), 0);
+    let want = sorted(single.windows.lock().unwrap().clone());
+    assert!(!want.is_empty());
+
+    let addresses = cluster_addresses(2);
+    let started = Arc::new(std::sync::Barrier::new(2));
+    let released_first = Arc::new(std::sync::Barrier::new(2));
+    let threads: Vec<_> = (0..2)
+        .map(|process| {
+            let addresses = addresses.clone();
+            let (started, released_first) = (started.clone(), released_first.clone());
+            let share: Vec<(i64, Vec<Sample>)> =
+                messages.iter().skip(process).step_by(2).cloned().collect();
+            let mut options = options();
+            std::thread::spawn(move || {
+                options.cluster = Some(crate::cluster::Cluster {
+                    shard: crate::cluster::Shard {
+                        processes: 2,
+                        process,
+                    },
+                    addresses,
+                });
+                let early = replay.then(|| options.holds.hold(0));
+                let collect = Arc::new(Collect::default());
+                let (input, dataflow) = start(options, collect.clone()).unwrap();
+                let hold = early.unwrap_or_else(|| input.holds().hold(share[0].0 as u64));
+                let release = |share: Vec<(i64, Vec<Sample>)>| {
+                    for (received_at, message) in share {
+                        let arrival = input::Arrival {
+                            received_at: (!replay).then_some(received_at),
+                            holds: vec![hold.clone()],
+                        };
+                        input.blocking_send_arrived(message, arrival).unwrap();
+                    }
+                };
+                started.wait();
+                let mut windows_while_held = None;
+                if process == 0 {
+                    release(share);
+                    drop(hold);
+                    // Far longer than the reorder wait: without process 1's hold, process 0's
+                    // samples would be absorbed (and windows closed) by now.
+                    std::thread::sleep(std::time::Duration::from_millis(4 * keyed::REORDER_MS));
+                    windows_while_held = Some(collect.windows.lock().unwrap().len());
+                    released_first.wait();
+                } else {
+                    released_first.wait();
+                    release(share);
+                    drop(hold);
+                }
+                input.close();
+                dataflow.join().unwrap();
+                (collect, windows_while_held)
+            })
+        })
+        .collect();
+    let outputs: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(
+        outputs[0].1,
+        Some(0),
+        "no window closes while process 1 holds the cluster's time"
+    );
+    let late: u64 = outputs.iter().map(|(c, _)| *c.late.lock().unwrap()).sum();
+    assert_eq!(late, 0, "late samples");
+    let got = sorted(outputs[0].0.windows.lock().unwrap().clone());
+    assert_eq!(got.len(), want.len());
+    assert_same_windows(&got, &want, "backlogs");
+}
+
+/// Windows equal a single process's: a key's samples arrive in another order than in one
+/// process, so sums (mean, stddev) may differ in the last bits; everything else is equal.
+fn assert_same_windows(got: &[WindowRow], want: &[WindowRow], what: &str) {
+    for (g, w) in got.iter().zip(want) {
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * a.abs().max(b.abs()).max(1.0);
+        let exact = |r: &WindowRow| WindowRow {
+            mean: 0.0,
+            stddev: r.stddev.map(|_| 0.0),
+            ..r.clone()
+        };
+        assert_eq!(exact(g), exact(w), "{what}");
+        assert!(close(g.mean, w.mean), "{g:?}\n{w:?}");
+        assert!(
+            close(g.stddev.unwrap_or(0.0), w.stddev.unwrap_or(0.0)),
+            "{g:?}\n{w:?}"
+        );
+    }
+}
+
+#[test]
+fn a_backlog_released_late_by_another_process_is_not_late() {
+    backlogs_released_apart(false);
+}
+
+#[test]
+fn write_ahead_log_replays_of_several_processes_are_absorbed_together() {
+    backlogs_released_apart(true);
 }

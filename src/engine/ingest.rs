@@ -164,6 +164,13 @@ pub(super) struct Ingest {
     pub wal: Option<Wal>,
     /// Acknowledgements of the samples in `pending`.
     pub acks: Vec<Arc<Ack>>,
+    /// Holds on the input's time that end with the samples in `pending` (cluster mode).
+    pub holds: Vec<Arc<crate::dataflow::Hold>>,
+    /// Cluster mode: batches enter the dataflow at their receive time, so a batch holds only
+    /// messages received within [`crate::dataflow::ARRIVAL_STEP`] of its first.
+    pub by_arrival: bool,
+    /// Receive time of the first message in `pending`.
+    pub first_received: Option<i64>,
     /// Publish received samples as SSE events (not in cluster mode: see the observer).
     pub sse_samples: bool,
 }
@@ -296,14 +303,29 @@ impl Ingest {
         events: &mut mpsc::Receiver<SourceEvent>,
         pending: &mut Vec<Sample>,
     ) {
-        self.apply(first, pending);
-        while pending.len() < MAX_BATCH {
-            match events.try_recv() {
-                Ok(event) => self.apply(event, pending),
-                Err(_) => break,
+        let mut next = Some(first);
+        while let Some(event) = next.take() {
+            if self.starts_a_batch(&event) {
+                self.flush(pending).await;
             }
+            self.apply(event, pending);
+            if pending.len() >= MAX_BATCH {
+                break;
+            }
+            next = events.try_recv().ok();
         }
         self.flush(pending).await;
+    }
+
+    /// Whether `event` was received too long after (or before: a released backlog) the first
+    /// message of the pending batch to enter the dataflow with it.
+    fn starts_a_batch(&self, event: &SourceEvent) -> bool {
+        match (self.by_arrival, self.first_received, event) {
+            (true, Some(first), SourceEvent::Samples(batch)) => {
+                (batch.received_at - first).unsigned_abs() >= crate::dataflow::ARRIVAL_STEP
+            }
+            _ => false,
+        }
     }
 
     fn apply(&mut self, event: SourceEvent, pending: &mut Vec<Sample>) {
@@ -313,8 +335,16 @@ impl Ingest {
                 if self.sse_samples {
                     self.bus.samples(&batch.device, &batch.samples);
                 }
+                if pending.is_empty() {
+                    self.first_received = Some(batch.received_at);
+                }
                 pending.extend(batch.samples);
                 self.acks.extend(batch.ack);
+                if let Some(hold) = batch.hold
+                    && !self.holds.iter().any(|h| Arc::ptr_eq(h, &hold))
+                {
+                    self.holds.push(hold);
+                }
             }
             SourceEvent::DeviceDiscovered { device, at } => self.registry.seen(&device, at),
             SourceEvent::Model { device, model } => self.registry.set_model(&device, model),
@@ -334,12 +364,16 @@ impl Ingest {
         }
         let batch: Arc<[Sample]> = std::mem::take(pending).into();
         let acks = std::mem::take(&mut self.acks);
+        let arrival = crate::dataflow::Arrival {
+            received_at: self.first_received.take().filter(|_| self.by_arrival),
+            holds: std::mem::take(&mut self.holds),
+        };
         if let Some(wal) = &self.wal {
             wal.append(batch.clone(), acks).await;
-            if self.input.send(batch).await.is_err() {
+            if self.input.send_arrived(batch, arrival).await.is_err() {
                 tracing::error!("the dataflow stopped; samples cannot be processed");
             }
-        } else if self.input.send(batch).await.is_err() {
+        } else if self.input.send_arrived(batch, arrival).await.is_err() {
             tracing::error!("the dataflow stopped; samples cannot be processed");
             acks.iter().for_each(|a| a.disarm());
         }

@@ -104,6 +104,7 @@ pub fn dataflow_options(config: &Config, workers: usize) -> DataflowOptions {
         ),
         input_capacity: 64,
         cluster: None,
+        holds: Default::default(),
     }
 }
 
@@ -173,6 +174,10 @@ impl Engine {
                 "joining the cluster (waiting for every process to connect)"
             );
         }
+        // A cluster process keeps the cluster's time from moving until its write-ahead log is
+        // replayed, so that every process's replay is absorbed in event-time order with the
+        // others' (`dataflow::hold`).
+        let startup = cluster.as_ref().map(|_| options.holds.hold(0));
         // Joining a cluster blocks until every peer is connected.
         let (input, dataflow) =
             tokio::task::spawn_blocking(move || dataflow::start(options, observer))
@@ -184,17 +189,19 @@ impl Engine {
         let replayed = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
         let (wal, cuts) = if config.wal.enabled {
             let (wal, recovered) = crate::wal::Wal::open(&config.state_dir.join("wal"))?;
-            let cuts = recover(&wal, recovered, &input, &replayed).await?;
+            let cuts = recover(&wal, recovered, &input, &replayed, startup.clone()).await?;
             (Some(wal), cuts)
         } else {
             (None, Vec::new())
         };
 
+        drop(startup);
         let mut source_options = SourceOptions::new(config.source.clone(), &config.state_dir);
         source_options.dead_letters = config.dead_letters.clone();
         source_options.replayed = replayed;
         if let Some(c) = &cluster {
             source_options.shard = c.shard;
+            source_options.holds = Some(input.holds().clone());
         }
         let (stop, stop_rx) = watch::channel(false);
         let ingest = ingest::Ingest {
@@ -205,6 +212,9 @@ impl Engine {
             bus: bus.clone(),
             wal: wal.clone(),
             acks: Vec::new(),
+            holds: Vec::new(),
+            by_arrival: cluster.is_some(),
+            first_received: None,
             sse_samples: cluster.is_none(),
         };
         let progress = ingest.input.progress();
@@ -345,6 +355,7 @@ async fn recover(
     recovered: crate::wal::Recovered,
     input: &dataflow::DataflowInput,
     replayed: &Arc<std::sync::Mutex<std::collections::HashSet<crate::source::ack::MessageId>>>,
+    hold: Option<Arc<dataflow::Hold>>,
 ) -> Result<Vec<checkpoint::Cut>, String> {
     if recovered.segments.is_empty() {
         return Ok(Vec::new());
@@ -365,7 +376,11 @@ async fn recover(
                 }
                 set.extend(messages);
                 drop(set);
-                let _ = feed.blocking_send(batch);
+                let arrival = dataflow::Arrival {
+                    received_at: None,
+                    holds: hold.iter().cloned().collect(),
+                };
+                let _ = feed.blocking_send_arrived(batch, arrival);
             }) {
                 Ok(n) => total += n,
                 Err(e) => {

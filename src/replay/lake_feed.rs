@@ -116,6 +116,7 @@ impl LakeFeed {
                 received_at,
                 samples,
                 ack: None,
+                hold: None,
             };
             if self
                 .events

@@ -58,6 +58,7 @@ impl RecordingFeed {
                 max_payload: config.max_payload.bytes(),
                 raw: false,
                 shard: crate::cluster::Shard::default(),
+                holds: None,
             },
             metrics.clone(),
         );

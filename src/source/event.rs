@@ -55,4 +55,7 @@ pub struct SampleBatch {
     /// The acknowledgement of the message these samples came from: drop it once they are
     /// durable (QoS 1 messages only).
     pub ack: Option<Arc<super::ack::Ack>>,
+    /// Cluster mode: these samples were kept back (waiting for the device's model) under this
+    /// hold on the input's time, which ends once they are in the dataflow.
+    pub hold: Option<Arc<crate::dataflow::Hold>>,
 }

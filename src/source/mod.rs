@@ -64,6 +64,8 @@ pub struct SourceOptions {
     /// The devices this process speaks to (cluster mode: it shares Sample traffic with the
     /// other processes and sends control traffic only to the devices it owns).
     pub shard: crate::cluster::Shard,
+    /// Cluster mode: the input's holds, taken while messages wait for a model.
+    pub holds: Option<crate::dataflow::Holds>,
 }
 
 impl SourceOptions {
@@ -78,6 +80,7 @@ impl SourceOptions {
             capacity: 1024,
             replayed: Arc::default(),
             shard: crate::cluster::Shard::default(),
+            holds: None,
         }
     }
 
@@ -190,6 +193,7 @@ pub fn start(
             max_payload: options.config.max_payload.bytes(),
             raw: options.raw,
             shard: options.shard,
+            holds: options.holds.clone(),
         },
         metrics.clone(),
     );

@@ -99,6 +99,11 @@ impl Pending {
         expired
     }
 
+    /// Whether `device` has waiting messages.
+    pub fn has(&self, device: &str) -> bool {
+        self.by_device.contains_key(device)
+    }
+
     /// Devices with waiting messages.
     pub fn devices(&self) -> impl Iterator<Item = &Id> {
         self.by_device.keys()

@@ -52,6 +52,9 @@ pub struct PlatformOptions {
     pub raw: bool,
     /// The devices this platform answers, probes first and polls (all but in a cluster).
     pub shard: crate::cluster::Shard,
+    /// Cluster mode: while a device's messages wait for its model, hold the input's time
+    /// (released with the samples: `crate::dataflow::hold`).
+    pub holds: Option<crate::dataflow::Holds>,
 }
 
 impl Default for PlatformOptions {
@@ -65,6 +68,7 @@ impl Default for PlatformOptions {
             max_payload: 1 << 20,
             raw: false,
             shard: crate::cluster::Shard::default(),
+            holds: None,
         }
     }
 }
@@ -116,6 +120,10 @@ pub struct Platform {
     ids: RequestIds,
     interner: Interner,
     pending: Pending,
+    /// The hold of each device with waiting messages (cluster mode).
+    held: FxHashMap<Id, Arc<crate::dataflow::Hold>>,
+    /// The hold of the messages being released, handed to the samples decoded from them.
+    releasing: Option<Arc<crate::dataflow::Hold>>,
     out: Vec<Action>,
 }
 
@@ -124,6 +132,8 @@ impl Platform {
         Platform {
             ids: RequestIds::new(&options.client_id),
             pending: Pending::new(options.pending.clone()),
+            held: FxHashMap::default(),
+            releasing: None,
             options,
             metrics,
             devices: FxHashMap::default(),
@@ -192,8 +202,17 @@ impl Platform {
             );
             self.dead_letter(&message.topic, message.received_at, error, message.payload);
         }
+        self.end_holds_without_messages();
         self.update_gauges();
         std::mem::take(&mut self.out)
+    }
+
+    /// Ends the holds of devices whose waiting messages all expired or made room.
+    fn end_holds_without_messages(&mut self) {
+        if !self.held.is_empty() {
+            let pending = &self.pending;
+            self.held.retain(|device, _| pending.has(device));
+        }
     }
 
     /// Replaces the polling settings (`None` stops polling); the next poll is due at once.
@@ -309,6 +328,7 @@ impl Platform {
         }
         self.emit_samples(SampleBatch {
             ack: None,
+            hold: None,
             device,
             kind: MessageKind::QueryResponse,
             channel: None,
@@ -446,6 +466,7 @@ impl Platform {
 
     /// Decodes the Sample messages that waited for `device`'s model, in arrival order.
     fn release_pending(&mut self, device: &Id) {
+        self.releasing = self.held.remove(device);
         for message in self.pending.take(device) {
             let result = parse_topic(&message.topic).and_then(|topic| {
                 self.sample(
@@ -460,6 +481,8 @@ impl Platform {
                 self.dead_letter(&message.topic, message.received_at, error, message.payload);
             }
         }
+        // The hold now lives in the released samples' batches (or ends, if none decoded).
+        self.releasing = None;
     }
 
     fn sample(
@@ -517,6 +540,7 @@ impl Platform {
         }
         self.emit_samples(SampleBatch {
             ack: None,
+            hold: None,
             device: device.clone(),
             kind: MessageKind::Sample,
             channel: Some(message.channel),
@@ -547,6 +571,14 @@ impl Platform {
             );
             self.dead_letter(&old.topic, old.received_at, error, old.payload);
         }
+        if let Some(holds) = &self.options.holds
+            && !self.held.contains_key(device)
+            && self.pending.has(device)
+        {
+            self.held
+                .insert(device.clone(), holds.hold(received_at.max(0) as u64));
+        }
+        self.end_holds_without_messages();
         if self.devices.get(device).is_some_and(|d| d.probe.is_none()) {
             self.send_probe(device, received_at);
         }
@@ -597,9 +629,12 @@ impl Platform {
         id
     }
 
-    fn emit_samples(&mut self, batch: SampleBatch) {
+    fn emit_samples(&mut self, mut batch: SampleBatch) {
         if batch.samples.is_empty() {
             return;
+        }
+        if batch.hold.is_none() {
+            batch.hold = self.releasing.clone();
         }
         add(&self.metrics.source.samples, batch.samples.len() as u64);
         self.emit(SourceEvent::Samples(batch));
@@ -744,6 +779,48 @@ mod tests {
         // A channel the model does not declare.
         let a5 = p.on_message("Sample/D1/nope", Bytes::from_static(SAMPLE.as_bytes()), 31);
         assert_eq!(dead(&a5), vec![Reason::UnknownChannel]);
+    }
+
+    #[test]
+    fn in_a_cluster_waiting_messages_hold_the_input_until_their_samples_are_handed_on() {
+        let holds = crate::dataflow::Holds::default();
+        let mut p = Platform::new(
+            PlatformOptions {
+                probe_timeout_ms: 1_000,
+                holds: Some(holds.clone()),
+                ..PlatformOptions::default()
+            },
+            Arc::new(Metrics::default()),
+        );
+        let sample = || Bytes::from_static(SAMPLE.as_bytes());
+        p.on_message("Sample/D1/sample_channel0", sample(), 10);
+        p.on_message("Sample/D1/sample_channel0", sample(), 11);
+        p.on_message("Sample/D2/sample_channel0", sample(), 12);
+        assert_eq!(
+            (holds.len(), holds.limit()),
+            (2, 10),
+            "one hold per device, from its first message"
+        );
+        let released = p.on_message("Probe/Query/Response/D1", model_payload(), 20);
+        let batches = samples(&released);
+        assert_eq!(batches.len(), 2);
+        assert!(
+            batches
+                .iter()
+                .all(|b| b.hold.as_ref().is_some_and(|h| h.since() == 10))
+        );
+        assert_eq!(holds.len(), 2, "the released samples carry D1's hold on");
+        drop(released);
+        assert_eq!((holds.len(), holds.limit()), (1, 12));
+        // Decoded at once now: no hold.
+        let live = p.on_message("Sample/D1/sample_channel0", sample(), 30);
+        assert!(samples(&live)[0].hold.is_none());
+        assert_eq!(holds.len(), 1);
+        // D2 never answers: its messages expire, and its hold ends with them.
+        let max_age = PendingConfig::default().max_age.as_millis() as i64;
+        let expired = p.on_tick(12 + max_age + 1);
+        assert_eq!(dead(&expired), vec![Reason::NoModel]);
+        assert!(holds.is_empty());
     }
 
     #[test]
