@@ -203,6 +203,13 @@ impl Platform {
             self.dead_letter(&message.topic, message.received_at, error, message.payload);
         }
         self.end_holds_without_messages();
+        // A device that never answers must not hold the cluster's time (and every owner's
+        // input with it) for as long as its messages may wait: two probe timeouts cover the
+        // owner's probe and a second one by this process. Released later, its samples can be
+        // late at their owners.
+        let longest = 2 * self.options.probe_timeout_ms;
+        self.held
+            .retain(|_, hold| now - (hold.since() as i64) < longest);
         self.update_gauges();
         std::mem::take(&mut self.out)
     }
@@ -816,11 +823,16 @@ mod tests {
         let live = p.on_message("Sample/D1/sample_channel0", sample(), 30);
         assert!(samples(&live)[0].hold.is_none());
         assert_eq!(holds.len(), 1);
-        // D2 never answers: its messages expire, and its hold ends with them.
+        // D2 never answers: its hold ends after two probe timeouts, while its message still
+        // waits (until it expires).
+        p.on_tick(12 + 2 * 1_000 - 1);
+        assert_eq!(holds.len(), 1);
+        p.on_tick(12 + 2 * 1_000);
+        assert!(holds.is_empty());
+        assert_eq!(p.pending.len(), 1);
         let max_age = PendingConfig::default().max_age.as_millis() as i64;
         let expired = p.on_tick(12 + max_age + 1);
         assert_eq!(dead(&expired), vec![Reason::NoModel]);
-        assert!(holds.is_empty());
     }
 
     #[test]
