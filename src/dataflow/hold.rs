@@ -1,18 +1,18 @@
 //! Holds on a cluster process's input time, while it keeps samples back.
 //!
 //! In cluster mode a key's samples reach its owner from several processes, and the per-key
-//! operator absorbs, in event-time order, everything complete a little while
-//! (`REORDER_MS`) before the cluster's frontier. That covers steady traffic, not *backlogs*:
-//! Sample messages a process keeps while a device's model is unknown, or the write-ahead log it
-//! replays after a restart. Each process releases its backlog when it can — seconds apart under
-//! load — and what one released early would be absorbed before the other's older samples
-//! arrive, making them late.
+//! operator absorbs, in event-time order, everything before the cluster's frontier; a batch
+//! enters at its receive time. That covers steady traffic, not *backlogs*: Sample messages a
+//! process keeps while a device's model is unknown, or the write-ahead log it replays after a
+//! restart. Each process releases its backlog when it can — seconds apart under load — and what
+//! one released early would be absorbed before the other's older samples arrive, making them
+//! late.
 //!
 //! So a process that keeps samples back takes a [`Hold`]: its input time stays at or below the
 //! hold's start until the samples kept back have entered the dataflow, and with it the
 //! frontier of the whole cluster (a frontier is the minimum over every process). Those samples
-//! enter at their own event times (clamped to the input's time and the wall clock), not at the
-//! moment of release, so the owner absorbs them in the same order as everything else.
+//! enter at their receive times (or, for a replay, at the held time), not at the moment of
+//! release, so the owner absorbs them in the order one process would have received them.
 //! A hold ends when its last handle is dropped: the platform hands one to every batch it
 //! releases, and the input drops it once the batch is given to every worker.
 

@@ -19,10 +19,10 @@
 //! of workers nor on how the input was batched.
 //!
 //! In cluster mode a key's samples come from several processes, in no common order: there the
-//! operator holds its input until it has been complete for [`REORDER_MS`] and absorbs it key by
-//! key in event-time order, so results match one process's even when processes release backlogs at
-//! about the same moment; backlogs released further apart are kept in order by holds on the
-//! cluster's time ([`super::hold`]).
+//! operator holds its input until its time is complete — every process has passed it — and
+//! absorbs it key by key in event-time order. Input enters at its receive time, and a process
+//! keeping samples back holds the cluster's time ([`super::hold`]), so completeness follows
+//! the order in which the processes received the samples, as one process would have.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,11 +38,6 @@ use crate::id::Id;
 use crate::sample::{Sample, now_ms};
 use crate::views::{ItemKey, LatestValue};
 use crate::window::{ClosedWindow, KeyWindows, WindowRow, WindowSpec};
-
-/// Cluster mode: how long (ms of epoch time, which is the wall clock there) input waits after
-/// its time is complete, so that what other processes sent at about the same moment is absorbed
-/// with it in event-time order.
-pub(super) const REORDER_MS: u64 = 250;
 
 /// How often idle keys are checked.
 const IDLE_CHECK: Duration = Duration::from_millis(200);
@@ -110,7 +105,7 @@ pub(super) fn keyed<'scope>(
                 // (epochs are the wall clock there), so that while a process holds the
                 // cluster's time (`super::hold`) idle keys' windows stay open too.
                 let now = match (cluster, frontier.frontier().first()) {
-                    (true, Some(f)) => now_ms().min(f.saturating_sub(REORDER_MS) as i64),
+                    (true, Some(f)) => now_ms().min(*f as i64),
                     _ => now_ms(),
                 };
                 let mut late = 0u64;
@@ -148,17 +143,13 @@ pub(super) fn keyed<'scope>(
                     output.session(&cap).give_container(&mut changes);
                     changes.clear();
                 }
-                // Cluster mode: a key's samples reach it from several processes, and backlogs
-                // (messages held until a device's model arrived) are released by every process
-                // at once; absorbed as they come, one process's backlog would move the key's
-                // watermark past the other's. So input waits until its time has been complete
-                // for REORDER_MS, and everything complete by then is absorbed together, in
-                // event-time order (stable: equal times keep their arrival order).
+                // Cluster mode: once a time is complete, every process's input up to it is
+                // here (it entered at its receive time, and no process's time passes what it
+                // keeps back): absorbed together, in event-time order per key (stable: equal
+                // times keep their arrival order).
                 if let (Some(stash), Some(cap)) = (stash.as_mut(), held.as_ref()) {
                     let complete = |t: u64| !frontier.frontier().less_equal(&t);
-                    let oldest = stash.iter().map(|(t, _)| *t).min();
-                    let due = frontier.frontier().first().map_or(u64::MAX, |f| f.saturating_sub(REORDER_MS));
-                    if oldest.is_some_and(|t| t < due) {
+                    if stash.iter().any(|(t, _)| complete(*t)) {
                         // This worker's samples, grouped by key (hash) and in event-time order
                         // within each: one run per key for `absorb`, the hash computed once.
                         let mut ready: Vec<(u64, Sample)> = Vec::new();
@@ -181,9 +172,6 @@ pub(super) fn keyed<'scope>(
                         take_changes(*cap.time(), &mut state, &mut changes);
                         output.session(cap).give_container(&mut changes);
                         changes.clear();
-                    }
-                    if !stash.is_empty() {
-                        activator.activate_after(Duration::from_millis(REORDER_MS));
                     }
                 }
                 if late > 0 {

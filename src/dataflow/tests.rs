@@ -449,9 +449,9 @@ fn backlogs_released_apart(replay: bool) {
                 if process == 0 {
                     release(share);
                     drop(hold);
-                    // Far longer than the reorder wait: without process 1's hold, process 0's
-                    // samples would be absorbed (and windows closed) by now.
-                    std::thread::sleep(std::time::Duration::from_millis(4 * keyed::REORDER_MS));
+                    // Without process 1's hold, process 0's samples would be absorbed (and
+                    // windows closed) by now.
+                    std::thread::sleep(std::time::Duration::from_millis(1_000));
                     windows_while_held = Some(collect.windows.lock().unwrap().len());
                     released_first.wait();
                 } else {

@@ -70,7 +70,8 @@ dir = "{d}/lake"
     )
     .unwrap();
 
-    let mut engine = start(&config);
+    // Killed if the test fails before it stops the engine itself.
+    let mut engine = Children(vec![start(&config)]);
     wait_for_http(&base, Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_millis(500)).await; // subscribed
 
@@ -85,12 +86,12 @@ dir = "{d}/lake"
 
     // Mid-stream: acknowledged samples sit in the log, the lake's files are still hidden.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    engine.kill().unwrap(); // SIGKILL
-    engine.wait().unwrap();
+    engine[0].kill().unwrap(); // SIGKILL
+    engine[0].wait().unwrap();
     // The killed writer's incomplete files stay hidden (deleted once stale at a later start).
     let (_, left_by_crash) = lake_files(&dir.path().join("lake"));
     tokio::time::sleep(Duration::from_secs(2)).await; // the broker keeps QoS 1 messages meanwhile
-    let mut engine = start(&config);
+    let mut engine = Children(vec![start(&config)]);
     wait_for_http(&base, Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let stats = sim.stats.clone();
@@ -112,7 +113,7 @@ dir = "{d}/lake"
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let code =
-        tokio::task::block_in_place(|| interrupt_and_wait(&mut engine, Duration::from_secs(30)));
+        tokio::task::block_in_place(|| interrupt_and_wait(&mut engine[0], Duration::from_secs(30)));
     assert_eq!(code, Some(0));
 
     // MySQL: every sample exactly once (the primary key forbids more; the count shows all).

@@ -51,12 +51,15 @@ roll_age = "2s"
         ),
     )
     .unwrap();
-    let mut engine = millstream()
-        .args(["run", "--workers", "2", "-c"])
-        .arg(&config)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    // Killed if the test fails before it stops the engine itself.
+    let mut engine = Children(vec![
+        millstream()
+            .args(["run", "--workers", "2", "-c"])
+            .arg(&config)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ]);
     wait_for_http(&base, Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_millis(500)).await; // subscribed
 
@@ -197,7 +200,7 @@ roll_age = "2s"
 
     // A clean stop: exit 0, every file complete.
     let code = tokio::task::spawn_blocking(move || {
-        interrupt_and_wait(&mut engine, Duration::from_secs(20))
+        interrupt_and_wait(&mut engine[0], Duration::from_secs(20))
     })
     .await
     .unwrap();
