@@ -351,6 +351,7 @@ pub(super) fn source<'scope>(
             let mut given = 0u64;
             // The latest receive time of a batch taken since the time last advanced.
             let mut received = 0u64;
+            let mut wake = super::wake::Wake::default();
             move |output| {
                 let (Some(cap), Some(rx)) = (capability.as_mut(), receiver.as_mut()) else {
                     capability = None;
@@ -437,7 +438,7 @@ pub(super) fn source<'scope>(
                             receivers.wake_all_but(me);
                         }
                     } else {
-                        reactivate.activate_after(EPOCH_AGE - age);
+                        wake.after(&reactivate, EPOCH_AGE - age);
                     }
                 } else if shared > *cap.time() {
                     let to = allowed(shared, cap);
@@ -453,7 +454,7 @@ pub(super) fn source<'scope>(
                     }
                 }
                 if clock_epochs {
-                    reactivate.activate_after(IDLE_EPOCH);
+                    wake.after(&reactivate, IDLE_EPOCH);
                 }
                 // There may be more: come back after the other operators have run.
                 if !rx.is_empty() {

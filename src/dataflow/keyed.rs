@@ -100,6 +100,7 @@ pub(super) fn keyed<'scope>(
             // The time of the latest values and counts not emitted yet.
             let mut changes_at: Option<timely::dataflow::operators::Capability<u64>> = None;
             let mut last_idle_check = 0i64;
+            let mut wake = super::wake::Wake::default();
             move |(input, frontier), output| {
                 // Cluster mode: the operator's clock is the time its input is absorbed up to
                 // (epochs are the wall clock there), so that while a process holds the
@@ -221,7 +222,7 @@ pub(super) fn keyed<'scope>(
                     }
                 }
                 if idle_timeout.is_some() && held.is_some() {
-                    activator.activate_after(IDLE_CHECK);
+                    wake.after(&activator, IDLE_CHECK);
                 }
             }
         },

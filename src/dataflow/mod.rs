@@ -33,6 +33,7 @@ pub mod input;
 mod keyed;
 mod route;
 mod views;
+mod wake;
 
 use std::sync::Arc;
 use std::time::Duration;
