@@ -63,7 +63,7 @@ mod tests {
                         let mut capability = Some(capability);
                         move |_output| {
                             if done.load(std::sync::atomic::Ordering::Relaxed) {
-                                capability = None;
+                                drop(capability.take());
                                 return;
                             }
                             counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
