@@ -8,8 +8,9 @@
 //! one released early would be absorbed before the other's older samples arrive, making them
 //! late.
 //!
-//! So a process that keeps samples back takes a [`Hold`]: its input time stays at or below the
-//! hold's start until the samples kept back have entered the dataflow, and with it the
+//! So a process that keeps samples back takes a [`Hold`]: its input time does not move past the
+//! hold's start (or, if it already had, from where it is: time cannot go back) until the
+//! samples kept back have entered the dataflow, and with it the
 //! frontier of the whole cluster (a frontier is the minimum over every process). Those samples
 //! enter at their receive times (or, for a replay, at the held time), not at the moment of
 //! release, so the owner absorbs them in the order one process would have received them.

@@ -359,9 +359,9 @@ pub(super) fn source<'scope>(
                 };
                 // Where the capability may go: up to `to`, but never past an active hold, and
                 // never back.
-                let holds = &receivers.holds;
+                let limit = receivers.holds.limit();
                 let allowed = |to: u64, cap: &timely::dataflow::operators::Capability<u64>| {
-                    to.min(holds.limit()).max(*cap.time())
+                    to.min(limit).max(*cap.time())
                 };
                 let mut closed = false;
                 let mut took = false;
@@ -466,5 +466,5 @@ pub(super) fn source<'scope>(
 }
 
 /// Granularity of arrival times (ms): coarse enough to keep the times of a busy input few
-/// (progress tracking costs per time), fine next to the per-key operator's reorder wait.
+/// (progress tracking costs per time), fine next to any `allowed_lateness`.
 pub const ARRIVAL_STEP: u64 = 10;

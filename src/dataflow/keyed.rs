@@ -96,7 +96,8 @@ pub(super) fn keyed<'scope>(
             let mut state = WorkerState::default();
             let mut changes: Vec<KeyedOut> = Vec::new();
             // Cluster mode: input waiting to be absorbed in event-time order, with its time.
-            let mut stash: Option<Vec<(u64, Arc<[Sample]>)>> = cluster.then(Vec::new);
+            let mut stash: Option<std::collections::BTreeMap<u64, Vec<Arc<[Sample]>>>> =
+                cluster.then(Default::default);
             // The time of the latest values and counts not emitted yet.
             let mut changes_at: Option<timely::dataflow::operators::Capability<u64>> = None;
             let mut last_idle_check = 0i64;
@@ -114,7 +115,7 @@ pub(super) fn keyed<'scope>(
                     if let Some(stash) = stash.as_mut() {
                         // Cluster mode: held back to be absorbed in event-time order (below).
                         let t = time.least().copied().unwrap_or_default();
-                        stash.extend(data.iter().map(|b| (t, b.samples.clone())));
+                        stash.entry(t).or_default().extend(data.iter().map(|b| b.samples.clone()));
                         return;
                     }
                     // Latest values and counts change once per key and time, not per message:
@@ -149,24 +150,22 @@ pub(super) fn keyed<'scope>(
                 // keeps back): absorbed together, in event-time order per key (stable: equal
                 // times keep their arrival order).
                 if let (Some(stash), Some(cap)) = (stash.as_mut(), held.as_ref()) {
-                    let complete = |t: u64| !frontier.frontier().less_equal(&t);
-                    if stash.iter().any(|(t, _)| complete(*t)) {
+                    let pending = match frontier.frontier().first() {
+                        Some(bound) => stash.split_off(bound),
+                        None => Default::default(),
+                    };
+                    let complete = std::mem::replace(stash, pending);
+                    if !complete.is_empty() {
                         // This worker's samples, grouped by key (hash) and in event-time order
                         // within each: one run per key for `absorb`, the hash computed once.
-                        let mut ready: Vec<(u64, Sample)> = Vec::new();
-                        stash.retain(|(t, samples)| {
-                            if !complete(*t) {
-                                return true;
-                            }
-                            ready.extend(
-                                samples
-                                    .iter()
-                                    .map(|s| (key_hash(&s.device, &s.item), s))
-                                    .filter(|(h, _)| h % peers == worker as u64)
-                                    .map(|(h, s)| (h, s.clone())),
-                            );
-                            false
-                        });
+                        let mut ready: Vec<(u64, Sample)> = complete
+                            .values()
+                            .flatten()
+                            .flat_map(|samples| samples.iter())
+                            .map(|s| (key_hash(&s.device, &s.item), s))
+                            .filter(|(h, _)| h % peers == worker as u64)
+                            .map(|(h, s)| (h, s.clone()))
+                            .collect();
                         ready.sort_by_key(|(h, s)| (*h, s.ts));
                         let ready: Vec<Sample> = ready.into_iter().map(|(_, s)| s).collect();
                         late += absorb(&ready, &mut state, &spec, lateness, now, &owns);

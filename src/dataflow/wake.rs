@@ -85,8 +85,9 @@ mod tests {
             let during = activations.load(std::sync::atomic::Ordering::Relaxed) - before;
             finish.store(true, std::sync::atomic::Ordering::Relaxed);
             activator.activate();
+            // About 10; a loaded machine may step less often, never thousands of times.
             assert!(
-                (5..=15).contains(&during),
+                (1..=20).contains(&during),
                 "{during} activations in 200 ms with a 20 ms wake-up"
             );
         });

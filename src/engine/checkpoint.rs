@@ -7,7 +7,9 @@
 //! 1. the dataflow has passed the marker (every sample handed to the sinks' queues);
 //! 2. the windows over those samples have closed and been handed on too — a window closes at
 //!    the latest `horizon` (largest window + allowed lateness + idle timeout + a second) after
-//!    its samples were processed, since a quiet key's watermark moves at wall-clock speed;
+//!    its samples were processed, since a quiet key's watermark moves at wall-clock speed (in
+//!    cluster mode at the speed of the cluster's time, which a process keeping samples back
+//!    holds: there the horizon is counted in epochs, which are wall-clock milliseconds);
 //! 3. every sink has made all of that durable: a *barrier* goes down each sink's queue and
 //!    comes back done once what was before it is written to the store (the lake completes its
 //!    open files; a sink behind syncs its spool).
@@ -26,8 +28,8 @@ use crate::wal::Wal;
 pub struct Cut {
     pub segments: Vec<u64>,
     pub marker: Arc<EpochMarker>,
-    /// When the dataflow had passed the marker.
-    pub passed_at: Option<Instant>,
+    /// When the dataflow had passed the marker, and its progress then.
+    pub passed_at: Option<(Instant, u64)>,
 }
 
 pub struct Checkpoints {
@@ -37,6 +39,8 @@ pub struct Checkpoints {
     pub sinks: Vec<SinkHandle>,
     pub interval: Duration,
     pub horizon: Duration,
+    /// Cluster mode: count the horizon in the dataflow's progress (epochs), not in wall time.
+    pub horizon_in_epochs: bool,
     /// Cuts not yet deleted, oldest first (recovered segments first of all).
     pub cuts: Vec<Cut>,
 }
@@ -71,7 +75,7 @@ impl Checkpoints {
         let processed = self.progress.processed();
         for cut in self.cuts.iter_mut().filter(|c| c.passed_at.is_none()) {
             if cut.marker.epoch().is_some_and(|epoch| processed >= epoch) {
-                cut.passed_at = Some(Instant::now());
+                cut.passed_at = Some((Instant::now(), processed));
             }
         }
     }
@@ -79,10 +83,16 @@ impl Checkpoints {
     /// Deletes the segments of every cut whose windows have closed, once all sinks pass a
     /// barrier.
     async fn checkpoint(&mut self) {
+        let processed = self.progress.processed();
+        let horizon_ms = self.horizon.as_millis() as u64;
+        let closed = |passed: &(Instant, u64)| match self.horizon_in_epochs {
+            true => processed >= passed.1.saturating_add(horizon_ms),
+            false => passed.0.elapsed() >= self.horizon,
+        };
         let ready = self
             .cuts
             .iter()
-            .take_while(|c| c.passed_at.is_some_and(|t| t.elapsed() >= self.horizon))
+            .take_while(|c| c.passed_at.as_ref().is_some_and(closed))
             .count();
         if ready == 0 {
             return;

@@ -228,6 +228,7 @@ impl Engine {
                     sinks: sinks.handles.clone(),
                     interval: config.wal.checkpoint.get(),
                     horizon,
+                    horizon_in_epochs: cluster.is_some(),
                     cuts,
                 }
                 .run(),

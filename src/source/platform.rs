@@ -122,6 +122,10 @@ pub struct Platform {
     pending: Pending,
     /// The hold of each device with waiting messages (cluster mode).
     held: FxHashMap<Id, Arc<crate::dataflow::Hold>>,
+    /// Devices whose hold ran out while their messages still wait: not held again until those
+    /// are released or gone (a device that never answers would hold the cluster again and
+    /// again).
+    hold_expired: rustc_hash::FxHashSet<Id>,
     /// The hold of the messages being released, handed to the samples decoded from them.
     releasing: Option<Arc<crate::dataflow::Hold>>,
     out: Vec<Action>,
@@ -133,6 +137,7 @@ impl Platform {
             ids: RequestIds::new(&options.client_id),
             pending: Pending::new(options.pending.clone()),
             held: FxHashMap::default(),
+            hold_expired: Default::default(),
             releasing: None,
             options,
             metrics,
@@ -208,17 +213,26 @@ impl Platform {
         // owner's probe and a second one by this process. Released later, its samples can be
         // late at their owners.
         let longest = 2 * self.options.probe_timeout_ms;
-        self.held
-            .retain(|_, hold| now - (hold.since() as i64) < longest);
+        let expired = &mut self.hold_expired;
+        self.held.retain(|device, hold| {
+            let keep = now - (hold.since() as i64) < longest;
+            if !keep {
+                expired.insert(device.clone());
+            }
+            keep
+        });
         self.update_gauges();
         std::mem::take(&mut self.out)
     }
 
     /// Ends the holds of devices whose waiting messages all expired or made room.
     fn end_holds_without_messages(&mut self) {
+        let pending = &self.pending;
         if !self.held.is_empty() {
-            let pending = &self.pending;
             self.held.retain(|device, _| pending.has(device));
+        }
+        if !self.hold_expired.is_empty() {
+            self.hold_expired.retain(|device| pending.has(device));
         }
     }
 
@@ -474,6 +488,7 @@ impl Platform {
     /// Decodes the Sample messages that waited for `device`'s model, in arrival order.
     fn release_pending(&mut self, device: &Id) {
         self.releasing = self.held.remove(device);
+        self.hold_expired.remove(device);
         for message in self.pending.take(device) {
             let result = parse_topic(&message.topic).and_then(|topic| {
                 self.sample(
@@ -580,6 +595,7 @@ impl Platform {
         }
         if let Some(holds) = &self.options.holds
             && !self.held.contains_key(device)
+            && !self.hold_expired.contains(device)
             && self.pending.has(device)
         {
             self.held
@@ -824,15 +840,30 @@ mod tests {
         assert!(samples(&live)[0].hold.is_none());
         assert_eq!(holds.len(), 1);
         // D2 never answers: its hold ends after two probe timeouts, while its message still
-        // waits (until it expires).
+        // waits (until it expires), and its next messages do not hold again.
         p.on_tick(12 + 2 * 1_000 - 1);
         assert_eq!(holds.len(), 1);
         p.on_tick(12 + 2 * 1_000);
         assert!(holds.is_empty());
         assert_eq!(p.pending.len(), 1);
+        p.on_message("Sample/D2/sample_channel0", sample(), 2_100);
+        assert!(
+            holds.is_empty(),
+            "held again by a device that does not answer"
+        );
+        assert_eq!(p.pending.len(), 2);
+        // Once it answers, its messages are released and it may be held again.
+        p.on_message("Probe/Query/Response/D2", model_payload(), 2_200);
+        assert_eq!(p.pending.len(), 0);
+        assert!(p.hold_expired.is_empty());
+        // A device whose messages all expire is forgotten too.
+        p.on_message("Sample/D3/sample_channel0", sample(), 3_000);
+        p.on_tick(3_000 + 2 * 1_000);
+        assert!(holds.is_empty() && p.hold_expired.len() == 1);
         let max_age = PendingConfig::default().max_age.as_millis() as i64;
-        let expired = p.on_tick(12 + max_age + 1);
+        let expired = p.on_tick(3_000 + max_age + 1);
         assert_eq!(dead(&expired), vec![Reason::NoModel]);
+        assert!(p.hold_expired.is_empty());
     }
 
     #[test]
