@@ -365,7 +365,7 @@ impl Ingest {
         let batch: Arc<[Sample]> = std::mem::take(pending).into();
         let acks = std::mem::take(&mut self.acks);
         let arrival = crate::dataflow::Arrival {
-            received_at: self.first_received.take().filter(|_| self.by_arrival),
+            received_at: self.first_received.take(),
             holds: std::mem::take(&mut self.holds),
         };
         if let Some(wal) = &self.wal {

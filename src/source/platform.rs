@@ -586,7 +586,9 @@ impl Platform {
             payload: payload.clone(),
             received_at,
         };
-        for (device, old) in self.pending.push(device, message) {
+        let evicted = self.pending.push(device, message);
+        let made_room = !evicted.is_empty();
+        for (device, old) in evicted {
             let error = DecodeError::new(
                 Reason::NoModel,
                 format!("no model from {device} yet and source.pending is full"),
@@ -601,7 +603,10 @@ impl Platform {
             self.held
                 .insert(device.clone(), holds.hold(received_at.max(0) as u64));
         }
-        self.end_holds_without_messages();
+        // Only messages that made room can have emptied a device's queue.
+        if made_room {
+            self.end_holds_without_messages();
+        }
         if self.devices.get(device).is_some_and(|d| d.probe.is_none()) {
             self.send_probe(device, received_at);
         }

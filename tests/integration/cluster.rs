@@ -308,13 +308,7 @@ async fn clusters_of_two_and_three_processes_equal_one_process() {
 /// Distinct (device, item, ts) among the lake's samples of `devices`, read with polars.
 fn keys_in_lake(lake: &Path, devices: &[String]) -> u64 {
     use polars::prelude::*;
-    let path = format!("{}/samples/**/*.parquet", lake.display());
-    let args = ScanArgsParquet {
-        hive_options: polars::io::HiveOptions::new_enabled(),
-        ..Default::default()
-    };
-    let frame = LazyFrame::scan_parquet(PlRefPath::new(path.as_str()), args)
-        .unwrap()
+    let frame = scan_lake(lake, "samples")
         .select([col("device"), col("item"), col("ts").cast(DataType::Int64)])
         .collect()
         .unwrap();
@@ -334,13 +328,7 @@ fn keys_in_lake(lake: &Path, devices: &[String]) -> u64 {
 /// Windows per device in the lake starting at `from` or later, read with polars.
 fn windows_since(lake: &Path, devices: &[String], from: i64) -> BTreeMap<String, u64> {
     use polars::prelude::*;
-    let path = format!("{}/windows/**/*.parquet", lake.display());
-    let args = ScanArgsParquet {
-        hive_options: polars::io::HiveOptions::new_enabled(),
-        ..Default::default()
-    };
-    let frame = LazyFrame::scan_parquet(PlRefPath::new(path.as_str()), args)
-        .unwrap()
+    let frame = scan_lake(lake, "windows")
         .select([col("device"), col("start").cast(DataType::Int64)])
         .collect()
         .unwrap();

@@ -90,16 +90,9 @@ async fn sql_rows(db: &Path, table: &str, devices: &[String]) -> Vec<String> {
 /// Every row of a lake table (`samples` or `windows`) for `devices`, read with polars, as
 /// text, sorted.
 fn lake_rows(lake: &Path, table: &str, devices: &[String]) -> Vec<String> {
-    use polars::prelude::*;
-    let path = format!("{}/{table}/**/*.parquet", lake.display());
-    let args = ScanArgsParquet {
-        hive_options: polars::io::HiveOptions::new_enabled(),
-        ..Default::default()
-    };
-    let frame = LazyFrame::scan_parquet(PlRefPath::new(path.as_str()), args)
-        .unwrap()
+    let frame = scan_lake(lake, table)
         .collect()
-        .unwrap_or_else(|e| panic!("polars cannot read {path}: {e}"));
+        .unwrap_or_else(|e| panic!("polars cannot read {table} in {}: {e}", lake.display()));
     let columns = frame.columns();
     let mut rows: Vec<String> = (0..frame.height())
         .map(|i| {

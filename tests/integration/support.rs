@@ -366,21 +366,28 @@ pub fn lake_files(dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     (visible, hidden)
 }
 
-/// Rows of the lake's `table` (`samples` or `windows`) per device, read with polars (lazy scan,
-/// Hive partitions).
-pub fn polars_rows_per_device(lake: &Path, table: &str) -> std::collections::BTreeMap<String, u64> {
+/// A lazy polars scan of the lake's `table` (`samples` or `windows`), Hive partitions as
+/// columns.
+pub fn scan_lake(lake: &Path, table: &str) -> polars::prelude::LazyFrame {
     use polars::prelude::*;
     let path = format!("{}/{table}/**/*.parquet", lake.display());
     let args = ScanArgsParquet {
         hive_options: polars::io::HiveOptions::new_enabled(),
         ..Default::default()
     };
-    let frame = LazyFrame::scan_parquet(PlRefPath::new(path.as_str()), args)
+    LazyFrame::scan_parquet(PlRefPath::new(path.as_str()), args)
         .unwrap_or_else(|e| panic!("polars cannot scan {path}: {e}"))
+}
+
+/// Rows of the lake's `table` (`samples` or `windows`) per device, read with polars (lazy scan,
+/// Hive partitions).
+pub fn polars_rows_per_device(lake: &Path, table: &str) -> std::collections::BTreeMap<String, u64> {
+    use polars::prelude::*;
+    let frame = scan_lake(lake, table)
         .group_by([col("device")])
         .agg([len().alias("rows")])
         .collect()
-        .unwrap_or_else(|e| panic!("polars cannot read {path}: {e}"));
+        .unwrap_or_else(|e| panic!("polars cannot read {table} in {}: {e}", lake.display()));
     let devices = frame.column("device").unwrap().str().unwrap().clone();
     let rows = frame
         .column("rows")
