@@ -3,6 +3,11 @@
 //! the whole timely dataflow (input channel, exchange, windows, live views), with 1 and 2
 //! workers; and the per-key window state alone. Results: docs/benchmarks.md.
 //!
+//! Each dataflow benchmark also prints, from the process's CPU time (`/proc/self/stat`) during
+//! the timed runs, how many cores were busy and the CPU time per sample: on a machine with as
+//! many cores as workers, the feeding thread and the raw sink's thread share the cores with
+//! the workers, and these two figures tell that apart from work the workers repeat.
+//!
 //!     cargo bench --bench windows
 
 use std::hint::black_box;
@@ -79,8 +84,45 @@ fn coalesce(batches: &[Vec<Sample>], max: usize) -> Vec<Vec<Sample>> {
     out
 }
 
+/// Wall and CPU time of the timed runs of one benchmark.
+#[derive(Default)]
+struct Usage {
+    wall: Duration,
+    cpu: Duration,
+    samples: u64,
+}
+
+impl Usage {
+    fn report(&self, name: &str) {
+        if self.samples == 0 || self.wall.is_zero() {
+            return;
+        }
+        eprintln!(
+            "{name}: {:.2} cores busy, {:.0} ns of CPU per sample",
+            self.cpu.as_secs_f64() / self.wall.as_secs_f64(),
+            self.cpu.as_nanos() as f64 / self.samples as f64,
+        );
+    }
+}
+
+/// CPU time (user + system) of this process so far; `/proc/self/stat` counts it in ticks
+/// (1/100 s), fine over the seconds a benchmark runs.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // Fields after the command name (which may hold spaces) start with the state, field 3.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .expect("a command name in parentheses")
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    Duration::from_millis(ticks * 10)
+}
+
 /// Feeds `batches` through a fresh dataflow to its end; the time taken.
-fn run(batches: &[Vec<Sample>], workers: usize) -> Duration {
+fn run(batches: &[Vec<Sample>], workers: usize, usage: &mut Usage) -> Duration {
     // Fresh samples each run, shared as the ingest task hands them over; a raw sink's thread
     // receives every batch and drops it, as in the engine (part of the timed work).
     let input_batches: Vec<Arc<[Sample]>> =
@@ -99,6 +141,7 @@ fn run(batches: &[Vec<Sample>], workers: usize) -> Duration {
         cluster: None,
         holds: Default::default(),
     };
+    let cpu = process_cpu();
     let start = Instant::now();
     let sink = std::thread::spawn(move || queue.iter().map(|b| b.len()).sum::<usize>());
     let (input, flow) = dataflow::start(options, observer.clone()).unwrap();
@@ -111,6 +154,9 @@ fn run(batches: &[Vec<Sample>], workers: usize) -> Duration {
     drop(observer);
     let rows = sink.join().unwrap();
     let elapsed = start.elapsed();
+    usage.cpu += process_cpu().saturating_sub(cpu);
+    usage.wall += elapsed;
+    usage.samples += rows as u64;
     assert!(windows > 0);
     assert_eq!(rows, batches.iter().map(Vec::len).sum::<usize>());
     elapsed
@@ -133,15 +179,18 @@ fn bench(c: &mut Criterion) {
         ("ingest_batches", &coalesced),
     ] {
         for workers in [1, 2] {
-            group.bench_function(format!("dataflow_{workers}_worker/{name}"), |b| {
+            let id = format!("dataflow_{workers}_worker/{name}");
+            let mut usage = Usage::default();
+            group.bench_function(&id, |b| {
                 b.iter_custom(|iters| {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        total += run(input, workers);
+                        total += run(input, workers, &mut usage);
                     }
                     total
                 })
             });
+            usage.report(&format!("windows/{id}"));
         }
     }
     group.finish();
