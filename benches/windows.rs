@@ -4,7 +4,7 @@
 //! workers; and the per-key window state alone. Results: docs/benchmarks.md.
 //!
 //! Each dataflow benchmark also prints, from the process's CPU time (`/proc/self/stat`) during
-//! the timed runs, how many cores were busy and the CPU time per sample: on a machine with as
+//! its timed runs (criterion's warm-up runs included: the same work), how many cores were busy and the CPU time per sample: on a machine with as
 //! many cores as workers, the feeding thread and the raw sink's thread share the cores with
 //! the workers, and these two figures tell that apart from work the workers repeat.
 //!
