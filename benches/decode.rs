@@ -10,7 +10,9 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use millstream::id::Id;
 use millstream::metrics::Metrics;
-use millstream::nclink::decode::{ChannelLayout, Message, decode, query_response_samples};
+use millstream::nclink::decode::{
+    ChannelLayout, Message, TimeRange, decode, query_response_samples,
+};
 use millstream::nclink::encode::{self, QueryAnswer, WireValue};
 use millstream::nclink::intern::Interner;
 use millstream::nclink::topic::MessageKind;
@@ -101,6 +103,7 @@ fn bench(c: &mut Criterion) {
                     ids: &ids,
                     sample_interval_ms: 10,
                 },
+                TimeRange::default(),
                 &mut out,
             )
             .unwrap();

@@ -48,7 +48,7 @@ fn generate(
 ) -> u64 {
     let tree = model_with_intervals(Some(sample_ms), Some(upload_ms));
     let map = SignalMap::from_model(&tree);
-    let model = DeviceModel::from_tree(tree.clone()).unwrap();
+    let model = DeviceModel::from_own_tree(tree.clone()).unwrap();
     let channels: Vec<(String, Vec<Signal>)> = model
         .channels
         .iter()

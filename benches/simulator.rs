@@ -16,7 +16,7 @@ fn bench(c: &mut Criterion) {
     // Every channel sampled every 1 ms and uploaded every 200 ms: 200 ticks per message.
     let tree = model_with_intervals(Some(1), Some(200));
     let map = SignalMap::from_model(&tree);
-    let model = DeviceModel::from_tree(tree).unwrap();
+    let model = DeviceModel::from_own_tree(tree).unwrap();
     let channels: Vec<(String, Vec<Signal>)> = model
         .channels
         .iter()

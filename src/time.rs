@@ -1,5 +1,7 @@
 //! Calendar arithmetic on UTC milliseconds, for partition names (`date=YYYY-MM-DD/hour=HH`) and
-//! SQL timestamps, without a date-time library: Howard Hinnant's days ↔ civil date algorithms.
+//! SQL timestamps, on the hot path without a date-time library (Howard Hinnant's days ↔ civil
+//! date algorithms), and the parsing of times people give (`--from`, `from=`), which is
+//! strict and goes through chrono.
 
 /// (year, month 1–12, day 1–31) of a day count since 1970-01-01.
 pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -118,28 +120,47 @@ pub fn parse_sql(text: &str) -> Option<i64> {
     )
 }
 
+/// Earliest time [`parse_time`] accepts: 0000-01-01T00:00:00Z.
+pub const MIN_TIME_MS: i64 = -62_167_219_200_000;
+/// Latest time [`parse_time`] accepts: 9999-12-31T23:59:59.999Z. Within these two,
+/// differences and sums of a few parsed times never overflow.
+pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
+
 /// Parses a time given as ms since the epoch or RFC 3339 (`2025-11-25T16:00:00Z`,
-/// `2025-11-25T16:00:00.5+08:00`).
-pub fn parse_time(text: &str) -> Option<i64> {
+/// `2025-11-25T16:00:00.5+08:00`; without an offset, UTC), strictly: real calendar dates,
+/// offsets of at most ±23:59, years 0000–9999. The error says what was wrong.
+pub fn parse_time(text: &str) -> Result<i64, String> {
     let t = text.trim();
-    if let Ok(ms) = t.parse::<i64>() {
-        return Some(ms);
-    }
-    // A trailing numeric offset: ±HH:MM after the time part.
-    let (body, offset_ms) = match t.rfind(['+', '-']).filter(|&i| i > 10) {
-        Some(i) => {
-            let (body, offset) = t.split_at(i);
-            let sign = if offset.starts_with('-') { -1 } else { 1 };
-            let (h, m) = offset[1..].split_once(':').unwrap_or((&offset[1..], "0"));
-            let minutes = h.parse::<i64>().ok()? * 60 + m.parse::<i64>().ok()?;
-            (body, sign * minutes * 60_000)
+    let in_range = |ms: i64| {
+        if (MIN_TIME_MS..=MAX_TIME_MS).contains(&ms) {
+            Ok(ms)
+        } else {
+            Err(format!(
+                "{ms} ms is outside the years 0000 to 9999 ({MIN_TIME_MS} to {MAX_TIME_MS})"
+            ))
         }
-        None => (t, 0),
     };
-    if !body.contains('T') && !body.contains(' ') {
-        return None;
+    let digits = t.strip_prefix('-').unwrap_or(t);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return t
+            .parse::<i64>()
+            .map_err(|_| "a number of ms too large".to_string())
+            .and_then(in_range);
     }
-    parse_sql(body).map(|ms| ms - offset_ms)
+    let parsed = match chrono::DateTime::parse_from_rfc3339(t) {
+        Ok(time) => time.timestamp_millis(),
+        Err(with_offset) => {
+            // Without an offset: UTC, as `analyze --from 2026-11-27T08:00:00` means.
+            let naive = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+                .iter()
+                .find_map(|format| chrono::NaiveDateTime::parse_from_str(t, format).ok());
+            match naive {
+                Some(naive) => naive.and_utc().timestamp_millis(),
+                None => return Err(format!("not an RFC 3339 time: {with_offset}")),
+            }
+        }
+    };
+    in_range(parsed)
 }
 
 #[cfg(test)]
@@ -166,17 +187,42 @@ mod tests {
             assert_eq!(Utc::from_ms(ms).sql_fast(), Utc::from_ms(ms).sql());
         }
         assert_eq!(parse_sql("2025-11-25T16:00:00Z"), Some(1_764_086_400_000));
-        assert_eq!(parse_time("2025-11-25T16:00:00Z"), Some(1_764_086_400_000));
+        assert_eq!(parse_time("2025-11-25T16:00:00Z"), Ok(1_764_086_400_000));
         assert_eq!(
             parse_time("2025-11-26T00:00:00+08:00"),
-            Some(1_764_086_400_000)
+            Ok(1_764_086_400_000)
         );
         assert_eq!(
             parse_time("2025-11-25T15:30:00.250-00:30"),
-            Some(1_764_086_400_250)
+            Ok(1_764_086_400_250)
         );
-        assert_eq!(parse_time("1764086400000"), Some(1_764_086_400_000));
-        assert_eq!(parse_time("yesterday"), None);
-        assert_eq!(parse_time("2025-11-25"), None);
+        assert_eq!(parse_time("2025-11-25T16:00:00"), Ok(1_764_086_400_000));
+        assert_eq!(parse_time("1764086400000"), Ok(1_764_086_400_000));
+        assert_eq!(parse_time("-1"), Ok(-1));
+        assert!(parse_time("yesterday").is_err());
+        assert!(parse_time("2025-11-25").is_err());
+    }
+
+    #[test]
+    fn parse_time_is_strict() {
+        for bad in [
+            "2025-02-30T00:00:00Z",
+            "2025-13-01T00:00:00Z",
+            "2025-11-25T24:00:01Z",
+            "2025-11-25T16:00:00+24:00",
+            "2025-11-25T16:00:00+08",
+            "99999999999999999-01-01T00:00:00Z",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "253402300800000",
+            "1e12",
+            "",
+            "--5",
+            "2025-11-25T16:00:00Z junk",
+        ] {
+            assert!(parse_time(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert_eq!(parse_time("9999-12-31T23:59:59.999Z"), Ok(MAX_TIME_MS));
+        assert_eq!(parse_time("0000-01-01T00:00:00Z"), Ok(MIN_TIME_MS));
     }
 }

@@ -111,8 +111,10 @@ fn parse_duration(text: &str) -> Result<HumanDuration, String> {
 
 /// A time given as RFC 3339 or ms since the epoch.
 fn parse_time_arg(text: &str) -> Result<i64, String> {
-    crate::time::parse_time(text).ok_or_else(|| {
-        format!("time `{text}`: expected RFC 3339 (2026-11-27T08:00:00Z) or ms since the epoch")
+    crate::time::parse_time(text).map_err(|e| {
+        format!(
+            "time `{text}`: {e}; expected RFC 3339 (2026-11-27T08:00:00Z) or ms since the epoch"
+        )
     })
 }
 

@@ -106,6 +106,124 @@ pub struct SourceConfig {
     /// Sample messages of devices whose model has not arrived yet.
     #[serde(default)]
     pub pending: PendingConfig,
+    /// Bounds on what devices may send; what exceeds one is dead-lettered (DESIGN.md §7).
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// `[source.limits]`: bounds on device traffic, checked before anything reaches the engine's
+/// state or a store. The defaults are far above what real machines send.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Earliest event time accepted (RFC 3339 or ms since the epoch); earlier samples:
+    /// `bad_time`.
+    #[serde(default = "default_earliest", deserialize_with = "from_str_de")]
+    pub earliest: TimeBound,
+    /// Latest event time accepted (exclusive); later samples: `bad_time`.
+    #[serde(default = "default_latest", deserialize_with = "from_str_de")]
+    pub latest: TimeBound,
+    /// Largest probe answer (device model); larger: `too_large`.
+    #[serde(default = "default_model_size")]
+    pub model_size: ByteSize,
+    /// Most data items, configs and channel entries in a model; more: `wrong_shape`.
+    #[serde(default = "default_model_items")]
+    pub model_items: usize,
+    /// Deepest nesting of components in a model; deeper: `wrong_shape`.
+    #[serde(default = "default_model_depth")]
+    pub model_depth: usize,
+    /// Longest name or type text in a model, in bytes; longer ones are cut.
+    #[serde(default = "default_name_size")]
+    pub name_size: usize,
+    /// Most values of one item in a Query answer (each an indexed item); more: `wrong_shape`.
+    #[serde(default = "default_indexed_values")]
+    pub indexed_values: usize,
+    /// Most distinct item ids one device may use; beyond: `overloaded`.
+    #[serde(default = "default_ids_per_device")]
+    pub ids_per_device: usize,
+    /// Most (device, item) keys over all devices; beyond: `overloaded`.
+    #[serde(default = "default_keys")]
+    pub keys: usize,
+    /// Most bytes of models held over all devices; beyond: `overloaded`.
+    #[serde(default = "default_models_size")]
+    pub models_size: ByteSize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            earliest: default_earliest(),
+            latest: default_latest(),
+            model_size: default_model_size(),
+            model_items: default_model_items(),
+            model_depth: default_model_depth(),
+            name_size: default_name_size(),
+            indexed_values: default_indexed_values(),
+            ids_per_device: default_ids_per_device(),
+            keys: default_keys(),
+            models_size: default_models_size(),
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The limits the platform checks.
+    pub fn wire(&self) -> crate::nclink::limits::WireLimits {
+        crate::nclink::limits::WireLimits {
+            earliest_ms: self.earliest.0,
+            latest_ms: self.latest.0,
+            model_bytes: self.model_size.bytes(),
+            model_items: self.model_items,
+            model_depth: self.model_depth,
+            name_bytes: self.name_size,
+            indexed_values: self.indexed_values,
+            ids_per_device: self.ids_per_device,
+            keys: self.keys,
+            models_bytes: self.models_size.bytes(),
+        }
+    }
+}
+
+/// An instant in a pipeline file: RFC 3339 or ms since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeBound(pub i64);
+
+impl std::str::FromStr for TimeBound {
+    type Err = String;
+    fn from_str(text: &str) -> Result<TimeBound, String> {
+        crate::time::parse_time(text).map(TimeBound)
+    }
+}
+
+fn default_earliest() -> TimeBound {
+    TimeBound(crate::nclink::limits::DEFAULT_EARLIEST_MS)
+}
+fn default_latest() -> TimeBound {
+    TimeBound(crate::nclink::limits::DEFAULT_LATEST_MS)
+}
+fn default_model_size() -> ByteSize {
+    ByteSize::kib(512)
+}
+fn default_model_items() -> usize {
+    10_000
+}
+fn default_model_depth() -> usize {
+    32
+}
+fn default_name_size() -> usize {
+    256
+}
+fn default_indexed_values() -> usize {
+    1_024
+}
+fn default_ids_per_device() -> usize {
+    16_384
+}
+fn default_keys() -> usize {
+    1_000_000
+}
+fn default_models_size() -> ByteSize {
+    ByteSize::mib(256)
 }
 
 /// `[source.tls]`.
@@ -516,6 +634,7 @@ impl SourceConfig {
             poll: None,
             probe_timeout: default_probe_timeout(),
             pending: PendingConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 

@@ -288,9 +288,12 @@ fn absorb(
             }
             state.pending = Some(LatestValue::of(newest));
         }
-        // Windows: numeric samples only.
+        // Windows: numeric samples only (a non-finite value, from a damaged file or a replayed
+        // lake, is no number a window can use).
         for sample in run {
-            let Some(value) = sample.value else { continue };
+            let Some(value) = sample.value.filter(|v| v.is_finite()) else {
+                continue;
+            };
             let windows_state = state.windows.get_or_insert_with(|| KeyWindows::new(spec));
             if !windows_state.insert(spec, lateness, sample.ts, value, now, &mut w.closed) {
                 late += 1;

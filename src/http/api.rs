@@ -51,9 +51,10 @@ pub(super) fn time_param(
     params
         .get(name)
         .map(|v| {
-            parse_time(v).ok_or_else(|| {
+            parse_time(v).map_err(|e| {
                 ApiError::bad_request(format!(
-                    "bad `{name}` {v:?}: use RFC 3339 (2025-11-25T16:00:00Z) or ms since the epoch"
+                    "bad `{name}` {}: {e}; use RFC 3339 (2025-11-25T16:00:00Z) or ms since the epoch",
+                    crate::nclink::limits::shown(v)
                 ))
             })
         })

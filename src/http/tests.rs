@@ -34,7 +34,7 @@ fn state(token: Option<&str>) -> Arc<AppState> {
     registry.seen(&d, 5);
     let model: serde_json::Value =
         serde_json::from_str(include_str!("../../data/nc-link/lab-model.json")).unwrap();
-    registry.set_model(&d, Arc::new(DeviceModel::from_tree(model).unwrap()));
+    registry.set_model(&d, Arc::new(DeviceModel::from_own_tree(model).unwrap()));
     let windows = WindowStore::default();
     let row = |start: i64| WindowRow {
         device: d.clone(),

@@ -67,8 +67,9 @@ pub struct ProbeQueryRequest {
 pub struct ProbeQueryResponse {
     pub request_id: Option<String>,
     pub code: String,
-    /// `None` when the device answered with a code other than `ok`.
-    pub model: Option<DeviceModel>,
+    /// The model tree (`None` when the device answered with a code other than `ok`), to be
+    /// built with [`DeviceModel::from_tree`] once the answer is known to be wanted.
+    pub probe: Option<serde_json::Value>,
 }
 
 /// `Query/Request/{id}`: the platform asks for the current values of items.
@@ -323,7 +324,7 @@ fn probe_response(payload: &[u8]) -> Result<ProbeQueryResponse, DecodeError> {
         return Ok(ProbeQueryResponse {
             request_id: wire.request_id,
             code,
-            model: None,
+            probe: None,
         });
     }
     let tree = match wire.probe {
@@ -337,10 +338,13 @@ fn probe_response(payload: &[u8]) -> Result<ProbeQueryResponse, DecodeError> {
             ));
         }
     };
+    if !tree.is_object() {
+        return Err(DecodeError::wrong_shape("probe model is not a JSON object"));
+    }
     Ok(ProbeQueryResponse {
         request_id: wire.request_id,
         code,
-        model: Some(DeviceModel::from_tree(tree)?),
+        probe: Some(tree),
     })
 }
 
@@ -485,6 +489,9 @@ impl QueryResponse<'_> {
                 continue;
             }
             let Some(list) = &value.values else { continue };
+            if list.len() > interner.indexed_values() {
+                return Err(too_many_values(&value.id, list.len(), interner));
+            }
             let indexed = list.len() > 1;
             for (i, entry) in list.entries().enumerate() {
                 let scalar = match entry {
@@ -507,6 +514,15 @@ impl QueryResponse<'_> {
         }
         Ok(stats)
     }
+}
+
+/// An item answered with more values than become indexed items.
+pub(super) fn too_many_values(id: &str, n: usize, interner: &Interner) -> DecodeError {
+    DecodeError::wrong_shape(format!(
+        "item {} answered with {n} values, more than {} (source.limits.indexed_values)",
+        super::limits::shown(id),
+        interner.indexed_values()
+    ))
 }
 
 pub(super) fn push(out: &mut Vec<Sample>, device: &Id, item: Id, ts: i64, value: Scalar) -> bool {
@@ -572,6 +588,33 @@ pub struct ChannelLayout<'m> {
     pub sample_interval_ms: i64,
 }
 
+/// Event times accepted, `[earliest, latest)` in ms since the epoch (`source.limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRange {
+    pub earliest: i64,
+    pub latest: i64,
+}
+
+impl Default for TimeRange {
+    fn default() -> Self {
+        let limits = super::limits::WireLimits::default();
+        TimeRange::of(&limits)
+    }
+}
+
+impl TimeRange {
+    pub fn of(limits: &super::limits::WireLimits) -> TimeRange {
+        TimeRange {
+            earliest: limits.earliest_ms,
+            latest: limits.latest_ms,
+        }
+    }
+
+    fn contains(&self, ts: i64) -> bool {
+        (self.earliest..self.latest).contains(&ts)
+    }
+}
+
 impl SamplePayload<'_> {
     /// Appends the samples of every row: value k of row i is item `ids[i]` at
     /// `beginTime + k * interval`. Returns how many samples were added. The whole message is
@@ -580,6 +623,7 @@ impl SamplePayload<'_> {
         &self,
         device: &Id,
         layout: ChannelLayout<'_>,
+        times: TimeRange,
         out: &mut Vec<Sample>,
     ) -> Result<usize, DecodeError> {
         if self.rows.len() != layout.ids.len() {
@@ -602,9 +646,19 @@ impl SamplePayload<'_> {
                 let ts = (k as i64)
                     .checked_mul(layout.sample_interval_ms)
                     .and_then(|offset| self.begin_time.checked_add(offset));
-                let Some(ts) = ts else {
+                let Some(ts) = ts.filter(|ts| times.contains(*ts)) else {
                     out.truncate(start);
-                    return Err(DecodeError::wrong_shape("sample time overflows"));
+                    return Err(DecodeError::new(
+                        Reason::BadTime,
+                        format!(
+                            "value {k} of {} is at beginTime {} + {k} × {} ms, outside source.limits [{}, {})",
+                            super::limits::shown(item),
+                            self.begin_time,
+                            layout.sample_interval_ms,
+                            times.earliest,
+                            times.latest
+                        ),
+                    ));
                 };
                 push(out, device, item.clone(), ts, s);
             }
@@ -662,7 +716,7 @@ mod tests {
         let payload = format!(r#"{{"code":"ok","probe":{model}}}"#);
         match dec("Probe/Query/Response/D", &payload).unwrap() {
             Message::ProbeQueryResponse(r) => {
-                let m = r.model.unwrap();
+                let m = DeviceModel::from_own_tree(r.probe.unwrap()).unwrap();
                 assert_eq!(m.item("0103502202").unwrap().name, "实际速度");
                 assert_eq!(m.channel("sample_channel0").unwrap().ids.len(), 3);
             }
@@ -671,11 +725,11 @@ mod tests {
         // The model as a JSON string, as some devices send it.
         let payload = serde_json::json!({"code":"ok","probe": model}).to_string();
         match dec("Probe/Query/Response/D", &payload).unwrap() {
-            Message::ProbeQueryResponse(r) => assert!(r.model.is_some()),
+            Message::ProbeQueryResponse(r) => assert!(r.probe.is_some()),
             other => panic!("{other:?}"),
         }
         match dec("Probe/Query/Response/D", r#"{"code":"NG"}"#).unwrap() {
-            Message::ProbeQueryResponse(r) => assert!(r.model.is_none() && r.code == "NG"),
+            Message::ProbeQueryResponse(r) => assert!(r.probe.is_none() && r.code == "NG"),
             other => panic!("{other:?}"),
         }
         let err = dec("Probe/Query/Response/D", r#"{"code":"ok","probe":[1]}"#).unwrap_err();
@@ -820,6 +874,7 @@ mod tests {
                     ids: &ids,
                     sample_interval_ms: 2000,
                 },
+                TimeRange::default(),
                 &mut out,
             )
             .unwrap();
@@ -845,6 +900,7 @@ mod tests {
                     ids: &ids[..2],
                     sample_interval_ms: 10,
                 },
+                TimeRange::default(),
                 &mut out,
             )
             .unwrap_err();
@@ -871,6 +927,7 @@ mod tests {
                 ids: &ids,
                 sample_interval_ms: 10,
             },
+            TimeRange::default(),
             &mut out,
         )
         .unwrap();

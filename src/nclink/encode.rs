@@ -199,7 +199,7 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
 mod tests {
     use super::*;
     use crate::id::Id;
-    use crate::nclink::decode::{ChannelLayout, Message, decode};
+    use crate::nclink::decode::{ChannelLayout, Message, TimeRange, decode};
     use crate::nclink::intern::Interner;
     use crate::nclink::topic::parse_topic;
 
@@ -309,6 +309,7 @@ mod tests {
                 ids: &ids,
                 sample_interval_ms: 100,
             },
+            TimeRange::default(),
             &mut out,
         )
         .unwrap();

@@ -21,13 +21,18 @@ pub enum Reason {
     UnknownChannel,
     /// A Sample message kept waiting for the device's model until the wait bound was reached.
     NoModel,
-    /// A QoS 0 message that arrived while the engine's input buffer was full.
+    /// A QoS 0 message that arrived while the engine's input buffer was full, or one beyond
+    /// a bound on devices, ids or models (`source.limits`).
     Overloaded,
+    /// An event time outside `source.limits` (by default before 1970 or from 2200 on).
+    BadTime,
+    /// A probe answer no probe of this platform asked for.
+    Unsolicited,
 }
 
 impl Reason {
     /// Every reason, in a fixed order (for counters and status output).
-    pub const ALL: [Reason; 7] = [
+    pub const ALL: [Reason; 9] = [
         Reason::MalformedJson,
         Reason::WrongShape,
         Reason::UnknownTopic,
@@ -35,6 +40,8 @@ impl Reason {
         Reason::UnknownChannel,
         Reason::NoModel,
         Reason::Overloaded,
+        Reason::BadTime,
+        Reason::Unsolicited,
     ];
 
     /// The stable label (`malformed_json`, `wrong_shape`, ...).
@@ -47,6 +54,8 @@ impl Reason {
             Reason::UnknownChannel => "unknown_channel",
             Reason::NoModel => "no_model",
             Reason::Overloaded => "overloaded",
+            Reason::BadTime => "bad_time",
+            Reason::Unsolicited => "unsolicited",
         }
     }
 

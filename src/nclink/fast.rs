@@ -282,6 +282,10 @@ impl<'a> Parser<'a> {
             sink.stats.not_ok += 1;
             return Some(());
         }
+        if sink.scratch.len() > sink.interner.indexed_values() {
+            // Refused: the full decoder reports why.
+            return None;
+        }
         let indexed = sink.scratch.len() > 1;
         for (i, value) in sink.scratch.drain(..).enumerate() {
             let item = if indexed {

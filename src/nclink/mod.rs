@@ -8,7 +8,8 @@
 //! - [`model`]: the device model from `Probe/Query/Response`.
 //! - [`value`]: one JSON value → number, text or nothing.
 //! - [`status`]: STATUS codes and words ↔ fleet states.
-//! - [`intern`]: shared item ids.
+//! - [`intern`]: each device's item ids, bounded.
+//! - [`limits`]: bounds on what a device may send.
 //! - [`error`]: why a message was refused.
 
 pub mod decode;
@@ -16,6 +17,7 @@ pub mod encode;
 pub mod error;
 mod fast;
 pub mod intern;
+pub mod limits;
 pub mod model;
 pub mod status;
 pub mod topic;

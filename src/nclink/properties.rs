@@ -7,7 +7,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
-use super::decode::{ChannelLayout, Message, decode};
+use super::decode::{ChannelLayout, Message, TimeRange, decode};
 use super::encode::{QueryAnswer, WireValue, query_response};
 use super::intern::Interner;
 use super::topic::parse_topic;
@@ -90,8 +90,18 @@ fn decode_fully(
                     ids: &ids,
                     sample_interval_ms: interval,
                 },
+                TimeRange::default(),
                 &mut out,
             )?;
+        }
+        Message::ProbeQueryResponse(r) => {
+            if let Some(tree) = r.probe {
+                super::model::DeviceModel::from_tree(
+                    tree,
+                    &super::limits::WireLimits::default(),
+                    &mut Interner::default(),
+                )?;
+            }
         }
         _ => {}
     }

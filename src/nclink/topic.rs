@@ -5,9 +5,10 @@
 //! with a trailing `/{clientId}` level.
 
 use super::error::{DecodeError, Reason};
+use super::limits::{check_id, shown};
 
 /// The longest device id accepted; the SQL schemas store device ids as `VARCHAR(64)`.
-pub const MAX_DEVICE_ID_BYTES: usize = 64;
+pub const MAX_DEVICE_ID_BYTES: usize = super::limits::MAX_ID_BYTES;
 
 /// Which NC-Link message a topic carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -138,30 +139,17 @@ pub fn parse_topic(topic: &str) -> Result<Topic<'_>, DecodeError> {
     })
 }
 
-/// Checks that a device id can be stored and used in topics.
+/// Checks that a device id can be stored and used in topics: [`check_id`]'s rules, and no
+/// topic wildcard or separator.
 pub fn check_device_id(device: &str) -> Result<(), String> {
-    if device.is_empty() {
-        return Err("empty device id".into());
-    }
-    if device.len() > MAX_DEVICE_ID_BYTES {
+    check_id("device id", device)?;
+    if device.contains(['/', '+', '#']) {
         return Err(format!(
-            "device id longer than {MAX_DEVICE_ID_BYTES} bytes: {:?}",
-            truncate_chars(device, 80)
-        ));
-    }
-    if device.contains(['/', '+', '#', '\0']) {
-        return Err(format!(
-            "device id with a topic wildcard or separator: {device:?}"
+            "device id with a topic wildcard or separator: {}",
+            shown(device)
         ));
     }
     Ok(())
-}
-
-fn truncate_chars(s: &str, n: usize) -> &str {
-    match s.char_indices().nth(n) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
 }
 
 /// The topic of a message of `kind` for `device` (not valid for `RegisterRequest`, which

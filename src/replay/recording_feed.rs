@@ -59,6 +59,8 @@ impl RecordingFeed {
                 raw: false,
                 shard: crate::cluster::Shard::default(),
                 holds: None,
+                limits: config.limits.wire(),
+                recorded: true,
             },
             metrics.clone(),
         );

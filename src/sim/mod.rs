@@ -181,7 +181,7 @@ pub fn start(
     }
     let model = model_with_intervals(options.sample_interval_ms, options.upload_interval_ms);
     let parsed =
-        DeviceModel::from_tree(model.clone()).map_err(|e| format!("simulator model: {e}"))?;
+        DeviceModel::from_own_tree(model.clone()).map_err(|e| format!("simulator model: {e}"))?;
     let settable = parsed
         .items
         .iter()

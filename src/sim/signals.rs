@@ -252,7 +252,7 @@ mod tests {
         let tree: Value =
             serde_json::from_str(include_str!("../../data/nc-link/simulator-model.json")).unwrap();
         let map = SignalMap::from_model(&tree);
-        let model = DeviceModel::from_tree(tree).unwrap();
+        let model = DeviceModel::from_own_tree(tree).unwrap();
         let missing: Vec<&str> = model
             .items
             .iter()

@@ -194,6 +194,8 @@ pub fn start(
             raw: options.raw,
             shard: options.shard,
             holds: options.holds.clone(),
+            limits: options.config.limits.wire(),
+            recorded: false,
         },
         metrics.clone(),
     );

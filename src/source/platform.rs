@@ -22,9 +22,10 @@ use super::pending::{Pending, PendingMessage};
 use crate::config::{PendingConfig, PollConfig};
 use crate::id::Id;
 use crate::metrics::{Metrics, add, inc};
-use crate::nclink::decode::{ChannelLayout, Message, decode, query_response_samples};
+use crate::nclink::decode::{ChannelLayout, Message, TimeRange, decode, query_response_samples};
 use crate::nclink::encode::{self, RequestIds};
-use crate::nclink::intern::Interner;
+use crate::nclink::intern::{Interner, KeyBudget};
+use crate::nclink::limits::{WireLimits, shown};
 use crate::nclink::model::DeviceModel;
 use crate::nclink::topic::{MessageKind, Topic, device_topic, parse_topic};
 use crate::nclink::{DecodeError, Reason};
@@ -39,6 +40,9 @@ const PROBE_DEDUP_MS: i64 = 1_000;
 /// A device whose model went stale (it re-registered) falls back to the old model after this
 /// many unanswered probes.
 const STALE_FALLBACK_ATTEMPTS: u32 = 2;
+/// Request ids of a device's latest probes that an answer may carry (an answer to an earlier
+/// attempt is as good as one to the latest).
+const PROBE_IDS_KEPT: usize = 4;
 
 /// What the platform needs to know.
 #[derive(Debug, Clone)]
@@ -55,6 +59,11 @@ pub struct PlatformOptions {
     /// Cluster mode: while a device's messages wait for its model, hold the input's time
     /// (released with the samples: `crate::dataflow::hold`).
     pub holds: Option<crate::dataflow::Holds>,
+    /// Bounds on what devices may send (`source.limits`).
+    pub limits: WireLimits,
+    /// Messages come from a recording: probe answers carry the recorder's request ids, not
+    /// this platform's, so an answer is taken whenever a probe is outstanding.
+    pub recorded: bool,
 }
 
 impl Default for PlatformOptions {
@@ -69,6 +78,8 @@ impl Default for PlatformOptions {
             raw: false,
             shard: crate::cluster::Shard::default(),
             holds: None,
+            limits: WireLimits::default(),
+            recorded: false,
         }
     }
 }
@@ -93,16 +104,30 @@ pub enum Action {
 #[derive(Debug)]
 struct Device {
     model: Option<Arc<DeviceModel>>,
+    /// Bytes of the probe answer `model` came from (counted against `limits.models_bytes`).
+    model_bytes: usize,
     /// The device re-registered: its model may have changed; hold Sample messages until the
     /// new answer (or fall back after a few unanswered probes).
     stale: bool,
+    /// The probe waiting for an answer: only then is an answer taken.
     probe: Option<Probe>,
     probe_attempts: u32,
+    /// The item ids this device uses, bounded.
+    ids: Interner,
 }
 
 #[derive(Debug, Clone)]
 struct Probe {
     sent_at: i64,
+    /// The platform's message count when the probe was asked for: an answer must come in a
+    /// later message (a forged answer from an unknown device would otherwise answer the probe
+    /// its own arrival caused).
+    after_message: u64,
+    /// Request ids of the latest attempts (this process's own only).
+    request_ids: Vec<String>,
+    /// No more attempts (the device fell back to its previous model); an answer is still
+    /// taken.
+    given_up: bool,
 }
 
 #[derive(Debug)]
@@ -118,7 +143,12 @@ pub struct Platform {
     queries: FxHashMap<String, OutstandingQuery>,
     next_poll_at: Option<i64>,
     ids: RequestIds,
-    interner: Interner,
+    /// Keys (device, item ids) over all devices.
+    keys: Arc<KeyBudget>,
+    /// Bytes of all models held.
+    models_bytes: usize,
+    /// Messages handled so far.
+    message_no: u64,
     pending: Pending,
     /// The hold of each device with waiting messages (cluster mode).
     held: FxHashMap<Id, Arc<crate::dataflow::Hold>>,
@@ -135,6 +165,7 @@ impl Platform {
     pub fn new(options: PlatformOptions, metrics: Arc<Metrics>) -> Platform {
         Platform {
             ids: RequestIds::new(&options.client_id),
+            keys: KeyBudget::new(options.limits.keys),
             pending: Pending::new(options.pending.clone()),
             held: FxHashMap::default(),
             hold_expired: Default::default(),
@@ -144,7 +175,8 @@ impl Platform {
             devices: FxHashMap::default(),
             queries: FxHashMap::default(),
             next_poll_at: None,
-            interner: Interner::default(),
+            models_bytes: 0,
+            message_no: 0,
             out: Vec::new(),
         }
     }
@@ -169,6 +201,7 @@ impl Platform {
 
     /// Handles one received message.
     pub fn on_message(&mut self, topic: &str, payload: Bytes, received_at: i64) -> Vec<Action> {
+        self.message_no += 1;
         inc(&self.metrics.source.messages);
         add(&self.metrics.source.bytes, payload.len() as u64);
         if self.options.raw {
@@ -303,12 +336,15 @@ impl Platform {
                 });
                 self.reprobe(&device, received_at);
             }
-            Message::ProbeQueryResponse(r) => match r.model {
-                Some(model) => self.set_model(&device, model),
-                None => {
-                    tracing::warn!(%device, code = %r.code, "device refused the probe; will ask again")
+            Message::ProbeQueryResponse(r) => {
+                self.check_solicited(&device, r.request_id.as_deref())?;
+                match r.probe {
+                    Some(tree) => self.take_model(&device, tree, payload.len())?,
+                    None => {
+                        tracing::warn!(%device, code = %shown(&r.code), "device refused the probe; will ask again")
+                    }
                 }
-            },
+            }
             Message::SetResponse(response) => {
                 self.emit(SourceEvent::SetResult { device, response })
             }
@@ -328,14 +364,18 @@ impl Platform {
         payload: &Bytes,
         received_at: i64,
     ) -> Result<(), DecodeError> {
-        let model = self.devices.get(&device).and_then(|d| d.model.clone());
+        // The receive time stamps these samples: the clock live, a recording's line in a
+        // replay (which could say anything).
+        self.options.limits.check_times(received_at, received_at)?;
+        let d = self.devices.get_mut(&device).expect("seen before");
+        let model = d.model.clone();
         let mut samples = Vec::with_capacity(16);
         let outcome = query_response_samples(
             payload,
             &device,
             received_at,
             model.as_deref(),
-            &mut self.interner,
+            &mut d.ids,
             &mut samples,
         )?;
         add(
@@ -376,9 +416,11 @@ impl Platform {
             id.clone(),
             Device {
                 model: None,
+                model_bytes: 0,
                 stale: false,
                 probe: None,
                 probe_attempts: 0,
+                ids: Interner::new(&self.options.limits, self.keys.clone()),
             },
         );
         self.metrics
@@ -417,15 +459,26 @@ impl Platform {
         let Some(d) = self.devices.get_mut(device) else {
             return;
         };
-        d.probe = Some(Probe { sent_at: now });
+        let mut request_ids = d.probe.take().map(|p| p.request_ids).unwrap_or_default();
         d.probe_attempts += 1;
         // In a cluster the device's owner asks first and every process hears the answer; a
         // process still without a model after a timeout (it subscribed after the answer went
         // by) asks itself.
-        if d.probe_attempts == 1 && !self.options.shard.owns(device) {
-            return;
+        let asks = d.probe_attempts > 1 || self.options.shard.owns(device);
+        let id = asks.then(|| self.ids.next_id());
+        if let Some(id) = &id {
+            if request_ids.len() == PROBE_IDS_KEPT {
+                request_ids.remove(0);
+            }
+            request_ids.push(id.clone());
         }
-        let id = self.ids.next_id();
+        d.probe = Some(Probe {
+            sent_at: now,
+            after_message: self.message_no,
+            request_ids,
+            given_up: false,
+        });
+        let Some(id) = id else { return };
         inc(&self.metrics.source.probe_requests);
         self.publish(
             device_topic(MessageKind::ProbeQueryRequest, device),
@@ -439,7 +492,9 @@ impl Platform {
         let mut resend = Vec::new();
         let mut fall_back = Vec::new();
         for (id, d) in &mut self.devices {
-            let Some(probe) = &d.probe else { continue };
+            let Some(probe) = d.probe.as_mut().filter(|p| !p.given_up) else {
+                continue;
+            };
             let wait = base
                 .saturating_mul(1 << d.probe_attempts.saturating_sub(1).min(16))
                 .min(MAX_PROBE_WAIT_MS);
@@ -449,7 +504,8 @@ impl Platform {
             if d.stale && d.probe_attempts >= STALE_FALLBACK_ATTEMPTS {
                 tracing::warn!(device = %id, "device did not answer the probe after re-registering; keeping its previous model");
                 d.stale = false;
-                d.probe = None;
+                // A late answer is still taken; no more probes are sent.
+                probe.given_up = true;
                 fall_back.push(id.clone());
             } else {
                 resend.push(id.clone());
@@ -462,6 +518,75 @@ impl Platform {
         for id in fall_back {
             self.release_pending(&id);
         }
+    }
+
+    /// Refuses a probe answer that no outstanding probe asked for: it must not replace a
+    /// model, nor give a device one it was never asked for.
+    fn check_solicited(&self, device: &Id, request_id: Option<&str>) -> Result<(), DecodeError> {
+        let unsolicited = |why: &str| {
+            Err(DecodeError::new(
+                Reason::Unsolicited,
+                format!("probe answer from {device}: {why}"),
+            ))
+        };
+        let Some(probe) = self.devices.get(device).and_then(|d| d.probe.as_ref()) else {
+            return unsolicited("no probe of this platform is waiting for one");
+        };
+        if probe.after_message >= self.message_no {
+            return unsolicited("it arrived before the probe was sent");
+        }
+        let Some(request_id) = request_id else {
+            // Devices that do not echo `@id` are answered by time alone.
+            return Ok(());
+        };
+        let ours = probe.request_ids.iter().any(|id| id == request_id);
+        // In a cluster the owner's probe is answered to every process (ids share the group's
+        // client id); a recording carries the recorder's ids.
+        let a_peers = self.options.shard.is_cluster()
+            && request_id.starts_with(&format!("{}-", self.options.client_id));
+        if ours || a_peers || self.options.recorded {
+            Ok(())
+        } else {
+            unsolicited(&format!(
+                "request id {} is not one this platform sent",
+                shown(request_id)
+            ))
+        }
+    }
+
+    /// Builds and takes the model of a solicited probe answer of `bytes` bytes.
+    fn take_model(
+        &mut self,
+        device: &Id,
+        tree: serde_json::Value,
+        bytes: usize,
+    ) -> Result<(), DecodeError> {
+        let limits = &self.options.limits;
+        if bytes > limits.model_bytes {
+            return Err(DecodeError::new(
+                Reason::TooLarge,
+                format!(
+                    "probe answer of {bytes} bytes is over source.limits.model_bytes ({} bytes)",
+                    limits.model_bytes
+                ),
+            ));
+        }
+        let d = self.devices.get_mut(device).expect("seen before");
+        let held = self.models_bytes - d.model_bytes;
+        if held.saturating_add(bytes) > limits.models_bytes {
+            return Err(DecodeError::new(
+                Reason::Overloaded,
+                format!(
+                    "models of all devices would take more than {} bytes (source.limits.models_bytes)",
+                    limits.models_bytes
+                ),
+            ));
+        }
+        let model = DeviceModel::from_tree(tree, limits, &mut d.ids)?;
+        self.models_bytes = held + bytes;
+        d.model_bytes = bytes;
+        self.set_model(device, model);
+        Ok(())
     }
 
     fn set_model(&mut self, device: &Id, model: DeviceModel) {
@@ -525,14 +650,16 @@ impl Platform {
             .and_then(|m| m.channel(&message.channel))
             .map(|c| c.sample_interval_ms);
         let mut samples = Vec::new();
+        let times = TimeRange::of(&self.options.limits);
         if let Some(paths) = &message.paths {
             // NC-Link 3.0: the message names its items; the interval may come with it.
             let Some(interval) = message.interval.or(model_interval) else {
                 return self.hold(device, topic_text, payload, received_at);
             };
+            let d = self.devices.get_mut(device).expect("seen before");
             let ids = paths
                 .iter()
-                .map(|p| self.interner.intern(p))
+                .map(|p| d.ids.intern(p))
                 .collect::<Result<Vec<Id>, _>>()?;
             message.to_samples(
                 device,
@@ -540,6 +667,7 @@ impl Platform {
                     ids: &ids,
                     sample_interval_ms: interval,
                 },
+                times,
                 &mut samples,
             )?;
         } else if let Some(model) = model {
@@ -556,7 +684,7 @@ impl Platform {
                 ids: &channel.ids,
                 sample_interval_ms: message.interval.unwrap_or(channel.sample_interval_ms),
             };
-            message.to_samples(device, layout, &mut samples)?;
+            message.to_samples(device, layout, times, &mut samples)?;
         } else {
             return self.hold(device, topic_text, payload, received_at);
         }
@@ -909,7 +1037,12 @@ mod tests {
     #[test]
     fn re_registration_holds_samples_until_the_new_model() {
         let (mut p, _) = platform(None);
-        p.on_message("Probe/Query/Response/D1", model_payload(), 0);
+        p.on_message(
+            "Probe/Version/D1",
+            Bytes::from_static(br#"{"version":"1.1"}"#),
+            0,
+        );
+        p.on_message("Probe/Query/Response/D1", model_payload(), 1);
         let actions = p.on_message(
             "Register/Request",
             Bytes::from_static(br#"{"deviceid":"D1"}"#),
@@ -1072,5 +1205,132 @@ mod tests {
             assert_eq!(dead(&actions), vec![reason], "{topic}");
         }
         assert_eq!(metrics.source.messages.load(Ordering::Relaxed), 5);
+    }
+
+    fn probe_request_id(actions: &[Action]) -> String {
+        actions
+            .iter()
+            .find_map(|a| match a {
+                Action::Publish { topic, payload, .. }
+                    if topic.starts_with("Probe/Query/Request/") =>
+                {
+                    let request: serde_json::Value = serde_json::from_slice(payload).unwrap();
+                    Some(request["@id"].as_str().unwrap().to_string())
+                }
+                _ => None,
+            })
+            .expect("a probe")
+    }
+
+    fn model_with_id(request_id: Option<&str>, item: &str) -> Bytes {
+        let model = serde_json::json!({"devices":[{"dataItems":[{"id": item, "name": "n"}],
+            "configs":[{"id":"sample_channel0","type":"SAMPLE_CHANNEL","sampleInterval":10,"ids":[item]}]}]});
+        Bytes::from(encode::probe_response(request_id, &model))
+    }
+
+    #[test]
+    fn only_answers_to_outstanding_probes_are_taken() {
+        let (mut p, metrics) = platform(None);
+        // A forged answer from a device never seen: its own arrival discovers the device and
+        // sends the probe, which it cannot be the answer to.
+        let forged = p.on_message("Probe/Query/Response/D1", model_with_id(None, "forged"), 0);
+        assert_eq!(dead(&forged), vec![Reason::Unsolicited]);
+        let id = probe_request_id(&forged);
+        assert!(p.model("D1").is_none());
+        // An answer naming a request this platform never sent.
+        let wrong = p.on_message(
+            "Probe/Query/Response/D1",
+            model_with_id(Some("other-1"), "x"),
+            1,
+        );
+        assert_eq!(dead(&wrong), vec![Reason::Unsolicited]);
+        // The answer to our probe is taken.
+        let right = p.on_message(
+            "Probe/Query/Response/D1",
+            model_with_id(Some(&id), "real"),
+            2,
+        );
+        assert!(dead(&right).is_empty());
+        assert!(p.model("D1").unwrap().item("real").is_some());
+        // Once answered, nothing is outstanding: a later answer never replaces the model.
+        let late = p.on_message("Probe/Query/Response/D1", model_with_id(None, "swap"), 3);
+        assert_eq!(dead(&late), vec![Reason::Unsolicited]);
+        assert!(p.model("D1").unwrap().item("real").is_some());
+        assert_eq!(metrics.source.models.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn event_times_outside_the_limits_are_dead_lettered_as_bad_time() {
+        let (mut p, _) = platform(None);
+        for (begin, interval) in [
+            ("9223372036854775000", 10),
+            ("-5", 10),
+            ("7258118399500", 10), // the 51st value reaches 2200-01-01
+        ] {
+            let payload = format!(
+                r#"{{"beginTime":"{begin}","interval":{interval},"paths":["a"],"data":[[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63,64,65,66,67,68,69,70,71,72,73,74,75,76,77,78,79,80,81,82,83,84,85,86,87,88,89,90,91,92,93,94,95,96,97,98,99,100]]}}"#
+            );
+            let actions = p.on_message("Sample/D1/c", Bytes::from(payload), 1);
+            assert_eq!(dead(&actions), vec![Reason::BadTime], "{begin}");
+            assert!(samples(&actions).is_empty());
+        }
+    }
+
+    #[test]
+    fn a_device_cannot_exhaust_the_id_table() {
+        let metrics = Arc::new(Metrics::default());
+        let limits = WireLimits {
+            ids_per_device: 100,
+            indexed_values: 10,
+            ..WireLimits::default()
+        };
+        let mut p = Platform::new(
+            PlatformOptions {
+                limits,
+                ..PlatformOptions::default()
+            },
+            metrics,
+        );
+        let mut refused = 0;
+        for message in 0..50 {
+            let paths: Vec<String> = (0..10)
+                .map(|i| format!("\"quota-{message}-{i}\""))
+                .collect();
+            let payload = format!(
+                r#"{{"beginTime":1000,"interval":10,"paths":[{}],"data":[{}]}}"#,
+                paths.join(","),
+                ["[1]"; 10].join(",")
+            );
+            let actions = p.on_message("Sample/Q1/c", Bytes::from(payload), 1);
+            refused += dead(&actions)
+                .iter()
+                .filter(|r| **r == Reason::Overloaded)
+                .count();
+        }
+        assert_eq!(
+            refused, 40,
+            "ten messages of new ids fit the quota, the rest are refused"
+        );
+        assert!(
+            crate::id::Id::get("quota-10-0").is_none(),
+            "refused ids are never interned"
+        );
+        // Another device is unaffected.
+        let ok = p.on_message(
+            "Sample/Q2/c",
+            Bytes::from_static(
+                br#"{"beginTime":1000,"interval":10,"paths":["quota-0-0"],"data":[[1]]}"#,
+            ),
+            2,
+        );
+        assert!(dead(&ok).is_empty());
+        // Indexed values beyond the cap.
+        let values: Vec<String> = (0..11).map(|i| i.to_string()).collect();
+        let payload = format!(
+            r#"{{"values":[{{"id":"r","code":"OK","values":[{}]}}]}}"#,
+            values.join(",")
+        );
+        let actions = p.on_message("Query/Response/Q3", Bytes::from(payload), 3);
+        assert_eq!(dead(&actions), vec![Reason::WrongShape]);
     }
 }

@@ -10,6 +10,9 @@
 //! Samples are added to one pane per distinct pane width (not to every window), and windows are
 //! assembled from panes when they close; closing work happens only when the watermark crosses
 //! the next window boundary, so most samples cost two pane updates.
+//!
+//! Event times are checked where they enter (`source.limits`), but this arithmetic does not
+//! rely on it: every step saturates, so no time a caller passes can overflow here.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -79,10 +82,14 @@ impl KeyWindows {
         if self.max_ts.is_some() && ts < self.watermark {
             return false;
         }
+        if !value.is_finite() {
+            // Not a number a window can use (the operator passes none); not late either.
+            return true;
+        }
         self.seq += 1;
         let seq = self.seq;
         for (panes, &width) in self.panes.iter_mut().zip(&spec.panes) {
-            let start = ts.div_euclid(width) * width;
+            let start = pane_start(ts, width);
             match panes.last_entry() {
                 Some(mut last) if *last.key() == start => last.get_mut().add(ts, seq, value),
                 _ => match panes.get_mut(&start) {
@@ -145,7 +152,11 @@ impl KeyWindows {
         self.next_boundary = spec
             .families
             .iter()
-            .map(|f| (to - f.size).div_euclid(f.every) * f.every + f.every + f.size)
+            .map(|f| {
+                pane_start(to.saturating_sub(f.size), f.every)
+                    .saturating_add(f.every)
+                    .saturating_add(f.size)
+            })
             .min()
             .unwrap_or(i64::MAX);
     }
@@ -197,8 +208,13 @@ impl KeyWindows {
             panes.retain(|&pane, _| {
                 families
                     .iter()
-                    .any(|f| pane.div_euclid(f.every) * f.every + f.size > watermark)
+                    .any(|f| pane_start(pane, f.every).saturating_add(f.size) > watermark)
             });
         }
     }
+}
+
+/// The start of the `width`-wide span holding `ts` (aligned to the epoch), saturating.
+pub(super) fn pane_start(ts: i64, width: i64) -> i64 {
+    ts.div_euclid(width).saturating_mul(width)
 }

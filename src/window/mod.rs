@@ -53,7 +53,7 @@ impl WindowRow {
             item,
             size_ms: closed.size,
             start: closed.start,
-            end: closed.start + closed.size,
+            end: closed.start.saturating_add(closed.size),
             count: a.count,
             min: a.min,
             max: a.max,
@@ -190,5 +190,26 @@ pub(crate) mod tests {
         assert_eq!((out[0].start, out[0].aggregate.count), (10_000, 1));
         // The watermark never jumped to the wall clock.
         assert_eq!(key.watermark(), Some(11_500));
+    }
+
+    /// Times at the ends of `i64` (which `source.limits` keeps out) still cannot overflow the
+    /// window arithmetic; non-finite values are never aggregated.
+    #[test]
+    fn extreme_times_and_values_do_not_overflow() {
+        let spec = WindowSpec::new(&[1_000, 86_400_000], &[(60_000, 10_000), (25, 10)]);
+        let mut key = KeyWindows::new(&spec);
+        let mut out = Vec::new();
+        for ts in [0, i64::MAX, i64::MIN, i64::MAX - 1, -1, i64::MIN + 1] {
+            key.insert(&spec, 2_000, ts, 1.0, 0, &mut out);
+            key.advance_idle(&spec, i64::MAX, 2_000, i64::MAX, &mut out);
+        }
+        assert!(key.insert(&spec, 2_000, i64::MAX, f64::INFINITY, 0, &mut out));
+        assert!(key.insert(&spec, 2_000, i64::MAX, f64::NAN, 0, &mut out));
+        key.flush(&spec, &mut out);
+        for closed in &out {
+            let row = WindowRow::new("D".into(), "I".into(), closed);
+            assert!(row.min.is_finite() && row.max.is_finite(), "{row:?}");
+            assert!(row.end >= row.start);
+        }
     }
 }

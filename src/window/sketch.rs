@@ -5,11 +5,19 @@
 //!
 //! `α` is 0.009 here, under the 1 % the contract promises, leaving room for rounding. Negative
 //! values go to a mirrored store; values closer to zero than [`MIN_MAGNITUDE`] count as zero.
+//!
+//! Memory is bounded whatever the values: a store keeps at most [`MAX_BINS`] buckets, which
+//! span magnitudes over a factor of about 10¹⁶; values spread wider have their smallest
+//! magnitudes merged into the store's lowest bucket (DDSketch's "collapsing lowest"), so high
+//! quantiles keep their accuracy and low ones of such a window lose it. Non-finite values are
+//! not numbers a quantile can use and are ignored (the window operator never passes them).
 
 /// Relative accuracy of every quantile.
 pub const RELATIVE_ACCURACY: f64 = 0.009;
 /// Magnitudes below this are counted as zero.
 pub const MIN_MAGNITUDE: f64 = 1e-9;
+/// Most buckets per store (4 bytes each): γ^2048 ≈ 1.0e16.
+pub const MAX_BINS: usize = 2_048;
 
 /// Bucket counts over a contiguous range of indexes.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -21,17 +29,39 @@ struct Store {
 
 impl Store {
     fn add(&mut self, index: i32, n: u32) {
+        let mut index = index;
         if self.counts.is_empty() {
             self.offset = index;
             self.counts.push(0);
         } else if index < self.offset {
-            let grow = (self.offset - index) as usize;
-            self.counts.splice(0..0, std::iter::repeat_n(0, grow));
-            self.offset = index;
-        } else if index >= self.offset + self.counts.len() as i32 {
+            // Keep the top MAX_BINS buckets: a lower index joins the lowest one kept.
+            let top = self.offset as i64 + self.counts.len() as i64 - 1;
+            let lowest = (top - MAX_BINS as i64 + 1).max(index as i64) as i32;
+            if lowest < self.offset {
+                let grow = (self.offset - lowest) as usize;
+                self.counts.splice(0..0, std::iter::repeat_n(0, grow));
+                self.offset = lowest;
+            }
+            index = index.max(self.offset);
+        } else if index as i64 >= self.offset as i64 + self.counts.len() as i64 {
+            let len = (index as i64 - self.offset as i64 + 1) as usize;
+            if len > MAX_BINS {
+                // Collapse the lowest buckets into the lowest one kept.
+                let drop = len - MAX_BINS;
+                let collapsed: u32 = self
+                    .counts
+                    .drain(..drop.min(self.counts.len()))
+                    .fold(0u32, u32::saturating_add);
+                self.offset = index - MAX_BINS as i32 + 1;
+                if self.counts.is_empty() {
+                    self.counts.push(0);
+                }
+                self.counts[0] = self.counts[0].saturating_add(collapsed);
+            }
             self.counts.resize((index - self.offset) as usize + 1, 0);
         }
-        self.counts[(index - self.offset) as usize] += n;
+        let slot = &mut self.counts[(index - self.offset) as usize];
+        *slot = slot.saturating_add(n);
         self.total += u64::from(n);
     }
 
@@ -85,6 +115,9 @@ fn value_of(index: i32) -> f64 {
 
 impl Sketch {
     pub fn add(&mut self, value: f64) {
+        if !value.is_finite() {
+            return;
+        }
         if value > MIN_MAGNITUDE {
             self.positive.add(index_of(value), 1);
         } else if value < -MIN_MAGNITUDE {
@@ -183,5 +216,38 @@ mod tests {
             assert_eq!(a.quantile(q), whole.quantile(q));
         }
         assert_eq!(Sketch::default().quantile(0.5), None);
+    }
+
+    #[test]
+    fn memory_is_bounded_whatever_the_values() {
+        let mut sketch = Sketch::default();
+        for v in [
+            1.0,
+            1e-8,
+            f64::MIN_POSITIVE,
+            1e-300,
+            1e300,
+            -f64::MAX,
+            -1e-8,
+            5.0,
+        ] {
+            sketch.add(v);
+        }
+        sketch.add(f64::INFINITY);
+        sketch.add(f64::NAN);
+        sketch.add(f64::NEG_INFINITY);
+        assert!(sketch.positive.counts.len() <= MAX_BINS);
+        assert!(sketch.negative.counts.len() <= MAX_BINS);
+        assert_eq!(sketch.count(), 8, "non-finite values are ignored");
+        // The top of a wide window keeps its accuracy.
+        let top = sketch.quantile(1.0).unwrap();
+        assert!((top - 1e300).abs() <= 0.01 * 1e300, "{top}");
+        let mut merged = Sketch::default();
+        let mut low = Sketch::default();
+        low.add(1e-8);
+        merged.add(1e200);
+        merged.merge(&low);
+        assert!(merged.positive.counts.len() <= MAX_BINS);
+        assert_eq!(merged.count(), 2);
     }
 }

@@ -22,12 +22,13 @@ impl Family {
     /// Starts of this family's windows that contain time `t`.
     pub fn starts_containing(&self, t: i64) -> impl Iterator<Item = i64> + use<> {
         let (size, every) = (self.size, self.every);
-        let last = t.div_euclid(every) * every;
-        let first = last - ((size - 1) / every) * every;
-        (0..)
-            .map(move |k| first + k * every)
+        let last = super::key_windows::pane_start(t, every);
+        let windows = (size - 1) / every + 1;
+        let first = last.saturating_sub((windows - 1).saturating_mul(every));
+        (0..windows)
+            .map(move |k| first.saturating_add(k.saturating_mul(every)))
             .take_while(move |s| *s <= last)
-            .filter(move |s| s + size > t)
+            .filter(move |s| s.saturating_add(size) > t)
     }
 }
 

@@ -209,7 +209,9 @@ export function setLocale(next: Locale): void {
 export function t(key: Key, values: Record<string, string | number> = {}): string {
   let text = messages[locale.value][key];
   for (const [name, value] of Object.entries(values)) {
-    text = text.replace(`{${name}}`, String(value));
+    // A function, not a string: values carry device strings and API errors, and a replacement
+    // string would read their `$&`, `$'` and `` $` `` as patterns.
+    text = text.replace(`{${name}}`, () => String(value));
   }
   return text;
 }
