@@ -16,6 +16,7 @@ pub mod config;
 pub mod dataflow;
 pub mod dead_letter;
 pub mod engine;
+pub mod frame;
 pub mod http;
 pub mod id;
 pub mod lake;

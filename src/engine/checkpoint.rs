@@ -60,8 +60,8 @@ impl Checkpoints {
             }
             last_cut = Instant::now();
             match self.source.cut().await {
-                Some((segment, Some(marker))) => self.cuts.push(Cut {
-                    segments: segment.into_iter().collect(),
+                Some((segments, Some(marker))) => self.cuts.push(Cut {
+                    segments,
                     marker,
                     passed_at: None,
                 }),

@@ -70,7 +70,7 @@ pub enum SourceCommand {
     },
     /// Cut the write-ahead log and the dataflow's input at the same point (a checkpoint).
     Cut {
-        reply: oneshot::Sender<(Option<u64>, Option<Arc<EpochMarker>>)>,
+        reply: oneshot::Sender<(Vec<u64>, Option<Arc<EpochMarker>>)>,
     },
 }
 
@@ -127,10 +127,10 @@ impl SourceControl {
         self.poll.read().expect("poll lock").clone()
     }
 
-    /// Cuts the write-ahead log and marks the dataflow's input at the same point: the segment
-    /// cut (if it held anything) and the marker telling when the dataflow has passed it.
-    /// `None` when the source is stopping.
-    pub async fn cut(&self) -> Option<(Option<u64>, Option<Arc<EpochMarker>>)> {
+    /// Cuts the write-ahead log and marks the dataflow's input at the same point: the segments
+    /// cut (those that held anything) and the marker telling when the dataflow has passed
+    /// them. `None` when the source is stopping.
+    pub async fn cut(&self) -> Option<(Vec<u64>, Option<Arc<EpochMarker>>)> {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(SourceCommand::Cut { reply })
@@ -173,7 +173,18 @@ pub(super) struct Ingest {
     pub first_received: Option<i64>,
     /// Publish received samples as SSE events (not in cluster mode: see the observer).
     pub sse_samples: bool,
+    /// Samples of redelivered messages whose first delivery reached the dataflow but not the
+    /// log (a failed write): they go to the log alone, with their acknowledgements.
+    pub log_only: (Vec<Sample>, Vec<Arc<Ack>>),
+    /// The source as configured: a switch to another broker starts from it (and never takes
+    /// its credentials elsewhere).
+    pub configured: crate::config::SourceConfig,
 }
+
+/// How often the ingest checks whether unlogged messages need the broker to send them again.
+const REDELIVERY_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+/// Least time between two reconnects made to have unlogged messages sent again.
+const REDELIVERY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Ingest {
     /// Starts the source (or the replay in its place); returns the control handle and the
@@ -223,6 +234,9 @@ impl Ingest {
         poll: Arc<RwLock<Option<PollConfig>>>,
     ) {
         let mut pending: Vec<Sample> = Vec::new();
+        let mut redelivery = tokio::time::interval(REDELIVERY_CHECK);
+        redelivery.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_redelivery = None;
         loop {
             tokio::select! {
                 event = events.recv() => match event {
@@ -232,12 +246,12 @@ impl Ingest {
                 Some(command) = commands.recv() => match command {
                     SourceCommand::Cut { reply } => {
                         self.flush(&mut pending).await;
-                        let segment = match &self.wal {
+                        let segments = match &self.wal {
                             Some(wal) => wal.cut().await,
-                            None => None,
+                            None => Vec::new(),
                         };
                         let marker = self.input.mark().await.ok();
-                        let _ = reply.send((segment, marker));
+                        let _ = reply.send((segments, marker));
                     }
                     SourceCommand::Query { device, items, reply } => {
                         let _ = reply.send(handle.query(&device, items).await);
@@ -254,25 +268,38 @@ impl Ingest {
                         let _ = reply.send(Err("replaying: there is no broker to switch".into()));
                     }
                     SourceCommand::Reconnect { url, reply } => {
-                        let mut options = self.options.clone();
-                        options.config.url = url.clone();
-                        // Start the new source first: if it cannot start, keep the old one.
-                        match source::start(options.clone(), self.metrics.clone()) {
-                            Ok((new_handle, new_events)) => {
-                                let old = std::mem::replace(&mut handle, Upstream::Broker(new_handle));
-                                let old_events = std::mem::replace(&mut events, new_events);
-                                self.options = options;
-                                *broker.write().expect("broker lock") = url.to_string();
-                                tracing::info!(broker = %url, "source switched to another broker");
-                                self.retire(old, old_events, &mut pending).await;
-                                let _ = reply.send(Ok(()));
+                        let result = match source::switched(&self.configured, &self.options.config, url.clone()) {
+                            Ok(config) => {
+                                let mut options = self.options.clone();
+                                options.config = config;
+                                self.switch(options, &mut handle, &mut events, &mut pending).await
                             }
-                            Err(e) => {
-                                let _ = reply.send(Err(e.to_string()));
-                            }
+                            Err(e) => Err(e),
+                        };
+                        if result.is_ok() {
+                            *broker.write().expect("broker lock") = url.to_string();
+                            tracing::info!(broker = %url, "source switched to another broker");
                         }
+                        let _ = reply.send(result);
                     }
                 },
+                _ = redelivery.tick() => {
+                    // Messages whose write to the log failed are not acknowledged; the broker
+                    // holds them (and, its in-flight window full, the rest) until this client
+                    // reconnects. Reconnect, so they come again once the log can take them.
+                    let due = last_redelivery.is_none_or(|t: std::time::Instant| t.elapsed() >= REDELIVERY_INTERVAL);
+                    if due
+                        && matches!(handle, Upstream::Broker(_))
+                        && self.wal.as_ref().is_some_and(Wal::has_unlogged)
+                    {
+                        last_redelivery = Some(std::time::Instant::now());
+                        tracing::warn!("reconnecting to the broker: messages the write-ahead log could not take are to be sent again");
+                        let options = self.options.clone();
+                        if let Err(e) = self.switch(options, &mut handle, &mut events, &mut pending).await {
+                            tracing::error!(error = %e, "cannot reconnect to the broker");
+                        }
+                    }
+                }
                 _ = crate::stop::stopped(&mut stop) => {
                     self.retire(handle, events, &mut pending).await;
                     break;
@@ -281,6 +308,24 @@ impl Ingest {
         }
         self.flush(&mut pending).await;
         // Dropping the input (with `self`) closes the dataflow's input once every clone is gone.
+    }
+
+    /// Starts a source with `options` in place of the running one, which is retired once the
+    /// new one runs (if the new one cannot start, the old one is kept).
+    async fn switch(
+        &mut self,
+        options: SourceOptions,
+        handle: &mut Upstream,
+        events: &mut mpsc::Receiver<SourceEvent>,
+        pending: &mut Vec<Sample>,
+    ) -> Result<(), String> {
+        let (new_handle, new_events) =
+            source::start(options.clone(), self.metrics.clone()).map_err(|e| e.to_string())?;
+        let old = std::mem::replace(handle, Upstream::Broker(new_handle));
+        let old_events = std::mem::replace(events, new_events);
+        self.options = options;
+        self.retire(old, old_events, pending).await;
+        Ok(())
     }
 
     /// Stops a source and forwards everything it still delivers.
@@ -330,6 +375,17 @@ impl Ingest {
 
     fn apply(&mut self, event: SourceEvent, pending: &mut Vec<Sample>) {
         match event {
+            SourceEvent::Samples(batch)
+                if self
+                    .wal
+                    .as_ref()
+                    .zip(batch.ack.as_ref())
+                    .is_some_and(|(wal, ack)| wal.take_unlogged(&ack.id())) =>
+            {
+                // Its samples reached the dataflow the first time; now the log takes them.
+                self.log_only.0.extend(batch.samples);
+                self.log_only.1.extend(batch.ack);
+            }
             SourceEvent::Samples(batch) => {
                 self.registry.seen(&batch.device, batch.received_at);
                 if self.sse_samples {
@@ -359,6 +415,12 @@ impl Ingest {
     /// Hands the pending samples to the write-ahead log (which acknowledges their messages
     /// once they are on disk) and to the dataflow.
     async fn flush(&mut self, pending: &mut Vec<Sample>) {
+        if let Some(wal) = &self.wal
+            && !self.log_only.1.is_empty()
+        {
+            let (samples, acks) = std::mem::take(&mut self.log_only);
+            wal.append(samples.into(), acks).await;
+        }
         if pending.is_empty() {
             return;
         }

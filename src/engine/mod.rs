@@ -216,6 +216,8 @@ impl Engine {
             by_arrival: cluster.is_some(),
             first_received: None,
             sse_samples: cluster.is_none(),
+            log_only: Default::default(),
+            configured: config.source.clone(),
         };
         let progress = ingest.input.progress();
         let (source, ingest) = ingest.start(settings.replay.clone(), stop_rx)?;
@@ -346,6 +348,56 @@ impl Engine {
     }
 }
 
+/// Damaged segments kept in `wal/corrupt/` for inspection, newest first; older ones go.
+const CORRUPT_KEPT: usize = 8;
+
+/// Counts the damage a replayed segment had and keeps a copy of it in `wal/corrupt/` (the
+/// segment itself stays until a checkpoint lets it go, like any other).
+fn keep_damaged(
+    path: &std::path::Path,
+    damage: &[crate::frame::Damage],
+    stats: &crate::wal::WalStats,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    for d in damage {
+        match d {
+            crate::frame::Damage::TornTail { .. } => stats.torn_records.fetch_add(1, Relaxed),
+            crate::frame::Damage::Corrupt { .. } => stats.corrupt_records.fetch_add(1, Relaxed),
+        };
+    }
+    let corrupt = damage
+        .iter()
+        .any(|d| matches!(d, crate::frame::Damage::Corrupt { .. }));
+    if !corrupt {
+        // A torn tail is where a crash stopped the writer: nothing to inspect.
+        return;
+    }
+    let Some(dir) = path.parent().map(|d| d.join("corrupt")) else {
+        return;
+    };
+    let name = format!(
+        "{}-{}",
+        crate::sample::now_ms(),
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("segment")
+    );
+    let kept = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::copy(path, dir.join(&name)))
+        .map(|_| ());
+    match kept {
+        Ok(()) => tracing::error!(copy = %dir.join(&name).display(), "a damaged write-ahead log segment is kept for inspection"),
+        Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot keep a copy of a damaged write-ahead log segment"),
+    }
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        let mut copies: Vec<std::path::PathBuf> =
+            entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        copies.sort();
+        let excess = copies.len().saturating_sub(CORRUPT_KEPT);
+        for old in &copies[..excess] {
+            let _ = std::fs::remove_file(old);
+        }
+    }
+}
+
 /// At most this many replayed message ids are remembered to recognise redeliveries.
 const MAX_REPLAYED_IDS: usize = 65_536;
 
@@ -362,6 +414,7 @@ async fn recover(
         return Ok(Vec::new());
     }
     let feed = input.clone();
+    let stats = wal.stats.clone();
     let paths = recovered.segments.clone();
     let ids = replayed.clone();
     let started = Instant::now();
@@ -383,7 +436,12 @@ async fn recover(
                 };
                 let _ = feed.blocking_send_arrived(batch, arrival);
             }) {
-                Ok(n) => total += n,
+                Ok(report) => {
+                    total += report.samples;
+                    if !report.damage.is_empty() {
+                        keep_damaged(path, &report.damage, &stats);
+                    }
+                }
                 Err(e) => {
                     tracing::error!(path = %path.display(), error = %e, "cannot read a write-ahead log segment")
                 }

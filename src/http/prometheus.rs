@@ -163,6 +163,18 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             "Failed write-ahead log writes or syncs (messages left unacknowledged).",
             &plain(w.write_errors),
         );
+        metric(
+            "millstream_wal_torn_records_total",
+            "counter",
+            "Write-ahead log records found cut short by a crash at replay.",
+            &plain(w.torn_records),
+        );
+        metric(
+            "millstream_wal_corrupt_records_total",
+            "counter",
+            "Write-ahead log records found corrupt (skipped) at replay.",
+            &plain(w.corrupt_records),
+        );
     }
     let lag = e
         .watermark()

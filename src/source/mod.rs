@@ -38,6 +38,51 @@ use crate::metrics::{Metrics, inc};
 use crate::nclink::{DecodeError, Reason};
 use crate::sample::now_ms;
 
+/// The source settings for a switch to the broker at `url` (`POST /api/v1/source`), from the
+/// configured ones: the configured credentials and client certificate go only to the
+/// configured host, never elsewhere (a URL with its own user and password brings those), and a
+/// switch from TLS to plain TCP is refused unless the URL brings its own credentials (the
+/// configured ones would cross the network in the clear).
+pub fn switched(
+    configured: &SourceConfig,
+    current: &SourceConfig,
+    url: crate::config::BrokerUrl,
+) -> Result<SourceConfig, String> {
+    let own_credentials = url.username.is_some() || url.password.is_some();
+    let same_host = url.host.eq_ignore_ascii_case(&configured.url.host);
+    if configured.url.tls && !url.tls && !own_credentials {
+        return Err(format!(
+            "refusing to switch from TLS ({}) to plain TCP ({url}) with the configured \
+             credentials; give the new URL its own user and password, or use mqtts://",
+            configured.url
+        ));
+    }
+    let mut config = current.clone();
+    config.url = url;
+    if own_credentials {
+        // The URL's own: the keys of the file would override them.
+        config.username = None;
+        config.password = None;
+    } else if same_host {
+        config.username = configured.username.clone();
+        config.password = configured.password.clone();
+        config.url.username = configured.url.username.clone();
+        config.url.password = configured.url.password.clone();
+    } else {
+        config.username = None;
+        config.password = None;
+    }
+    if !same_host && let Some(tls) = &mut config.tls {
+        // The client certificate proves who we are to the configured broker only.
+        tls.client_cert = None;
+        tls.client_key = None;
+    }
+    if !config.url.tls {
+        config.tls = None;
+    }
+    Ok(config)
+}
+
 /// How often the platform's timers (probe retries, polls, timeouts) run.
 const TICK: Duration = Duration::from_millis(100);
 

@@ -79,7 +79,7 @@ impl Default for PlatformOptions {
             shard: crate::cluster::Shard::default(),
             holds: None,
             limits: WireLimits::default(),
-            recorded: false,
+            recorded: true,
         }
     }
 }
@@ -837,6 +837,8 @@ mod tests {
         let options = PlatformOptions {
             poll,
             probe_timeout_ms: 1_000,
+            // Live: probe answers must carry this platform's request ids.
+            recorded: false,
             ..PlatformOptions::default()
         };
         (Platform::new(options, metrics.clone()), metrics)

@@ -6,9 +6,15 @@
 //! next sync covers them all — so a broker's small inflight window (Mosquitto: 20 messages)
 //! refills every few milliseconds instead of waiting for a sink's flush.
 //!
-//! Layout: `state_dir/wal/<number>.wal`, each a sequence of records
-//! `[u32 length][u32 crc32][samples]` (the spool's sample encoding). A record cut short by a
-//! crash fails its length or checksum and ends its segment's replay.
+//! Layout: `state_dir/wal/<number>.wal`, each a sequence of framed records ([`crate::frame`]:
+//! marker, length, CRC-32) of samples in the spool's encoding. A record cut short by a crash
+//! ends its segment's replay; a corrupt one is skipped and counted, the records after it
+//! replayed, and the segment is kept for inspection in `state_dir/wal/corrupt/`.
+//!
+//! A failed write or sync never acknowledges: the group's acknowledgements are disarmed, and
+//! their messages are remembered as *unlogged* (their samples are in the dataflow, not in the
+//! log). The broker delivers them again after the next reconnect, and then they are written to
+//! the log only, not counted twice ([`Wal::take_unlogged`]).
 //!
 //! Life of a segment: written → *cut* (closed; [`crate::engine`]'s checkpoint does this every
 //! `wal.checkpoint`) → deleted once every sink has durably written everything the segment
@@ -46,6 +52,10 @@ pub struct WalStats {
     /// Segments deleted after a checkpoint.
     pub checkpoints: AtomicU64,
     pub write_errors: AtomicU64,
+    /// Records found torn (cut short by a crash) at replay.
+    pub torn_records: AtomicU64,
+    /// Records found corrupt (skipped) at replay.
+    pub corrupt_records: AtomicU64,
 }
 
 /// A point-in-time view of the log.
@@ -60,6 +70,8 @@ pub struct WalStatus {
     pub recovered_samples: u64,
     pub checkpoints: u64,
     pub write_errors: u64,
+    pub torn_records: u64,
+    pub corrupt_records: u64,
 }
 
 impl WalStats {
@@ -74,6 +86,8 @@ impl WalStats {
             recovered_samples: get(&self.recovered_samples),
             checkpoints: get(&self.checkpoints),
             write_errors: get(&self.write_errors),
+            torn_records: get(&self.torn_records),
+            corrupt_records: get(&self.corrupt_records),
         }
     }
 }
@@ -83,9 +97,16 @@ enum Command {
         samples: Arc<[Sample]>,
         acks: Vec<Arc<Ack>>,
     },
-    /// Close the segment being written; replies with its number (`None`: it was empty).
-    Cut { reply: oneshot::Sender<Option<u64>> },
+    /// Close the segment being written; replies with the segments closed since the last cut
+    /// (none when nothing was written).
+    Cut { reply: oneshot::Sender<Vec<u64>> },
 }
+
+/// Messages whose samples reached the dataflow but not the log (a failed write): most kept.
+const MAX_UNLOGGED: usize = 65_536;
+
+/// Ids of unlogged messages, shared by the log's thread and the ingest.
+pub type Unlogged = Arc<std::sync::Mutex<std::collections::HashSet<crate::source::ack::MessageId>>>;
 
 /// The ingest task's handle on the log.
 #[derive(Clone)]
@@ -93,6 +114,7 @@ pub struct Wal {
     commands: mpsc::Sender<Command>,
     dir: PathBuf,
     pub stats: Arc<WalStats>,
+    unlogged: Unlogged,
 }
 
 /// Segments found at start-up, oldest first, to replay.
@@ -121,15 +143,18 @@ impl Wal {
         let next = segments.last().map_or(0, |(n, _)| n + 1);
         let (commands, receiver) = mpsc::channel(QUEUE);
         let writer = segment::Writer::new(dir.to_path_buf(), next, stats.clone());
+        let unlogged = Unlogged::default();
+        let thread_unlogged = unlogged.clone();
         std::thread::Builder::new()
             .name("millstream-wal".into())
-            .spawn(move || run(writer, receiver))
+            .spawn(move || run(writer, receiver, thread_unlogged))
             .map_err(|e| format!("cannot start the write-ahead log: {e}"))?;
         Ok((
             Wal {
                 commands,
                 dir: dir.to_path_buf(),
                 stats,
+                unlogged,
             },
             Recovered { segments },
         ))
@@ -147,11 +172,31 @@ impl Wal {
         }
     }
 
-    /// Closes the segment being written (everything appended before is in it, synced).
-    pub async fn cut(&self) -> Option<u64> {
+    /// Closes the segment being written (everything appended before is in it, synced);
+    /// returns the segments closed since the last cut.
+    pub async fn cut(&self) -> Vec<u64> {
         let (reply, answer) = oneshot::channel();
-        self.commands.send(Command::Cut { reply }).await.ok()?;
-        answer.await.ok().flatten()
+        if self.commands.send(Command::Cut { reply }).await.is_err() {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
+    }
+
+    /// Whether the message `id` was unlogged (its samples are in the dataflow already, its
+    /// earlier write failed); forgets it, since it is being logged now.
+    pub fn take_unlogged(&self, id: &crate::source::ack::MessageId) -> bool {
+        let mut unlogged = self.unlogged.lock().expect("unlogged lock");
+        !unlogged.is_empty() && unlogged.remove(id)
+    }
+
+    /// Whether some message is unlogged: the broker must deliver it again (on a reconnect).
+    pub fn has_unlogged(&self) -> bool {
+        !self.unlogged.lock().expect("unlogged lock").is_empty()
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Deletes every segment, after a clean shutdown found everything durable in the sinks.
@@ -187,9 +232,9 @@ impl Wal {
 }
 
 /// The log's thread: group commits until every handle is gone.
-fn run(mut writer: segment::Writer, mut receiver: mpsc::Receiver<Command>) {
+fn run(mut writer: segment::Writer, mut receiver: mpsc::Receiver<Command>, unlogged: Unlogged) {
     let mut acks: Vec<Arc<Ack>> = Vec::new();
-    let mut cuts: Vec<oneshot::Sender<Option<u64>>> = Vec::new();
+    let mut cuts: Vec<oneshot::Sender<Vec<u64>>> = Vec::new();
     while let Some(first) = receiver.blocking_recv() {
         let mut next = Some(first);
         // Everything already waiting joins this commit (bounded, so acks keep flowing).
@@ -212,9 +257,14 @@ fn run(mut writer: segment::Writer, mut receiver: mpsc::Receiver<Command>) {
             // On disk: acknowledge.
             acks.clear();
         } else {
-            // Not durable: leave the messages unacknowledged; the broker redelivers them.
+            // Not durable: leave the messages unacknowledged; the broker redelivers them, and
+            // their samples, already in the dataflow, go to the log alone then.
+            let mut set = unlogged.lock().expect("unlogged lock");
             for ack in acks.drain(..) {
                 ack.disarm();
+                if set.len() < MAX_UNLOGGED {
+                    set.insert(ack.id());
+                }
             }
         }
         for reply in cuts.drain(..) {

@@ -1,27 +1,34 @@
 //! Write-ahead log segment files: naming, writing with group syncs, and reading back.
 //!
-//! A record is `[u32 length][u32 crc32][payload]`, little-endian; the payload is
-//! `[u32 n][(u16 packet id, u32 checksum) × n]` — the messages the samples came from — then the
-//! spool's encoding of the batch of samples. Reading stops at the first record that is cut short or
-//! fails its checksum: that is where a crash interrupted the last write, and nothing after it
-//! was acknowledged.
+//! A segment starts with [`MAGIC`]; its records are framed by [`crate::frame`] (marker, length,
+//! CRC-32). A record's payload is `[u32 n][(u16 packet id, u32 checksum) × n]` — the messages
+//! the samples came from — then the spool's encoding of the batch of samples.
+//!
+//! Reading recovers what it can: a torn tail (where a crash interrupted the last write, nothing
+//! after it acknowledged) ends the segment; a corrupt record is skipped and the records after
+//! it whose checksums hold are replayed. Either is reported, so the caller can count it and keep
+//! the file for inspection. Segments written before framing (no magic) are read in their old
+//! form, up to their first damaged record.
+//!
+//! Writing never acknowledges what failed: an error in a write or a sync fails the whole group
+//! since the last sync, cuts the segment back to what was synced, and closes it; the next append
+//! starts a new segment (recovering by itself once the disk has room again).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use flate2::Crc;
-
 use super::WalStats;
+use crate::frame::{self, Damage, FileMagic};
 use crate::sample::Sample;
 use crate::sinks::SinkMessage;
 use crate::sinks::spool::codec;
 use crate::source::ack::MessageId;
 
-/// Largest record accepted when reading (a larger length is corruption).
-const MAX_RECORD: u32 = 1 << 30;
+/// The first bytes of a segment: "MSWAL", format 2.
+pub const MAGIC: FileMagic = *b"MSWAL\0\0\x02";
 
 pub fn path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{number:010}.wal"))
@@ -40,51 +47,70 @@ pub fn list(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(segments)
 }
 
-/// Reads a segment's batches (and the ids of the messages they came from) in order, stopping at
-/// a torn or corrupt record. Returns the number of samples read.
-pub fn read(path: &Path, mut batch: impl FnMut(Vec<Sample>, Vec<MessageId>)) -> io::Result<u64> {
-    let mut bytes = Vec::new();
-    File::open(path)?.read_to_end(&mut bytes)?;
-    let mut at = 0;
-    let mut samples = 0;
-    while at + 8 <= bytes.len() {
-        let length = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
-        let checksum = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes"));
-        let end = at + 8 + length as usize;
-        if length > MAX_RECORD || end > bytes.len() {
-            tracing::warn!(path = %path.display(), offset = at, "write-ahead log ends in a torn record (a crash during a write); the rest was never acknowledged");
-            break;
-        }
-        let payload = &bytes[at + 8..end];
-        let mut crc = Crc::new();
-        crc.update(payload);
-        if crc.sum() != checksum {
-            tracing::warn!(path = %path.display(), offset = at, "write-ahead log record fails its checksum; replay of this segment stops here");
-            break;
-        }
-        let Some((ids, payload)) = split_ids(payload) else {
-            tracing::warn!(path = %path.display(), offset = at, "malformed write-ahead log record; replay of this segment stops here");
-            break;
-        };
-        match codec::decode(payload) {
-            Ok(SinkMessage::Samples(rows)) => {
-                samples += rows.len() as u64;
+/// What reading a segment found.
+#[derive(Debug, Default)]
+pub struct ReadReport {
+    /// Samples replayed.
+    pub samples: u64,
+    /// Damage met: torn tails and corrupt records (or records that would not decode).
+    pub damage: Vec<Damage>,
+}
+
+/// Reads a segment's batches (and the ids of the messages they came from) in order, recovering
+/// after damage (see the module's header).
+pub fn read(
+    path: &Path,
+    mut batch: impl FnMut(Vec<Sample>, Vec<MessageId>),
+) -> io::Result<ReadReport> {
+    let bytes = fs::read(path)?;
+    let mut report = ReadReport::default();
+    let mut take = |offset: usize, payload: &[u8], report: &mut ReadReport| {
+        let decoded = split_ids(payload)
+            .ok_or_else(|| "malformed message ids".to_string())
+            .and_then(|(ids, payload)| codec::decode(payload).map(|m| (ids, m)));
+        match decoded {
+            Ok((ids, SinkMessage::Samples(rows))) => {
+                report.samples += rows.len() as u64;
                 batch(rows.to_vec(), ids);
             }
             Ok(_) => {}
             Err(e) => {
-                tracing::warn!(path = %path.display(), offset = at, error = %e, "undecodable write-ahead log record; replay of this segment stops here");
-                break;
+                tracing::warn!(path = %path.display(), offset, error = %e, "undecodable write-ahead log record; skipped");
+                report.damage.push(Damage::Corrupt {
+                    offset,
+                    resumed_at: offset,
+                });
             }
         }
-        at = end;
+    };
+    if bytes.starts_with(&MAGIC) {
+        let mut records = frame::Records::new(&bytes, MAGIC.len());
+        for (offset, payload) in records.by_ref() {
+            take(offset, payload, &mut report);
+        }
+        report.damage.extend(records.damage);
+    } else {
+        let mut read = 0;
+        for payload in frame::legacy_records(&bytes) {
+            take(read, payload, &mut report);
+            read += 8 + payload.len();
+        }
+        if read < bytes.len() {
+            report.damage.push(Damage::TornTail { offset: read });
+        }
     }
-    Ok(samples)
+    for damage in &report.damage {
+        match damage {
+            Damage::TornTail { offset } => tracing::warn!(path = %path.display(), offset, "write-ahead log ends in a torn record (a crash during a write); the rest was never acknowledged"),
+            Damage::Corrupt { offset, resumed_at } => tracing::error!(path = %path.display(), offset, resumed_at, "write-ahead log record is corrupt; skipped, the records after it replayed"),
+        }
+    }
+    Ok(report)
 }
 
 fn split_ids(payload: &[u8]) -> Option<(Vec<MessageId>, &[u8])> {
     let n = u32::from_le_bytes(payload.get(..4)?.try_into().ok()?) as usize;
-    let end = 4 + n.checked_mul(6)?;
+    let end = 4usize.checked_add(n.checked_mul(6)?)?;
     let table = payload.get(4..end)?;
     let ids = table
         .chunks_exact(6)
@@ -103,10 +129,16 @@ pub struct Writer {
     dir: PathBuf,
     number: u64,
     file: Option<BufWriter<File>>,
-    /// Bytes in the current segment.
+    /// Bytes in the current segment (magic included).
     bytes: u64,
+    /// Bytes of the current segment known to be on disk.
+    synced: u64,
     /// Something was appended since the last sync.
     dirty: bool,
+    /// An append of the group since the last sync failed.
+    failed: bool,
+    /// Segments closed (after an error) since the last cut, to be cut with the next one.
+    closed: Vec<u64>,
     stats: Arc<WalStats>,
 }
 
@@ -117,29 +149,49 @@ impl Writer {
             number,
             file: None,
             bytes: 0,
+            synced: 0,
             dirty: false,
+            failed: false,
+            closed: Vec::new(),
             stats,
         }
     }
 
     fn file(&mut self) -> io::Result<&mut BufWriter<File>> {
         if self.file.is_none() {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path(&self.dir, self.number))?;
+            let path = path(&self.dir, self.number);
+            let mut file = OpenOptions::new().create_new(true).write(true).open(&path)?;
+            let ready = file
+                .write_all(&MAGIC)
+                .and_then(|()| file.sync_data())
+                // The new file's directory entry must survive a crash too.
+                .and_then(|()| File::open(&self.dir)?.sync_all());
+            if let Err(e) = ready {
+                drop(file);
+                let _ = fs::remove_file(&path);
+                return Err(e);
+            }
             self.file = Some(BufWriter::with_capacity(1 << 20, file));
+            self.bytes = MAGIC.len() as u64;
+            self.synced = self.bytes;
             self.stats.segments.fetch_add(1, Ordering::Relaxed);
-            // The new file's directory entry must survive a crash too.
-            File::open(&self.dir)?.sync_all()?;
+            self.stats.bytes.fetch_add(self.bytes, Ordering::Relaxed);
         }
         Ok(self.file.as_mut().expect("opened above"))
     }
 
-    /// Buffers one record (written to disk by the next [`Writer::sync`]).
-    pub fn append(&mut self, samples: &Arc<[Sample]>, ids: &[MessageId]) {
-        let Some(encoded) = codec::encode(&SinkMessage::Samples(samples.clone())) else {
-            return;
+    /// Buffers one record (written to disk by the next [`Writer::sync`]); false when it could
+    /// not be written (the group fails: see [`Writer::sync`]).
+    pub fn append(&mut self, samples: &Arc<[Sample]>, ids: &[MessageId]) -> bool {
+        let encoded = match codec::encode(&SinkMessage::Samples(samples.clone())) {
+            Ok(Some(encoded)) => encoded,
+            Ok(None) => return true,
+            Err(e) => {
+                tracing::error!(error = %e, "a batch cannot be logged; its messages stay unacknowledged");
+                self.failed = true;
+                self.dirty = true;
+                return false;
+            }
         };
         let mut payload = Vec::with_capacity(4 + ids.len() * 6 + encoded.len());
         payload.extend_from_slice(&(ids.len() as u32).to_le_bytes());
@@ -148,68 +200,77 @@ impl Writer {
             payload.extend_from_slice(&crc.to_le_bytes());
         }
         payload.extend_from_slice(&encoded);
-        let mut crc = Crc::new();
-        crc.update(&payload);
-        let result = self.file().and_then(|file| {
-            file.write_all(&(payload.len() as u32).to_le_bytes())?;
-            file.write_all(&crc.sum().to_le_bytes())?;
-            file.write_all(&payload)
-        });
-        match result {
+        let record = frame::encode(&payload);
+        self.dirty = true;
+        match self.file().and_then(|file| file.write_all(&record)) {
             Ok(()) => {
-                let written = 8 + payload.len() as u64;
+                let written = record.len() as u64;
                 self.bytes += written;
-                self.dirty = true;
                 self.stats.bytes.fetch_add(written, Ordering::Relaxed);
                 self.stats
                     .appended_samples
                     .fetch_add(samples.len() as u64, Ordering::Relaxed);
-            }
-            Err(e) => self.failed(&e),
-        }
-    }
-
-    fn failed(&mut self, e: &io::Error) {
-        self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
-        tracing::error!(error = %e, dir = %self.dir.display(), "cannot write the write-ahead log; messages stay unacknowledged");
-        self.dirty = true;
-    }
-
-    /// Flushes and syncs what was appended; `false` if that failed (nothing appended since the
-    /// previous sync can be trusted then).
-    pub fn sync(&mut self) -> bool {
-        if !self.dirty {
-            return true;
-        }
-        let Some(file) = self.file.as_mut() else {
-            return false;
-        };
-        let result = file.flush().and_then(|()| file.get_ref().sync_data());
-        self.dirty = false;
-        match result {
-            Ok(()) => {
-                self.stats.syncs.fetch_add(1, Ordering::Relaxed);
                 true
             }
             Err(e) => {
                 self.failed(&e);
-                self.dirty = false;
                 false
             }
         }
     }
 
-    /// Closes the current segment (synced); the next append starts a new one.
-    pub fn cut(&mut self) -> Option<u64> {
-        self.sync();
-        if self.bytes == 0 {
-            return None;
+    /// An error in a write or a sync: what the group wrote cannot be trusted. The segment is
+    /// cut back to what was synced and closed; the next append starts a new one.
+    fn failed(&mut self, e: &io::Error) {
+        self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(error = %e, dir = %self.dir.display(), "cannot write the write-ahead log; these messages stay unacknowledged (the broker sends them again)");
+        self.failed = true;
+        if let Some(writer) = self.file.take() {
+            // Not flushed: the buffer is what failed.
+            let (file, _) = writer.into_parts();
+            let _ = file.set_len(self.synced);
+            self.stats
+                .bytes
+                .fetch_sub(self.bytes - self.synced, Ordering::Relaxed);
+            self.closed.push(self.number);
+            self.number += 1;
+            self.bytes = 0;
+            self.synced = 0;
         }
-        self.file = None;
-        self.bytes = 0;
-        let cut = self.number;
-        self.number += 1;
-        Some(cut)
+    }
+
+    /// Flushes and syncs what was appended; `false` if any of it failed since the previous
+    /// sync (none of that group may be acknowledged then).
+    pub fn sync(&mut self) -> bool {
+        if !self.dirty {
+            return true;
+        }
+        self.dirty = false;
+        if let Some(file) = self.file.as_mut() {
+            match file.flush().and_then(|()| file.get_ref().sync_data()) {
+                Ok(()) => {
+                    self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+                    self.synced = self.bytes;
+                }
+                Err(e) => self.failed(&e),
+            }
+        }
+        !std::mem::replace(&mut self.failed, false)
+    }
+
+    /// Closes the current segment (synced); the next append starts a new one. Returns the
+    /// segments closed since the last cut (empty segments are not cut).
+    pub fn cut(&mut self) -> Vec<u64> {
+        self.sync();
+        let mut cut = std::mem::take(&mut self.closed);
+        if self.file.is_some() && self.bytes > MAGIC.len() as u64 {
+            self.file = None;
+            cut.push(self.number);
+            self.number += 1;
+            self.bytes = 0;
+            self.synced = 0;
+        }
+        cut
     }
 }
 
@@ -227,15 +288,16 @@ mod tests {
     }
 
     #[test]
-    fn reads_back_what_was_synced_and_stops_at_a_torn_tail() {
+    fn reads_back_what_was_synced_and_recovers_after_damage() {
         let dir = tempfile::tempdir().unwrap();
         let stats = Arc::new(WalStats::default());
         let mut writer = Writer::new(dir.path().to_path_buf(), 7, stats.clone());
-        writer.append(&batch(0, 10), &[(7, 0xdead_beef)]);
-        writer.append(&batch(10, 5), &[]);
+        assert!(writer.append(&batch(0, 10), &[(7, 0xdead_beef)]));
+        assert!(writer.append(&batch(10, 5), &[]));
+        assert!(writer.append(&batch(15, 5), &[]));
         assert!(writer.sync());
-        assert_eq!(writer.cut(), Some(7));
-        assert_eq!(writer.cut(), None, "an empty segment is not cut");
+        assert_eq!(writer.cut(), vec![7]);
+        assert!(writer.cut().is_empty(), "an empty segment is not cut");
         writer.append(&batch(100, 3), &[]);
         writer.sync();
         assert_eq!(stats.segments.load(Ordering::Relaxed), 2);
@@ -247,25 +309,52 @@ mod tests {
         );
         let mut seen = Vec::new();
         let mut ids = Vec::new();
-        let n = read(&segments[0].1, |b, i| {
+        let report = read(&segments[0].1, |b, i| {
             seen.extend(b.into_iter().map(|s| s.ts));
             ids.extend(i);
         })
         .unwrap();
-        assert_eq!(n, 15);
-        assert_eq!(seen, (0..15).collect::<Vec<_>>());
+        assert_eq!(report.samples, 20);
+        assert!(report.damage.is_empty());
+        assert_eq!(seen, (0..20).collect::<Vec<_>>());
         assert_eq!(ids, vec![(7, 0xdead_beef)]);
 
-        // A crash in the middle of the second record of a segment.
+        // A flipped bit in the second record loses that record only.
         let file = &segments[0].1;
-        let bytes = fs::read(file).unwrap();
-        fs::write(file, &bytes[..bytes.len() - 3]).unwrap();
-        let mut seen = Vec::new();
-        assert_eq!(read(file, |b, _| seen.extend(b)).unwrap(), 10);
-        // A flipped bit fails the checksum.
-        let mut bytes = fs::read(file).unwrap();
-        bytes[20] ^= 1;
+        let clean = fs::read(file).unwrap();
+        let mut bytes = clean.clone();
+        let second = frame::resync(&clean, MAGIC.len() + 1).expect("a second record");
+        bytes[second + frame::HEADER + 30] ^= 1;
         fs::write(file, &bytes).unwrap();
-        assert_eq!(read(file, |_, _| {}).unwrap(), 0);
+        let mut seen = Vec::new();
+        let report = read(file, |b, _| seen.extend(b.into_iter().map(|s| s.ts))).unwrap();
+        assert_eq!(seen, (0..10).chain(15..20).collect::<Vec<_>>());
+        assert!(matches!(report.damage[..], [Damage::Corrupt { .. }]), "{:?}", report.damage);
+        // A crash in the middle of the last record.
+        fs::write(file, &clean[..clean.len() - 3]).unwrap();
+        let report = read(file, |_, _| {}).unwrap();
+        assert_eq!(report.samples, 15);
+        assert!(matches!(report.damage[..], [Damage::TornTail { .. }]));
+    }
+
+    #[test]
+    fn a_failed_write_is_never_acknowledged_and_the_log_recovers_by_itself() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("wal");
+        let stats = Arc::new(WalStats::default());
+        let mut writer = Writer::new(dir.clone(), 0, stats.clone());
+        // The directory is missing: the segment cannot be created (as on a full disk).
+        assert!(!writer.append(&batch(0, 10), &[(1, 1)]));
+        assert!(!writer.sync(), "the group failed");
+        assert_eq!(stats.write_errors.load(Ordering::Relaxed), 1);
+        // Room again: the next group is written and synced.
+        fs::create_dir_all(&dir).unwrap();
+        assert!(writer.append(&batch(10, 10), &[(2, 2)]));
+        assert!(writer.sync());
+        let segments = list(&dir).unwrap();
+        assert_eq!(segments.len(), 1);
+        let report = read(&segments[0].1, |_, _| {}).unwrap();
+        assert_eq!(report.samples, 10);
+        assert!(report.damage.is_empty());
     }
 }

@@ -1,5 +1,7 @@
 //! The spool's record format: a compact little-endian binary form of a batch, with the batch's
-//! device and item names written once (a table) and referred to by index.
+//! device and item names written once (a table) and referred to by index. A batch the format
+//! cannot hold whole (a name over 65,535 bytes, more than 2³² rows) is refused, never cut: a cut
+//! name would be another name, or not UTF-8 at all.
 //!
 //! ```text
 //! record   = kind:u8 names rows
@@ -48,23 +50,35 @@ impl<'a> Names<'a> {
         })
     }
 
-    fn write(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&(self.list.len() as u32).to_le_bytes());
+    fn write(&self, out: &mut Vec<u8>) -> Result<(), String> {
+        out.extend_from_slice(&len32(self.list.len(), "names")?.to_le_bytes());
         for name in &self.list {
-            let bytes = &name.as_bytes()[..name.len().min(u16::MAX as usize)];
-            out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
-            out.extend_from_slice(bytes);
+            let len = u16::try_from(name.len()).map_err(|_| {
+                format!(
+                    "a name of {} bytes is longer than the spool can hold ({} bytes)",
+                    name.len(),
+                    u16::MAX
+                )
+            })?;
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(name.as_bytes());
         }
+        Ok(())
     }
 }
 
-/// Encodes a batch; `None` for messages that are not data (ticks).
-pub fn encode(message: &SinkMessage) -> Option<Vec<u8>> {
+fn len32(n: usize, what: &str) -> Result<u32, String> {
+    u32::try_from(n).map_err(|_| format!("{n} {what} are more than the spool can hold"))
+}
+
+/// Encodes a batch; `Ok(None)` for messages that are not data (ticks), an error for a batch
+/// the format cannot hold whole.
+pub fn encode(message: &SinkMessage) -> Result<Option<Vec<u8>>, String> {
     let mut names = Names::new();
     let mut body = Vec::new();
     let kind = match message {
         SinkMessage::Samples(samples) => {
-            body.extend_from_slice(&(samples.len() as u32).to_le_bytes());
+            body.extend_from_slice(&len32(samples.len(), "rows")?.to_le_bytes());
             for s in samples.iter() {
                 body.extend_from_slice(&names.id(&s.device).to_le_bytes());
                 body.extend_from_slice(&names.id(&s.item).to_le_bytes());
@@ -75,14 +89,14 @@ pub fn encode(message: &SinkMessage) -> Option<Vec<u8>> {
                     body.extend_from_slice(&v.to_le_bytes());
                 }
                 if let Some(t) = &s.text {
-                    body.extend_from_slice(&(t.len() as u32).to_le_bytes());
+                    body.extend_from_slice(&len32(t.len(), "text bytes")?.to_le_bytes());
                     body.extend_from_slice(t.as_bytes());
                 }
             }
             SAMPLES
         }
         SinkMessage::Windows(windows) => {
-            body.extend_from_slice(&(windows.len() as u32).to_le_bytes());
+            body.extend_from_slice(&len32(windows.len(), "rows")?.to_le_bytes());
             for w in windows.iter() {
                 body.extend_from_slice(&names.id(&w.device).to_le_bytes());
                 body.extend_from_slice(&names.id(&w.item).to_le_bytes());
@@ -106,13 +120,13 @@ pub fn encode(message: &SinkMessage) -> Option<Vec<u8>> {
             }
             WINDOWS
         }
-        SinkMessage::Tick | SinkMessage::Barrier(_) => return None,
+        SinkMessage::Tick | SinkMessage::Barrier(_) => return Ok(None),
     };
     let mut out = Vec::with_capacity(body.len() + 64);
     out.push(kind);
-    names.write(&mut out);
+    names.write(&mut out)?;
     out.extend_from_slice(&body);
-    Some(out)
+    Ok(Some(out))
 }
 
 struct Reader<'a> {
@@ -223,7 +237,7 @@ pub fn decode(record: &[u8]) -> Result<SinkMessage, String> {
                     item,
                     size_ms,
                     start,
-                    end: start + size_ms,
+                    end: start.saturating_add(size_ms),
                     count,
                     min: v[0],
                     max: v[1],

@@ -3,8 +3,9 @@
 //! once it has caught up with its queue.
 //!
 //! Design:
-//! - One directory per sink, `state_dir/spool/<sink>/`, holding numbered segment files; a
-//!   segment is a sequence of records `[u32 length][u8 kind][payload]` (see [`codec`]).
+//! - One directory per sink, `state_dir/spool/<sink>/`, holding numbered segment files
+//!   (`<n>.spool`), each starting with [`MAGIC`] and holding records framed by
+//!   [`crate::frame`] (marker, length, CRC-32) around [`codec`]'s encoding of one batch.
 //! - Order: once one batch is spooled, every later batch is spooled too, until the sink has
 //!   read the spool to its end; the sink reads its queue first (older) and then the spool, so
 //!   batches reach the store in the order they were produced.
@@ -12,19 +13,29 @@
 //!   as dropped and logged as an error.
 //! - Leftover segments (a previous run that stopped with a backlog) are drained first, from
 //!   where the previous run stopped reading (`read-position`, saved on flush and drop).
-//! - The spool is not synced to disk: it protects against slow stores, not against power loss
-//!   (the write-ahead log of the source does that).
+//! - Damage: a segment a crash cut short ends at its last whole record (the torn tail is the
+//!   normal end of a `kill -9`, not an error); a corrupt record is skipped and reading goes on
+//!   at the next good one. Either is counted ([`Spool::damaged`]), never a stop of the sink.
+//!   Segments of the format before framing (`<n>.seg`) are read to their first damaged record.
+//! - Durability: each batch is written whole (no buffer that a failure could half-write; a
+//!   failed write is cut back off the file), and the spool is synced at checkpoints
+//!   ([`Spool::sync`]): the write-ahead log lets go of data only once it is synced here or in
+//!   the store. A new segment's directory entry is synced when the segment is created.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::SinkMessage;
+use crate::frame::{self, FileMagic};
 
 pub mod codec;
+
+/// The first bytes of a segment: "MSSPL", format 2.
+pub const MAGIC: FileMagic = *b"MSSPL\0\0\x02";
 
 /// Segment files roll at this size, or at a quarter of the limit when that is smaller (dropping
 /// the oldest segment then gives up at most a quarter of the spool).
@@ -37,6 +48,8 @@ struct Segment {
     path: PathBuf,
     bytes: u64,
     rows: u64,
+    /// Written before records were framed: `[u32 length][record]`, no checksum.
+    legacy: bool,
 }
 
 /// The spool of one sink.
@@ -48,7 +61,7 @@ pub struct Spool {
     next_number: u64,
     /// Oldest first; the last one is being written.
     segments: VecDeque<Segment>,
-    writer: Option<BufWriter<File>>,
+    writer: Option<File>,
     /// The oldest segment open for reading, and how far it has been read.
     reader: Option<(u64, File)>,
     read_offset: u64,
@@ -56,6 +69,8 @@ pub struct Spool {
     bytes: u64,
     /// Rows given up because the spool was full.
     pub dropped_rows: u64,
+    /// Torn tails and corrupt records met while reading.
+    pub damaged: u64,
     /// Where a previous run stopped reading: (segment number, offset).
     resume: Option<(u64, u64)>,
     /// Rows already read from the segment being read (not lost if it is dropped).
@@ -70,21 +85,29 @@ impl Spool {
     /// Opens (creating) the spool directory; existing segments are kept, to be drained first.
     pub fn open(dir: &Path, limit: u64) -> io::Result<Spool> {
         fs::create_dir_all(dir)?;
-        let mut numbers: Vec<u64> = fs::read_dir(dir)?
+        let mut numbers: Vec<(u64, bool)> = fs::read_dir(dir)?
             .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".seg")?.parse().ok())
+            .filter_map(|e| {
+                let name = e.file_name();
+                let name = name.to_str()?;
+                match name.strip_suffix(".spool") {
+                    Some(n) => Some((n.parse().ok()?, false)),
+                    None => Some((name.strip_suffix(".seg")?.parse().ok()?, true)),
+                }
+            })
             .collect();
         numbers.sort();
         let mut segments = VecDeque::new();
         let mut bytes = 0;
-        for n in &numbers {
-            let path = dir.join(format!("{n:010}.seg"));
+        for &(n, legacy) in &numbers {
+            let path = segment_path(dir, n, legacy);
             let size = fs::metadata(&path)?.len();
             bytes += size;
             segments.push_back(Segment {
                 path,
                 bytes: size,
                 rows: 0,
+                legacy,
             });
         }
         let resume = fs::read_to_string(dir.join(POSITION_FILE))
@@ -99,13 +122,14 @@ impl Spool {
             dir: dir.to_path_buf(),
             limit,
             segment_bytes: (limit / 4).clamp(MIN_SEGMENT_BYTES, SEGMENT_BYTES),
-            next_number: numbers.last().map_or(0, |n| n + 1),
+            next_number: numbers.last().map_or(0, |(n, _)| n + 1),
             segments,
             writer: None,
             reader: None,
             read_offset: 0,
             bytes,
             dropped_rows: 0,
+            damaged: 0,
         })
     }
 
@@ -117,11 +141,19 @@ impl Spool {
         self.bytes
     }
 
-    /// Appends a batch. Returns the rows dropped to stay within the limit (0 normally).
+    /// Appends a batch. Returns the rows dropped to stay within the limit (0 normally). An
+    /// error (a full disk, a batch the format cannot hold) leaves the spool as it was.
     pub fn push(&mut self, message: &SinkMessage) -> io::Result<u64> {
-        let Some(record) = codec::encode(message) else {
+        let Some(payload) = codec::encode(message).map_err(io::Error::other)? else {
             return Ok(0);
         };
+        if payload.len() > frame::MAX_RECORD {
+            return Err(io::Error::other(format!(
+                "a batch of {} bytes is larger than a spool record may be",
+                payload.len()
+            )));
+        }
+        let record = frame::encode(&payload);
         let rows = codec::rows(message);
         if self.writer.is_none()
             || self
@@ -132,10 +164,13 @@ impl Spool {
             self.roll()?;
         }
         let writer = self.writer.as_mut().expect("rolled above");
-        writer.write_all(&(record.len() as u32).to_le_bytes())?;
-        writer.write_all(&record)?;
-        let written = 4 + record.len() as u64;
         let segment = self.segments.back_mut().expect("rolled above");
+        if let Err(e) = writer.write_all(&record) {
+            // Cut back what was half written, so the segment stays whole.
+            let _ = writer.set_len(segment.bytes);
+            return Err(e);
+        }
+        let written = record.len() as u64;
         segment.bytes += written;
         segment.rows += rows;
         self.bytes += written;
@@ -146,12 +181,9 @@ impl Spool {
         Ok(dropped)
     }
 
-    /// Writes buffered records to the file and remembers how far the oldest segment was read
-    /// (the spool is not fsynced: see the module notes).
+    /// Remembers how far the oldest segment was read (records are written whole, so nothing
+    /// else is held back).
     pub fn flush(&mut self) -> io::Result<()> {
-        if let Some(w) = self.writer.as_mut() {
-            w.flush()?;
-        }
         let path = self.dir.join(POSITION_FILE);
         match &self.reader {
             Some((segment, _)) if self.read_offset > 0 => {
@@ -167,11 +199,11 @@ impl Spool {
         }
     }
 
-    /// Flushes and syncs to disk (for a write-ahead log checkpoint).
+    /// Syncs what was written to disk (for a write-ahead log checkpoint).
     pub fn sync(&mut self) -> io::Result<()> {
         self.flush()?;
         if let Some(w) = self.writer.as_ref() {
-            w.get_ref().sync_data()?;
+            w.sync_data()?;
         }
         Ok(())
     }
@@ -183,36 +215,44 @@ impl Spool {
                 return Ok(None);
             };
             let number = segment_number(&oldest.path);
+            let (file_len, legacy) = (oldest.bytes, oldest.legacy);
             let writing = self.segments.len() == 1 && self.writer.is_some();
-            if writing {
-                self.writer.as_mut().expect("checked").flush()?;
-            }
             if self.reader.as_ref().is_none_or(|(n, _)| *n != number) {
-                self.reader = Some((number, File::open(&oldest.path)?));
+                let file = File::open(&oldest.path)?;
                 self.read_rows = 0;
                 self.read_offset = match self.resume.take() {
                     Some((segment, offset)) if segment == number => offset,
-                    _ => 0,
-                };
-            }
-            let (_, file) = self.reader.as_ref().expect("opened above");
-            let mut len = [0u8; 4];
-            match file.read_exact_at(&mut len, self.read_offset) {
-                Ok(()) => {
-                    let mut record = vec![0u8; u32::from_le_bytes(len) as usize];
-                    file.read_exact_at(&mut record, self.read_offset + 4)?;
-                    self.read_offset += 4 + record.len() as u64;
-                    match codec::decode(&record) {
-                        Ok(message) => {
-                            self.read_rows += codec::rows(&message);
-                            return Ok(Some(message));
-                        }
-                        Err(e) => {
-                            tracing::error!(spool = %self.dir.display(), error = %e, "skipping a corrupt spool record");
+                    _ if legacy => 0,
+                    _ => {
+                        let mut magic = [0u8; 8];
+                        if file.read_exact_at(&mut magic, 0).is_err() || magic != MAGIC {
+                            tracing::error!(spool = %self.dir.display(), segment = number, "spool segment without its header; skipped");
+                            self.damaged += 1;
+                            file_len
+                        } else {
+                            MAGIC.len() as u64
                         }
                     }
-                }
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                };
+                self.reader = Some((number, file));
+            }
+            let record = if legacy {
+                self.legacy_record(file_len)?
+            } else {
+                self.framed_record(file_len, writing)?
+            };
+            match record {
+                Some(bytes) => match codec::decode(&bytes) {
+                    Ok(message) => {
+                        self.read_rows += codec::rows(&message);
+                        return Ok(Some(message));
+                    }
+                    Err(e) => {
+                        self.damaged += 1;
+                        tracing::error!(spool = %self.dir.display(), error = %e, "skipping an undecodable spool record");
+                    }
+                },
+                None => {
                     // This segment is consumed: delete it; if it was the one being written the
                     // spool is drained.
                     self.reader = None;
@@ -228,26 +268,101 @@ impl Spool {
                         return Ok(None);
                     }
                 }
-                Err(e) => return Err(e),
             }
         }
     }
 
-    fn roll(&mut self) -> io::Result<()> {
-        if let Some(mut w) = self.writer.take() {
-            w.flush()?;
+    /// The next framed record of the segment being read (`None`: it is read to its end),
+    /// skipping damage.
+    fn framed_record(&mut self, file_len: u64, writing: bool) -> io::Result<Option<Vec<u8>>> {
+        let (_, file) = self.reader.as_ref().expect("opened by pop");
+        loop {
+            let at = self.read_offset;
+            let left = file_len.saturating_sub(at);
+            if left == 0 {
+                return Ok(None);
+            }
+            let mut header = [0u8; frame::HEADER];
+            if left >= frame::HEADER as u64 {
+                file.read_exact_at(&mut header, at)?;
+                let marker = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
+                let len = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes")) as u64;
+                if marker == frame::RECORD && len <= left - frame::HEADER as u64 {
+                    let mut bytes = vec![0u8; frame::HEADER + len as usize];
+                    file.read_exact_at(&mut bytes, at)?;
+                    let mut records = frame::Records::new(&bytes, 0);
+                    if let Some((_, payload)) = records.next() {
+                        self.read_offset = at + bytes.len() as u64;
+                        return Ok(Some(payload.to_vec()));
+                    }
+                }
+            }
+            // Damaged here: find the next good record in the rest of the segment.
+            let mut rest = vec![0u8; left as usize];
+            file.read_exact_at(&mut rest, at)?;
+            self.damaged += 1;
+            match frame::resync(&rest, 1) {
+                Some(skip) => {
+                    tracing::error!(spool = %self.dir.display(), offset = at, skipped = skip, "corrupt spool record; skipped to the next good one");
+                    self.read_offset = at + skip as u64;
+                }
+                None => {
+                    if !writing {
+                        tracing::warn!(spool = %self.dir.display(), offset = at, bytes = left, "spool segment ends in a torn or corrupt record (a crash during a write); the rest is skipped");
+                    }
+                    self.read_offset = file_len;
+                    return Ok(None);
+                }
+            }
         }
-        let path = self.dir.join(format!("{:010}.seg", self.next_number));
-        self.next_number += 1;
-        let file = OpenOptions::new()
+    }
+
+    /// The next record of a segment written before framing (`None`: read to its end or to a
+    /// record cut short).
+    fn legacy_record(&mut self, file_len: u64) -> io::Result<Option<Vec<u8>>> {
+        let (_, file) = self.reader.as_ref().expect("opened by pop");
+        let at = self.read_offset;
+        let mut len = [0u8; 4];
+        if at + 4 > file_len {
+            return Ok(None);
+        }
+        file.read_exact_at(&mut len, at)?;
+        let len = u32::from_le_bytes(len) as u64;
+        if at + 4 + len > file_len {
+            self.damaged += 1;
+            tracing::warn!(spool = %self.dir.display(), offset = at, "spool segment ends in a torn record; the rest is skipped");
+            return Ok(None);
+        }
+        let mut record = vec![0u8; len as usize];
+        file.read_exact_at(&mut record, at + 4)?;
+        self.read_offset = at + 4 + len;
+        Ok(Some(record))
+    }
+
+    fn roll(&mut self) -> io::Result<()> {
+        self.writer = None;
+        let path = segment_path(&self.dir, self.next_number, false);
+        let mut file = OpenOptions::new()
             .create_new(true)
             .append(true)
             .open(&path)?;
-        self.writer = Some(BufWriter::with_capacity(1 << 20, file));
+        let ready = file
+            .write_all(&MAGIC)
+            // The new segment's name must survive a crash too.
+            .and_then(|()| File::open(&self.dir)?.sync_all());
+        if let Err(e) = ready {
+            drop(file);
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
+        self.next_number += 1;
+        self.writer = Some(file);
+        self.bytes += MAGIC.len() as u64;
         self.segments.push_back(Segment {
             path,
-            bytes: 0,
+            bytes: MAGIC.len() as u64,
             rows: 0,
+            legacy: false,
         });
         Ok(())
     }
@@ -286,6 +401,13 @@ impl Drop for Spool {
             tracing::warn!(spool = %self.dir.display(), error = %e, "cannot save the spool's read position");
         }
     }
+}
+
+fn segment_path(dir: &Path, number: u64, legacy: bool) -> PathBuf {
+    dir.join(format!(
+        "{number:010}.{}",
+        if legacy { "seg" } else { "spool" }
+    ))
 }
 
 fn segment_number(path: &Path) -> u64 {
@@ -332,7 +454,7 @@ mod tests {
     #[test]
     fn codec_round_trips() {
         let m = samples(0, 7);
-        let SinkMessage::Samples(back) = codec::decode(&codec::encode(&m).unwrap()).unwrap() else {
+        let SinkMessage::Samples(back) = codec::decode(&codec::encode(&m).unwrap().unwrap()).unwrap() else {
             panic!()
         };
         let SinkMessage::Samples(orig) = m else {
@@ -357,7 +479,7 @@ mod tests {
             last: 1.0,
         };
         let m = SinkMessage::Windows(vec![w.clone()].into());
-        let SinkMessage::Windows(back) = codec::decode(&codec::encode(&m).unwrap()).unwrap() else {
+        let SinkMessage::Windows(back) = codec::decode(&codec::encode(&m).unwrap().unwrap()).unwrap() else {
             panic!()
         };
         assert_eq!(back[0], w);
@@ -365,7 +487,12 @@ mod tests {
             codec::decode(&[1, 9, 9]).is_err(),
             "a cut record is an error, not a panic"
         );
-        assert!(codec::encode(&SinkMessage::Tick).is_none());
+        assert!(codec::encode(&SinkMessage::Tick).unwrap().is_none());
+        let long: Id = Id::from("n".repeat(70_000));
+        let refused = codec::encode(&SinkMessage::Samples(
+            vec![Sample::number(long.clone(), long, 0, 1.0)].into(),
+        ));
+        assert!(refused.unwrap_err().contains("longer than the spool can hold"));
     }
 
     #[test]
@@ -421,5 +548,66 @@ mod tests {
         assert_eq!(kept.len() as u64 * 1000 + dropped, 100_000);
         assert_eq!(*kept.last().unwrap(), 99_000);
         assert!(kept.windows(2).all(|w| w[1] == w[0] + 1000));
+    }
+
+    fn drain(spool: &mut Spool) -> Vec<i64> {
+        let mut seen = Vec::new();
+        while let Some(m) = spool.pop().unwrap() {
+            seen.push(first_ts(&m));
+        }
+        seen
+    }
+
+    #[test]
+    fn a_torn_tail_ends_the_segment_and_a_corrupt_record_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), 1 << 30).unwrap();
+        for k in 0..5 {
+            spool.push(&samples(k * 100, 100)).unwrap();
+        }
+        drop(spool);
+        let segment = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "spool"))
+            .unwrap();
+        let clean = std::fs::read(&segment).unwrap();
+        // kill -9 in the middle of the last write.
+        std::fs::write(&segment, &clean[..clean.len() - 7]).unwrap();
+        let mut spool = Spool::open(dir.path(), 1 << 30).unwrap();
+        assert_eq!(drain(&mut spool), vec![0, 100, 200, 300]);
+        assert_eq!(spool.damaged, 1);
+        assert!(spool.is_empty(), "the torn segment is consumed, not a wedge");
+        drop(spool);
+        // A flipped bit in the second record: the others are read.
+        let mut bytes = clean.clone();
+        let second = frame::resync(&bytes, MAGIC.len() + 1).unwrap();
+        bytes[second + frame::HEADER + 20] ^= 0x40;
+        std::fs::write(&segment, &bytes).unwrap();
+        let mut spool = Spool::open(dir.path(), 1 << 30).unwrap();
+        assert_eq!(drain(&mut spool), vec![0, 200, 300, 400]);
+        assert_eq!(spool.damaged, 1);
+        drop(spool);
+        // A damaged length is damage, not a huge allocation.
+        let mut bytes = clean.clone();
+        bytes[MAGIC.len() + 4..MAGIC.len() + 8].copy_from_slice(&u32::MAX.to_le_bytes());
+        std::fs::write(&segment, &bytes).unwrap();
+        let mut spool = Spool::open(dir.path(), 1 << 30).unwrap();
+        assert_eq!(drain(&mut spool), vec![100, 200, 300, 400]);
+    }
+
+    #[test]
+    fn segments_of_the_unframed_format_are_still_drained() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = Vec::new();
+        for k in 0..3 {
+            let record = codec::encode(&samples(k * 10, 10)).unwrap().unwrap();
+            bytes.extend_from_slice(&(record.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(&record);
+        }
+        std::fs::write(dir.path().join("0000000004.seg"), &bytes[..bytes.len() - 2]).unwrap();
+        let mut spool = Spool::open(dir.path(), 1 << 30).unwrap();
+        spool.push(&samples(1_000, 10)).unwrap();
+        assert_eq!(drain(&mut spool), vec![0, 10, 1_000], "old segment first, torn record skipped");
     }
 }
