@@ -242,7 +242,10 @@ mod tests {
             bytes[position] ^= 0x10;
             let (got, damage) = read(&bytes);
             assert!(got.len() >= 19, "at {position}: {} records", got.len());
-            assert!(got.iter().all(|g| payloads.contains(g)), "no invented record");
+            assert!(
+                got.iter().all(|g| payloads.contains(g)),
+                "no invented record"
+            );
             assert_eq!(damage.len(), 1, "at {position}: {damage:?}");
         }
         // A huge length is damage, not an allocation.

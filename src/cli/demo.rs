@@ -55,6 +55,8 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
             SocketAddr::from(([127, 0, 0, 1], port))
         }
     };
+    crate::http::check_exposure(listen, config.http.token.as_ref(), config.http.allow_open)
+        .map_err(|e| Failure::Usage(vec![format!("demo --http {listen}: {e}")]))?;
     let mut settings = EngineSettings {
         listen: Some(listen),
         ..EngineSettings::default()

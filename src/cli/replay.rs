@@ -64,6 +64,10 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
     // The input is the durable copy: a crashed replay is replayed again, not recovered.
     config.wal.enabled = false;
     let progress = Arc::new(ReplayProgress::default());
+    if let Some(listen) = args.http {
+        crate::http::check_exposure(listen, config.http.token.as_ref(), config.http.allow_open)
+            .map_err(|e| Failure::Usage(vec![format!("replay --http {listen}: {e}")]))?;
+    }
     let mut settings = EngineSettings {
         listen: Some(
             args.http

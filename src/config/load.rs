@@ -162,6 +162,7 @@ pub fn load_str(
         check_source(source, &mut ctx);
     }
     check_windows(&windows, &mut ctx);
+    check_http(&http, &mut ctx);
     check_sinks(&sinks, &mut ctx);
     if !ctx.errors.is_empty() {
         return Err(ctx.finish());
@@ -457,6 +458,36 @@ fn check_source(source: &SourceConfig, ctx: &mut Ctx<'_>) {
                 "list at least one NC-Link item id to poll",
             );
         }
+    }
+}
+
+fn check_http(http: &HttpConfig, ctx: &mut Ctx<'_>) {
+    if http
+        .token
+        .as_ref()
+        .is_some_and(|t| t.expose().trim().is_empty())
+    {
+        ctx.at(
+            "http.token",
+            "is empty (an unset ${VAR}?): an empty token would let anyone in; set it or remove the key",
+        );
+    }
+    if let Err(e) = crate::http::check_exposure(http.listen, http.token.as_ref(), http.allow_open) {
+        ctx.at("http.listen", e);
+    }
+    for (i, host) in http.allowed_hosts.iter().enumerate() {
+        let name = host.strip_prefix("*.").unwrap_or(host);
+        if name.is_empty() || name.contains(['/', ':', ' ', '*']) {
+            ctx.at(
+                &format!("http.allowed_hosts[{i}]"),
+                format!(
+                    "{host:?}: give a host name, like dashboard.plant.example or *.plant.example"
+                ),
+            );
+        }
+    }
+    if http.sse_clients == 0 {
+        ctx.at("http.sse_clients", "must be at least 1");
     }
 }
 

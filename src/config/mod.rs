@@ -346,9 +346,21 @@ pub struct HttpConfig {
     /// Address to listen on; loopback unless you mean to expose it.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// When set, POST endpoints require `Authorization: Bearer <token>`.
+    /// When set, POST endpoints require `Authorization: Bearer <token>`. Required to listen
+    /// beyond loopback (unless `allow_open`).
     #[serde(default)]
     pub token: Option<Secret>,
+    /// Host names the API may be reached by, besides IP addresses and `localhost` (a request
+    /// naming another host is refused: DNS rebinding); `*.example.com` for a whole domain.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Listen beyond loopback without a token, for reading only: POST endpoints then refuse
+    /// every request.
+    #[serde(default)]
+    pub allow_open: bool,
+    /// Most Server-Sent Events clients at once; more get 503.
+    #[serde(default = "default_sse_clients")]
+    pub sse_clients: usize,
 }
 
 impl Default for HttpConfig {
@@ -356,6 +368,24 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: default_listen(),
             token: None,
+            allowed_hosts: Vec::new(),
+            allow_open: false,
+            sse_clients: default_sse_clients(),
+        }
+    }
+}
+
+fn default_sse_clients() -> usize {
+    64
+}
+
+impl HttpConfig {
+    /// The checks every request passes (`crate::http::guard`).
+    pub fn guard(&self) -> crate::http::Guard {
+        crate::http::Guard {
+            allowed_hosts: self.allowed_hosts.clone(),
+            token: self.token.clone(),
+            open: self.allow_open && self.token.is_none(),
         }
     }
 }

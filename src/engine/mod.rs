@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
 
-use crate::config::{Config, Secret};
+use crate::config::Config;
 use crate::dataflow::{self, Dataflow, DataflowOptions};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -42,8 +42,10 @@ pub struct AppState {
     pub bus: Bus,
     pub source: SourceControl,
     pub sinks: Vec<SinkMonitor>,
-    /// Required for POST endpoints when set.
-    pub token: Option<Secret>,
+    /// Who may talk to the API (hosts, pages, token).
+    pub guard: crate::http::Guard,
+    /// Most Server-Sent Events clients at once.
+    pub sse_clients: usize,
     /// Window sizes computed, in ms.
     pub window_sizes: Vec<i64>,
     pub started: Instant,
@@ -254,7 +256,8 @@ impl Engine {
             bus,
             source,
             sinks: sinks.handles.iter().map(|h| h.monitor()).collect(),
-            token: config.http.token.clone(),
+            guard: config.http.guard(),
+            sse_clients: config.http.sse_clients,
             window_sizes,
             started: Instant::now(),
             wal: wal.as_ref().map(|w| w.stats.clone()),
@@ -265,6 +268,7 @@ impl Engine {
                 .and_then(|s| s.dir.clone()),
         });
         let listen = settings.listen.unwrap_or(config.http.listen);
+        crate::http::check_exposure(listen, config.http.token.as_ref(), config.http.allow_open)?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -378,14 +382,20 @@ fn keep_damaged(
     let name = format!(
         "{}-{}",
         crate::sample::now_ms(),
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("segment")
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("segment")
     );
     let kept = std::fs::create_dir_all(&dir)
         .and_then(|()| std::fs::copy(path, dir.join(&name)))
         .map(|_| ());
     match kept {
-        Ok(()) => tracing::error!(copy = %dir.join(&name).display(), "a damaged write-ahead log segment is kept for inspection"),
-        Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot keep a copy of a damaged write-ahead log segment"),
+        Ok(()) => {
+            tracing::error!(copy = %dir.join(&name).display(), "a damaged write-ahead log segment is kept for inspection")
+        }
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot keep a copy of a damaged write-ahead log segment")
+        }
     }
     if let Ok(entries) = std::fs::read_dir(&dir) {
         let mut copies: Vec<std::path::PathBuf> =

@@ -62,7 +62,16 @@ pub async fn index() -> Response {
                     escape(reason)
                 ),
             );
-            Html(page).into_response()
+            // This page styles itself inline and holds no script.
+            (
+                [(
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; \
+                     base-uri 'none'; form-action 'none'",
+                )],
+                Html(page),
+            )
+                .into_response()
         }
     }
 }

@@ -3,15 +3,17 @@
 //! without a socket.
 //!
 //! Errors are `{"error": "…"}`: 400 for a bad parameter or body (with the reason), 401 for a
-//! missing or wrong token on POST endpoints (when `http.token` is set), 404 for an unknown
-//! device, 502 when the broker cannot be reached.
+//! missing or wrong token on POST endpoints (when `http.token` is set), 403 for a foreign host
+//! or page ([`guard`]), 404 for an unknown device, 502 when the broker cannot be reached, 503
+//! when too many event streams are open.
 //!
-//! Layout: [`api`] (JSON endpoints), [`history`] (windows from the lake), [`poll`] (polling
-//! settings), [`sse`] (events),
+//! Layout: [`guard`] (who may talk to the API, security headers), [`api`] (JSON endpoints),
+//! [`history`] (windows from the lake), [`poll`] (polling settings), [`sse`] (events),
 //! [`prometheus`] (`/metrics`).
 
 mod api;
 pub mod dashboard;
+mod guard;
 mod history;
 mod poll;
 mod prometheus;
@@ -25,12 +27,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
 
+pub use guard::{Guard, check_exposure};
+
 use crate::engine::AppState;
 use crate::id::Id;
 use crate::window::WindowRow;
 
 /// The router.
 pub fn app(state: Arc<AppState>) -> Router {
+    let guard = Arc::new(state.guard.clone());
     Router::new()
         .route("/", get(dashboard::index))
         .route("/assets/{*path}", get(dashboard::assets))
@@ -51,11 +56,14 @@ pub fn app(state: Arc<AppState>) -> Router {
             ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; GET / lists them")
         })
         .with_state(state)
+        .layer(axum::middleware::from_fn(guard::headers))
+        .layer(axum::middleware::from_fn_with_state(guard, guard::guard))
 }
 
 /// The API of a cluster process other than 0 (DESIGN.md §10): its own health and metrics;
 /// everything else is served, for the whole cluster, by process 0.
 pub fn peer_app(state: Arc<AppState>, process: usize) -> Router {
+    let guard = Arc::new(state.guard.clone());
     Router::new()
         .route("/api/v1/health", get(api::health))
         .route("/metrics", get(prometheus::metrics))
@@ -69,6 +77,8 @@ pub fn peer_app(state: Arc<AppState>, process: usize) -> Router {
             )
         })
         .with_state(state)
+        .layer(axum::middleware::from_fn(guard::headers))
+        .layer(axum::middleware::from_fn_with_state(guard, guard::guard))
 }
 
 /// An error answer: status and a reason for people.

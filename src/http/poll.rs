@@ -8,12 +8,12 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiError;
-use super::api::{authorize, body};
+use super::api::body;
 use crate::config::{HumanDuration, PollConfig};
 use crate::engine::AppState;
 
@@ -59,10 +59,8 @@ fn duration(name: &str, text: &str) -> Result<HumanDuration, ApiError> {
 
 pub async fn set(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     payload: Result<Json<PollBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
     let request = body(payload)?;
     let poll = match request.interval {
         None => {

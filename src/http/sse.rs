@@ -1,6 +1,8 @@
 //! `GET /api/v1/events[?device=D]`: live `sample` and `window` events. Each client reads from
 //! the bounded broadcast; one that falls behind skips what it missed (told by a `lagged` event
-//! with the count) instead of holding memory.
+//! with the count) instead of holding memory. Events are bounded in bytes
+//! ([`crate::engine::events::MAX_EVENT_BYTES`]) and clients in number (`http.sse_clients`;
+//! more get 503), so the memory all streams hold together is bounded.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -15,20 +17,31 @@ use futures_util::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
+use super::ApiError;
 use crate::engine::AppState;
+use axum::http::StatusCode;
 
 pub async fn events(
     State(state): State<Arc<AppState>>,
     Query(params): Query<HashMap<String, String>>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let device = params.get("device").cloned();
     let metrics = state.clone();
-    metrics
+    let before = metrics
         .metrics
         .engine
         .sse_clients
         .fetch_add(1, Ordering::Relaxed);
     let guard = ClientGuard(state.clone());
+    if before >= state.sse_clients as u64 {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{} event streams are open already (http.sse_clients); try again later",
+                state.sse_clients
+            ),
+        ));
+    }
     let stream = BroadcastStream::new(state.bus.subscribe()).filter_map(move |event| {
         let _keep = &guard;
         let out = match event {
@@ -47,7 +60,7 @@ pub async fn events(
         };
         std::future::ready(out)
     });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
 /// Counts connected clients.

@@ -64,7 +64,11 @@ fn state(token: Option<&str>) -> Arc<AppState> {
         bus: Bus::default(),
         source: SourceControl::detached("mqtt://127.0.0.1:1883"),
         sinks: Vec::new(),
-        token: token.map(Secret::new),
+        guard: crate::http::Guard {
+            token: token.map(Secret::new),
+            ..Default::default()
+        },
+        sse_clients: 4,
         window_sizes: vec![1_000, 10_000, 60_000],
         started: Instant::now(),
     })

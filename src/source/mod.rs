@@ -72,6 +72,7 @@ pub fn switched(
         config.username = None;
         config.password = None;
     }
+    config.tls = configured.tls.clone();
     if !same_host && let Some(tls) = &mut config.tls {
         // The client certificate proves who we are to the configured broker only.
         tls.client_cert = None;
@@ -510,5 +511,66 @@ impl Driver {
             detail: &error.detail,
             payload,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BrokerUrl, Secret, TlsConfig};
+
+    fn configured(url: &str) -> SourceConfig {
+        let mut config = SourceConfig::for_url(url.parse().unwrap());
+        config.username = Some("plant".into());
+        config.password = Some(Secret::new("switch-test-password"));
+        config.tls = url.starts_with("mqtts").then(|| TlsConfig {
+            ca: Some("ca.pem".into()),
+            client_cert: Some("c.pem".into()),
+            client_key: Some("k.pem".into()),
+        });
+        config
+    }
+
+    fn url(text: &str) -> BrokerUrl {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_switch_never_takes_the_configured_credentials_elsewhere() {
+        let plant = configured("mqtts://broker.plant.example:8883");
+        // Another host: no configured user, password or client certificate goes there.
+        let other = switched(&plant, &plant, url("mqtts://evil.example:8883")).unwrap();
+        assert_eq!(
+            (other.username.as_deref(), other.password.is_some()),
+            (None, false)
+        );
+        assert!(other.effective_password().is_none());
+        let tls = other.tls.as_ref().unwrap();
+        assert!(tls.client_cert.is_none() && tls.client_key.is_none());
+        assert!(tls.ca.is_some(), "the CA to trust is no secret");
+        // Back to the configured host (from wherever the source is now): they come back.
+        let back = switched(&plant, &other, url("mqtts://BROKER.plant.example:8884")).unwrap();
+        assert_eq!(back.username.as_deref(), Some("plant"));
+        assert!(back.password.is_some());
+        assert!(back.tls.unwrap().client_cert.is_some());
+        // The URL's own credentials are used as given.
+        let own = switched(&plant, &plant, url("mqtt://me:mine@other.example:1883")).unwrap();
+        assert_eq!(own.effective_username(), Some("me"));
+        assert_eq!(own.effective_password().unwrap().expose(), "mine");
+        assert!(own.tls.is_none());
+    }
+
+    #[test]
+    fn a_switch_from_tls_to_plain_needs_the_urls_own_credentials() {
+        let plant = configured("mqtts://broker.plant.example:8883");
+        let refused =
+            switched(&plant, &plant, url("mqtt://broker.plant.example:1883")).unwrap_err();
+        assert!(refused.contains("TLS"), "{refused}");
+        assert!(!refused.contains("switch-test-password"));
+        assert!(switched(&plant, &plant, url("mqtt://u:p@broker.plant.example:1883")).is_ok());
+        // Plain to plain is no downgrade.
+        let plain = configured("mqtt://127.0.0.1:1883");
+        let moved = switched(&plain, &plain, url("mqtt://127.0.0.1:1884")).unwrap();
+        assert_eq!(moved.username.as_deref(), Some("plant"));
     }
 }

@@ -101,8 +101,12 @@ pub fn read(
     }
     for damage in &report.damage {
         match damage {
-            Damage::TornTail { offset } => tracing::warn!(path = %path.display(), offset, "write-ahead log ends in a torn record (a crash during a write); the rest was never acknowledged"),
-            Damage::Corrupt { offset, resumed_at } => tracing::error!(path = %path.display(), offset, resumed_at, "write-ahead log record is corrupt; skipped, the records after it replayed"),
+            Damage::TornTail { offset } => {
+                tracing::warn!(path = %path.display(), offset, "write-ahead log ends in a torn record (a crash during a write); the rest was never acknowledged")
+            }
+            Damage::Corrupt { offset, resumed_at } => {
+                tracing::error!(path = %path.display(), offset, resumed_at, "write-ahead log record is corrupt; skipped, the records after it replayed")
+            }
         }
     }
     Ok(report)
@@ -160,7 +164,10 @@ impl Writer {
     fn file(&mut self) -> io::Result<&mut BufWriter<File>> {
         if self.file.is_none() {
             let path = path(&self.dir, self.number);
-            let mut file = OpenOptions::new().create_new(true).write(true).open(&path)?;
+            let mut file = OpenOptions::new()
+                .create_new(true)
+                .write(true)
+                .open(&path)?;
             let ready = file
                 .write_all(&MAGIC)
                 .and_then(|()| file.sync_data())
@@ -329,7 +336,11 @@ mod tests {
         let mut seen = Vec::new();
         let report = read(file, |b, _| seen.extend(b.into_iter().map(|s| s.ts))).unwrap();
         assert_eq!(seen, (0..10).chain(15..20).collect::<Vec<_>>());
-        assert!(matches!(report.damage[..], [Damage::Corrupt { .. }]), "{:?}", report.damage);
+        assert!(
+            matches!(report.damage[..], [Damage::Corrupt { .. }]),
+            "{:?}",
+            report.damage
+        );
         // A crash in the middle of the last record.
         fs::write(file, &clean[..clean.len() - 3]).unwrap();
         let report = read(file, |_, _| {}).unwrap();

@@ -454,7 +454,9 @@ mod tests {
     #[test]
     fn codec_round_trips() {
         let m = samples(0, 7);
-        let SinkMessage::Samples(back) = codec::decode(&codec::encode(&m).unwrap().unwrap()).unwrap() else {
+        let SinkMessage::Samples(back) =
+            codec::decode(&codec::encode(&m).unwrap().unwrap()).unwrap()
+        else {
             panic!()
         };
         let SinkMessage::Samples(orig) = m else {
@@ -479,7 +481,9 @@ mod tests {
             last: 1.0,
         };
         let m = SinkMessage::Windows(vec![w.clone()].into());
-        let SinkMessage::Windows(back) = codec::decode(&codec::encode(&m).unwrap().unwrap()).unwrap() else {
+        let SinkMessage::Windows(back) =
+            codec::decode(&codec::encode(&m).unwrap().unwrap()).unwrap()
+        else {
             panic!()
         };
         assert_eq!(back[0], w);
@@ -492,7 +496,11 @@ mod tests {
         let refused = codec::encode(&SinkMessage::Samples(
             vec![Sample::number(long.clone(), long, 0, 1.0)].into(),
         ));
-        assert!(refused.unwrap_err().contains("longer than the spool can hold"));
+        assert!(
+            refused
+                .unwrap_err()
+                .contains("longer than the spool can hold")
+        );
     }
 
     #[test]
@@ -577,7 +585,10 @@ mod tests {
         let mut spool = Spool::open(dir.path(), 1 << 30).unwrap();
         assert_eq!(drain(&mut spool), vec![0, 100, 200, 300]);
         assert_eq!(spool.damaged, 1);
-        assert!(spool.is_empty(), "the torn segment is consumed, not a wedge");
+        assert!(
+            spool.is_empty(),
+            "the torn segment is consumed, not a wedge"
+        );
         drop(spool);
         // A flipped bit in the second record: the others are read.
         let mut bytes = clean.clone();
@@ -608,6 +619,10 @@ mod tests {
         std::fs::write(dir.path().join("0000000004.seg"), &bytes[..bytes.len() - 2]).unwrap();
         let mut spool = Spool::open(dir.path(), 1 << 30).unwrap();
         spool.push(&samples(1_000, 10)).unwrap();
-        assert_eq!(drain(&mut spool), vec![0, 10, 1_000], "old segment first, torn record skipped");
+        assert_eq!(
+            drain(&mut spool),
+            vec![0, 10, 1_000],
+            "old segment first, torn record skipped"
+        );
     }
 }
