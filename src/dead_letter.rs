@@ -8,8 +8,7 @@
 //! Files roll at `max_file_size`; beyond `max_files` the oldest is deleted. A disk problem is
 //! logged and counted; it never stops ingestion.
 
-use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,6 +18,7 @@ use serde::Serialize;
 use crate::config::DeadLetterConfig;
 use crate::metrics::{Metrics, inc};
 use crate::nclink::Reason;
+use crate::rotating::RotatingFiles;
 
 /// A refused message.
 #[derive(Debug, Clone, Copy)]
@@ -48,10 +48,9 @@ struct Record<'a> {
 /// Appends dead letters to rotating JSON Lines files.
 pub struct DeadLetters {
     /// `None`: count only (the recorder keeps raw messages itself).
-    dir: Option<PathBuf>,
+    files: Option<RotatingFiles>,
     config: DeadLetterConfig,
     metrics: Arc<Metrics>,
-    file: Option<(BufWriter<File>, u64)>,
 }
 
 const PREFIX: &str = "dead-letters-";
@@ -65,51 +64,58 @@ impl DeadLetters {
         metrics: Arc<Metrics>,
     ) -> DeadLetters {
         DeadLetters {
-            dir: Some(dir.into()),
+            files: Some(RotatingFiles::new(
+                dir,
+                PREFIX,
+                SUFFIX,
+                config.max_file_size.0,
+                config.max_files,
+            )),
             config,
             metrics,
-            file: None,
         }
     }
 
     /// Counts dead letters without writing them anywhere.
     pub fn counting_only(metrics: Arc<Metrics>) -> DeadLetters {
         DeadLetters {
-            dir: None,
+            files: None,
             config: DeadLetterConfig::default(),
             metrics,
-            file: None,
         }
     }
 
     pub fn dir(&self) -> Option<&Path> {
-        self.dir.as_deref()
+        self.files.as_ref().map(RotatingFiles::dir)
     }
 
     /// Counts and writes one dead letter.
     pub fn write(&mut self, letter: DeadLetter<'_>) {
         self.metrics.source.dead_letter(letter.reason);
-        let Some(dir) = self.dir.clone() else { return };
-        if let Err(e) = self.append(&dir, letter) {
+        if self.files.is_none() {
+            return;
+        }
+        if let Err(e) = self.append(letter) {
             inc(&self.metrics.source.dead_letter_write_errors);
-            // Drop the file so the next letter retries from a fresh open.
-            self.file = None;
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot write dead letter");
+            let dir = self
+                .dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default();
+            tracing::warn!(%dir, error = %e, "cannot write dead letter");
         }
     }
 
     /// Pushes buffered records to the OS.
     pub fn flush(&mut self) {
-        if let Some((file, _)) = &mut self.file
-            && let Err(e) = file.flush()
+        if let Some(files) = &mut self.files
+            && let Err(e) = files.flush()
         {
             inc(&self.metrics.source.dead_letter_write_errors);
             tracing::warn!(error = %e, "cannot flush dead letters");
-            self.file = None;
         }
     }
 
-    fn append(&mut self, dir: &Path, letter: DeadLetter<'_>) -> io::Result<()> {
+    fn append(&mut self, letter: DeadLetter<'_>) -> io::Result<()> {
         let limit = self.config.max_payload.bytes();
         let cut = cut_at_char(letter.payload, limit);
         let kept = &letter.payload[..cut];
@@ -132,43 +138,11 @@ impl DeadLetters {
         };
         let mut line = serde_json::to_vec(&record).map_err(io::Error::other)?;
         line.push(b'\n');
-        let rotate = match &self.file {
-            Some((_, size)) => *size + line.len() as u64 > self.config.max_file_size.0 && *size > 0,
-            None => true,
-        };
-        if rotate {
-            self.flush();
-            self.file = Some((open_new(dir, letter.received_at, self.config.max_files)?, 0));
-        }
-        let (file, size) = self.file.as_mut().expect("opened above");
-        file.write_all(&line)?;
-        *size += line.len() as u64;
-        Ok(())
+        self.files
+            .as_mut()
+            .expect("checked by write")
+            .append(letter.received_at, &line)
     }
-}
-
-fn open_new(dir: &Path, first_ts: i64, max_files: usize) -> io::Result<BufWriter<File>> {
-    fs::create_dir_all(dir)?;
-    let mut path = dir.join(format!("{PREFIX}{first_ts:013}{SUFFIX}"));
-    let mut n = 1;
-    while path.exists() {
-        path = dir.join(format!("{PREFIX}{first_ts:013}-{n}{SUFFIX}"));
-        n += 1;
-    }
-    let file = File::options().create_new(true).append(true).open(&path)?;
-    remove_old(dir, max_files)?;
-    Ok(BufWriter::new(file))
-}
-
-/// Deletes the oldest files beyond `max_files` (the one just created included).
-fn remove_old(dir: &Path, max_files: usize) -> io::Result<()> {
-    let files = list(dir)?;
-    let excess = files.len().saturating_sub(max_files.max(1));
-    for old in &files[..excess] {
-        fs::remove_file(old)?;
-        tracing::warn!(file = %old.display(), "deleted old dead-letter file (dead_letters.max_files)");
-    }
-    Ok(())
 }
 
 impl Drop for DeadLetters {
@@ -179,20 +153,7 @@ impl Drop for DeadLetters {
 
 /// Dead-letter files in `dir`, oldest first.
 pub fn list(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = match fs::read_dir(dir) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(PREFIX) && n.ends_with(SUFFIX))
-            })
-            .collect(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e),
-    };
-    files.sort();
-    Ok(files)
+    crate::rotating::list(dir, PREFIX, SUFFIX)
 }
 
 /// The largest prefix length ≤ `limit` that does not split a UTF-8 character (for text payloads).
@@ -216,6 +177,7 @@ fn cut_at_char(payload: &[u8], limit: usize) -> usize {
 mod tests {
     use super::*;
     use crate::config::ByteSize;
+    use std::fs;
 
     fn letter<'a>(payload: &'a [u8], ts: i64) -> DeadLetter<'a> {
         DeadLetter {

@@ -26,6 +26,7 @@ pub mod recording;
 pub mod registry;
 pub mod replay;
 pub mod rng;
+pub mod rotating;
 pub mod sample;
 pub mod sim;
 pub mod sinks;

@@ -44,9 +44,13 @@ pub async fn history(
         .parse()
         .map_err(|e: String| ApiError::bad_request(format!("bad `every`: {e}")))?;
     let every_ms = every.as_millis() as i64;
-    if every_ms < 1_000 {
-        return Err(ApiError::bad_request("`every` must be at least 1s"));
+    if !(1_000..=MAX_RANGE_MS).contains(&every_ms) {
+        return Err(ApiError::bad_request(format!(
+            "`every` must be from 1s to {} days",
+            MAX_RANGE_MS / 86_400_000
+        )));
     }
+    // Parsed times lie within the years 0000–9999, so the sums below cannot overflow.
     let to = time_param(&params, "to")?.unwrap_or_else(now_ms);
     let from = time_param(&params, "from")?.unwrap_or(to - DEFAULT_RANGE_MS);
     if from >= to {

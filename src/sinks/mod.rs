@@ -451,12 +451,26 @@ impl Sinks {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::id::Id;
 
+    /// The receiving side of a [`test_handle`].
+    pub(crate) fn test_queue(
+        receiver: mpsc::Receiver<SinkMessage>,
+        spool: spool::SharedSpool,
+        stats: Arc<SinkStats>,
+    ) -> SinkQueue {
+        SinkQueue {
+            receiver,
+            spool,
+            stats,
+            drain_until: None,
+        }
+    }
+
     /// A sink handle on a queue of `capacity` batches with its spool in `dir`.
-    fn test_handle(
+    pub(crate) fn test_handle(
         dir: &std::path::Path,
         capacity: usize,
         backpressure: bool,

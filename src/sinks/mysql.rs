@@ -21,7 +21,9 @@ use super::sqlite::{MAX_TEXT, cut, placeholders};
 use super::writer::{Batch, BatchWriter, WriteError, WriteSettings};
 use super::{SinkQueue, SinkStats};
 use crate::config::{Secret, SinkConfig};
+use crate::sample::Sample;
 use crate::time::Utc;
+use crate::window::WindowRow;
 
 /// The DDL, embedded.
 pub const SCHEMA: &str = include_str!("../../schemas/mysql.sql");
@@ -116,6 +118,46 @@ impl BatchWriter for MySqlWriter {
         let pool = self.pool().await?;
         write(pool, batch).await
     }
+
+    fn refuse_sample(&self, s: &Sample) -> Option<String> {
+        id_fits("device", &s.device)
+            .or_else(|| id_fits("item", &s.item))
+            .or_else(|| datetime_fits(s.ts))
+    }
+
+    fn refuse_window(&self, w: &WindowRow) -> Option<String> {
+        id_fits("device", &w.device)
+            .or_else(|| id_fits("item", &w.item))
+            .or_else(|| datetime_fits(w.start))
+            .or_else(|| {
+                (!(1..=i64::from(i32::MAX)).contains(&w.size_ms))
+                    .then(|| format!("window size {} ms does not fit `size_ms INT`", w.size_ms))
+            })
+            .or_else(|| {
+                i64::try_from(w.count)
+                    .is_err()
+                    .then(|| format!("count {} does not fit `count BIGINT`", w.count))
+            })
+    }
+}
+
+/// Why an id does not fit its `VARCHAR(64)` column, if it does not.
+fn id_fits(what: &str, id: &str) -> Option<String> {
+    let chars = id.chars().count();
+    if chars == 0 || chars > 64 {
+        return Some(format!(
+            "{what} id of {chars} characters does not fit VARCHAR(64): {}",
+            crate::nclink::limits::shown(id)
+        ));
+    }
+    None
+}
+
+/// Why a time does not fit `DATETIME(3)` (years 1000–9999), if it does not.
+fn datetime_fits(ts: i64) -> Option<String> {
+    let year = Utc::from_ms(ts).year;
+    (!(1000..=9999).contains(&year))
+        .then(|| format!("time {ts} ms (year {year}) is outside DATETIME's years 1000 to 9999"))
 }
 
 /// Connects, creating the database if missing, and applies the schema.

@@ -10,15 +10,21 @@
 //!   so the dataflow and the other sinks keep their speed, and the backlog drains in order when
 //!   the store is back.
 //! - **Permanent** (a 4xx, a rejected statement, bad credentials): retrying the same batch
-//!   cannot succeed, so it is not retried; its rows are counted as failed and written with the
-//!   server's message to `state_dir/rejected/<sink>/rejected-<ms>.jsonl`, where nothing is lost.
+//!   cannot succeed, so it is not retried as it is: it is cut in halves and each half written
+//!   on its own, down to single rows, so that only the rows the store refuses are set aside.
+//!   Those are counted as failed and written with the server's message to
+//!   `state_dir/rejected/<sink>/rejected-<ms>.jsonl` (rotating: at most [`REJECTED_FILES`] files
+//!   of [`REJECTED_FILE_BYTES`]), where nothing is lost.
+//!
+//! Rows a store is known not to take (an id longer than its column, a time outside its range:
+//! [`BatchWriter::refuse_sample`]) are set aside the same way before they join a batch, so one
+//! bad row never costs a refused batch and a bisection.
 //!
 //! At shutdown a store that still fails after [`SHUTDOWN_GRACE`] does not hold the process:
 //! the batch and what is still queued go to the spool and are written first at the next start
 //! (possibly twice: the stores are idempotent).
 
 use std::future::Future;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -29,11 +35,17 @@ use serde_json::json;
 use super::{SinkMessage, SinkQueue, SinkStats};
 use crate::backoff::Backoff;
 use crate::config::redact_secrets;
+use crate::nclink::limits::shown;
+use crate::rotating::RotatingFiles;
 use crate::sample::Sample;
 use crate::window::WindowRow;
 
 /// How long a failing store may delay shutdown before its backlog is left in the spool.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Rejected-row files kept per sink; the oldest goes beyond.
+pub const REJECTED_FILES: usize = 16;
+/// A rejected-row file rolls at this size.
+pub const REJECTED_FILE_BYTES: u64 = 64 << 20;
 /// First retry delay; it doubles up to [`MAX_RETRY_DELAY`] (jittered).
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
@@ -57,6 +69,30 @@ impl Batch {
     fn clear(&mut self) {
         self.samples.clear();
         self.windows.clear();
+    }
+
+    /// The batch in two halves of (nearly) equal rows.
+    fn halves(&self) -> [Batch; 2] {
+        let half = self.rows() / 2;
+        let (samples, windows) = if half <= self.samples.len() {
+            let (a, b) = self.samples.split_at(half);
+            ([a.to_vec(), b.to_vec()], [Vec::new(), self.windows.clone()])
+        } else {
+            let (a, b) = self.windows.split_at(half - self.samples.len());
+            ([self.samples.clone(), Vec::new()], [a.to_vec(), b.to_vec()])
+        };
+        let [s0, s1] = samples;
+        let [w0, w1] = windows;
+        [
+            Batch {
+                samples: s0,
+                windows: w0,
+            },
+            Batch {
+                samples: s1,
+                windows: w1,
+            },
+        ]
     }
 }
 
@@ -91,6 +127,16 @@ impl WriteError {
 /// batch may be written again: writers must be idempotent).
 pub trait BatchWriter: Send + 'static {
     fn write(&mut self, batch: &Batch) -> impl Future<Output = Result<(), WriteError>> + Send;
+
+    /// Why the store cannot take this sample, if it cannot (checked before batching).
+    fn refuse_sample(&self, _sample: &Sample) -> Option<String> {
+        None
+    }
+
+    /// Why the store cannot take this window, if it cannot.
+    fn refuse_window(&self, _window: &WindowRow) -> Option<String> {
+        None
+    }
 }
 
 /// How a sink batches.
@@ -116,6 +162,7 @@ pub async fn run<W: BatchWriter>(
     let mut batch = Batch::default();
     let mut oldest: Option<tokio::time::Instant> = None;
     let mut backoff = Backoff::new(FIRST_RETRY_DELAY, MAX_RETRY_DELAY);
+    let mut rejected = Rejected::new(&settings);
     loop {
         let message = match oldest {
             // `next` is cancel-safe: a timeout loses no message.
@@ -130,8 +177,22 @@ pub async fn run<W: BatchWriter>(
         let closing = message.is_none();
         let mut barrier = None;
         match message {
-            Some(SinkMessage::Samples(rows)) => batch.samples.extend_from_slice(&rows),
-            Some(SinkMessage::Windows(rows)) => batch.windows.extend_from_slice(&rows),
+            Some(SinkMessage::Samples(rows)) => {
+                for row in rows.iter() {
+                    match writer.refuse_sample(row) {
+                        None => batch.samples.push(row.clone()),
+                        Some(why) => rejected.row(&stats, why, Some(row), None),
+                    }
+                }
+            }
+            Some(SinkMessage::Windows(rows)) => {
+                for row in rows.iter() {
+                    match writer.refuse_window(row) {
+                        None => batch.windows.push(row.clone()),
+                        Some(why) => rejected.row(&stats, why, None, Some(row)),
+                    }
+                }
+            }
             Some(SinkMessage::Barrier(b)) => barrier = Some(b),
             Some(SinkMessage::Tick) | None => {}
         }
@@ -143,9 +204,16 @@ pub async fn run<W: BatchWriter>(
             || closing
             || barrier.is_some();
         if due && !batch.is_empty() {
-            let written =
-                write_with_retries(&mut writer, &batch, &stats, &settings, &mut backoff, &queue)
-                    .await;
+            let written = write_refusing_rows(
+                &mut writer,
+                &batch,
+                &stats,
+                &settings,
+                &mut backoff,
+                &queue,
+                &mut rejected,
+            )
+            .await;
             if !written {
                 // Shutting down with the store still failing: leave the rest for the next start.
                 queue.spool_remaining(std::mem::take(&mut batch));
@@ -164,8 +232,55 @@ pub async fn run<W: BatchWriter>(
     true
 }
 
-/// Writes a batch, retrying transient failures; a refused batch is set aside. `false` when the
-/// sink is shutting down and the store kept failing past [`SHUTDOWN_GRACE`].
+/// What writing a batch came to.
+enum Outcome {
+    Written,
+    /// Refused for good, with the store's message.
+    Refused(String),
+    /// Shutting down with the store still failing.
+    GaveUp,
+}
+
+/// Writes a batch; when the store refuses it, writes its halves, down to single rows, and
+/// sets aside only the rows refused alone. `false` when the sink is shutting down and the
+/// store kept failing past [`SHUTDOWN_GRACE`] (the whole batch is then spooled again: what
+/// was written of it is written twice, harmlessly).
+async fn write_refusing_rows<W: BatchWriter>(
+    writer: &mut W,
+    batch: &Batch,
+    stats: &SinkStats,
+    settings: &WriteSettings,
+    backoff: &mut Backoff,
+    queue: &SinkQueue,
+    rejected: &mut Rejected,
+) -> bool {
+    let message = match write_with_retries(writer, batch, stats, settings, backoff, queue).await {
+        Outcome::Written => return true,
+        Outcome::GaveUp => return false,
+        Outcome::Refused(message) => message,
+    };
+    if batch.rows() == 1 {
+        rejected.batch(stats, batch, &message);
+        return true;
+    }
+    tracing::warn!(sink = %settings.name, rows = batch.rows(), error = %message,
+        "the store refused a batch; writing it in parts to set aside only the rows it refuses");
+    let mut parts: Vec<Batch> = batch.halves().into_iter().rev().collect();
+    while let Some(part) = parts.pop() {
+        if part.is_empty() {
+            continue;
+        }
+        match write_with_retries(writer, &part, stats, settings, backoff, queue).await {
+            Outcome::Written => {}
+            Outcome::GaveUp => return false,
+            Outcome::Refused(message) if part.rows() == 1 => rejected.batch(stats, &part, &message),
+            Outcome::Refused(_) => parts.extend(part.halves().into_iter().rev()),
+        }
+    }
+    true
+}
+
+/// Writes a batch, retrying transient failures.
 async fn write_with_retries<W: BatchWriter>(
     writer: &mut W,
     batch: &Batch,
@@ -173,7 +288,7 @@ async fn write_with_retries<W: BatchWriter>(
     settings: &WriteSettings,
     backoff: &mut Backoff,
     queue: &SinkQueue,
-) -> bool {
+) -> Outcome {
     let rows = batch.rows() as u64;
     let mut closing_since: Option<Instant> = None;
     loop {
@@ -181,16 +296,11 @@ async fn write_with_retries<W: BatchWriter>(
             Ok(()) => {
                 stats.ok(rows);
                 backoff.reset();
-                return true;
+                return Outcome::Written;
             }
             Err(WriteError::Permanent(message)) => {
-                let message = redact_secrets(&message);
-                tracing::error!(sink = %settings.name, rows, error = %message,
-                    "the store refused a batch; it is kept in the sink's rejected file, not retried");
-                stats.error(rows, &message);
-                reject(batch, &message, settings);
                 backoff.reset();
-                return true;
+                return Outcome::Refused(redact_secrets(&message));
             }
             Err(WriteError::Transient {
                 message,
@@ -216,7 +326,7 @@ async fn write_with_retries<W: BatchWriter>(
                     if since.elapsed() >= SHUTDOWN_GRACE {
                         tracing::warn!(sink = %settings.name, rows,
                             "still failing at shutdown; the backlog stays in the spool for the next start");
-                        return false;
+                        return Outcome::GaveUp;
                     }
                 }
                 tokio::time::sleep(delay).await;
@@ -225,38 +335,64 @@ async fn write_with_retries<W: BatchWriter>(
     }
 }
 
-/// Appends a refused batch, with the store's message, to the sink's rejected file.
-fn reject(batch: &Batch, message: &str, settings: &WriteSettings) {
-    let result = (|| -> std::io::Result<PathBuf> {
-        std::fs::create_dir_all(&settings.rejected_dir)?;
-        let path = settings
-            .rejected_dir
-            .join(format!("rejected-{}.jsonl", crate::sample::now_ms()));
-        let mut file = std::io::BufWriter::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)?,
-        );
+/// Where a sink keeps the rows its store refuses: `state_dir/rejected/<sink>/`, rotating.
+struct Rejected {
+    name: String,
+    files: RotatingFiles,
+}
+
+impl Rejected {
+    fn new(settings: &WriteSettings) -> Rejected {
+        Rejected {
+            name: settings.name.clone(),
+            files: RotatingFiles::new(
+                &settings.rejected_dir,
+                "rejected-",
+                ".jsonl",
+                REJECTED_FILE_BYTES,
+                REJECTED_FILES,
+            ),
+        }
+    }
+
+    /// A row refused before it was batched.
+    fn row(
+        &mut self,
+        stats: &SinkStats,
+        why: String,
+        sample: Option<&Sample>,
+        window: Option<&WindowRow>,
+    ) {
+        let batch = Batch {
+            samples: sample.into_iter().cloned().collect(),
+            windows: window.into_iter().cloned().collect(),
+        };
+        self.batch(stats, &batch, &why);
+    }
+
+    /// Rows the store refused (counted as failed), kept with its message.
+    fn batch(&mut self, stats: &SinkStats, batch: &Batch, message: &str) {
+        let rows = batch.rows();
+        stats.error(rows as u64, message);
+        let now = crate::sample::now_ms();
         let record = json!({
-            "ts": crate::sample::now_ms(),
-            "sink": settings.name,
+            "ts": now,
+            "sink": self.name,
             "error": message,
             "samples": batch.samples,
             "windows": batch.windows.iter().map(window_json).collect::<Vec<_>>(),
         });
-        serde_json::to_writer(&mut file, &record)?;
-        file.write_all(b"\n")?;
-        file.flush()?;
-        Ok(path)
-    })();
-    match result {
-        Ok(path) => {
-            tracing::info!(sink = %settings.name, path = %path.display(), "refused batch kept")
-        }
-        Err(e) => {
-            tracing::error!(sink = %settings.name, error = %e, rows = batch.rows(),
-                "cannot keep the refused batch; its rows are lost")
+        let mut line = serde_json::to_vec(&record).expect("serializable");
+        line.push(b'\n');
+        match self
+            .files
+            .append(now, &line)
+            .and_then(|()| self.files.flush())
+        {
+            Ok(()) => tracing::warn!(sink = %self.name, rows, error = %shown(message),
+                dir = %self.files.dir().display(), "rows the store refused are kept in the rejected files"),
+            Err(e) => tracing::error!(sink = %self.name, rows, error = %e,
+                "cannot keep the rows the store refused; they are lost"),
         }
     }
 }
@@ -268,4 +404,103 @@ fn window_json(w: &WindowRow) -> serde_json::Value {
         "stddev": w.stddev, "p50": w.p50, "p95": w.p95, "p99": w.p99,
         "first": w.first, "last": w.last,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::Id;
+    use std::sync::Mutex;
+
+    /// A store that refuses any batch holding a sample of value 13, and rows the caller marks.
+    struct Picky {
+        written: Arc<Mutex<Vec<i64>>>,
+        attempts: Arc<Mutex<usize>>,
+    }
+
+    impl BatchWriter for Picky {
+        async fn write(&mut self, batch: &Batch) -> Result<(), WriteError> {
+            *self.attempts.lock().unwrap() += 1;
+            if batch.samples.iter().any(|s| s.value == Some(13.0)) {
+                return Err(WriteError::Permanent("value 13 refused".into()));
+            }
+            self.written
+                .lock()
+                .unwrap()
+                .extend(batch.samples.iter().map(|s| s.ts));
+            Ok(())
+        }
+
+        fn refuse_sample(&self, s: &Sample) -> Option<String> {
+            (s.item.len() > 8).then(|| "item too long".into())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_batch_is_bisected_and_only_bad_rows_are_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let (handle, receiver, spool, stats) =
+            crate::sinks::tests::test_handle(dir.path(), 4, false);
+        let queue = crate::sinks::tests::test_queue(receiver, spool, stats.clone());
+        let d: Id = Id::from("D");
+        let (good, long) = (Id::from("i"), Id::from("much-too-long"));
+        let rows: Vec<Sample> = (0..1_000)
+            .map(|ts| {
+                let value = if ts == 100 || ts == 700 { 13.0 } else { 1.0 };
+                let item = if ts == 500 {
+                    long.clone()
+                } else {
+                    good.clone()
+                };
+                Sample::number(d.clone(), item, ts, value)
+            })
+            .collect();
+        handle.send(SinkMessage::Samples(rows.into()));
+        drop(handle);
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let attempts = Arc::new(Mutex::new(0));
+        let writer = Picky {
+            written: written.clone(),
+            attempts: attempts.clone(),
+        };
+        let settings = WriteSettings {
+            name: "picky".into(),
+            batch_rows: 10_000,
+            linger: Duration::from_millis(10),
+            rejected_dir: dir.path().join("rejected"),
+        };
+        assert!(run(queue, writer, stats.clone(), settings).await);
+        let mut written = written.lock().unwrap().clone();
+        written.sort();
+        let want: Vec<i64> = (0..1_000)
+            .filter(|t| ![100, 500, 700].contains(t))
+            .collect();
+        assert_eq!(written, want, "every good row is written");
+        assert_eq!(stats.failed.load(Ordering::Relaxed), 3);
+        assert_eq!(stats.written.load(Ordering::Relaxed), 997);
+        // Two bad rows of 999 are isolated in about 2 × 2 × log2(999) writes, not 999.
+        assert!(
+            *attempts.lock().unwrap() < 60,
+            "{}",
+            attempts.lock().unwrap()
+        );
+        let files =
+            crate::rotating::list(&dir.path().join("rejected"), "rejected-", ".jsonl").unwrap();
+        let text: String = files
+            .iter()
+            .map(|f| std::fs::read_to_string(f).unwrap())
+            .collect();
+        let records: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let set_aside: Vec<i64> = records
+            .iter()
+            .flat_map(|r| r["samples"].as_array().unwrap().clone())
+            .map(|s| s["ts"].as_i64().unwrap())
+            .collect();
+        assert_eq!(set_aside.len(), 3);
+        assert!(records.iter().any(|r| r["error"] == "item too long"));
+        assert!(records.iter().any(|r| r["error"] == "value 13 refused"));
+    }
 }

@@ -6,9 +6,13 @@
 //! ```
 //!
 //! Tag values escape `,`, `=` and space with a backslash; line protocol cannot carry a line
-//! break in a tag, so `\n` and `\r` there become spaces. String fields escape `"` and `\`; a
-//! line break cannot travel in a string field either (InfluxDB splits lines first), so it is
-//! written as the two characters `\n` (`\r` likewise).
+//! break in a tag, so `\n` and `\r` there become spaces. A backslash in a tag value that ends
+//! it, or stands before one of those characters or another backslash, is escaped too: left
+//! alone it would swallow the separator after it and break the line (InfluxDB 1.x keeps such a
+//! backslash doubled; 2.x reads it back single). String fields escape `"` and `\`; a line
+//! break cannot travel in a string field either (InfluxDB splits lines first), so it is written
+//! as the two characters `\n` (`\r` likewise); texts are cut to [`MAX_TEXT`] bytes, InfluxDB's
+//! limit for a string field.
 //! Non-finite floats (NaN, ±inf) cannot be written: such fields are left out, and a point left
 //! without fields is skipped (counted by the caller).
 //!
@@ -22,15 +26,26 @@ use crate::config::HumanDuration;
 use crate::sample::Sample;
 use crate::window::WindowRow;
 
+/// Longest string field written, in bytes (InfluxDB refuses longer ones).
+pub const MAX_TEXT: usize = 65_535;
+
 /// Appends a tag value, escaped.
 fn tag(out: &mut String, value: &str) {
-    for c in value.chars() {
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
         match c {
             ',' | '=' | ' ' => {
                 out.push('\\');
                 out.push(c);
             }
             '\n' | '\r' => out.push_str("\\ "),
+            '\\' if matches!(
+                chars.peek(),
+                None | Some(',' | '=' | ' ' | '\n' | '\r' | '\\')
+            ) =>
+            {
+                out.push_str("\\\\")
+            }
             c => out.push(c),
         }
     }
@@ -86,7 +101,7 @@ pub fn sample(out: &mut String, s: &Sample) -> bool {
     }
     if first && let Some(text) = &s.text {
         out.push_str("text=");
-        string_field(out, text);
+        string_field(out, crate::nclink::limits::cut(text, MAX_TEXT));
         first = false;
     }
     if first {
@@ -185,5 +200,24 @@ mod tests {
             out,
             "windows,device=d,item=d,size=10s count=1i,min=2.0,max=2.0,mean=2.0,p50=2.0,p95=2.0,p99=2.0,first=2.0,last=2.0 20000\n"
         );
+    }
+
+    #[test]
+    fn backslashes_never_swallow_a_separator() {
+        for (device, want) in [
+            ("end\\", "end\\\\"),
+            ("a\\,b", "a\\\\\\,b"),
+            ("a\\\\", "a\\\\\\\\"),
+            ("mid\\dle", "mid\\dle"),
+        ] {
+            let d: Id = Id::from(device);
+            let i: Id = Id::from("i");
+            let got = line(&Sample::number(d, i, 1, 1.0));
+            assert_eq!(
+                got,
+                format!("samples,device={want},item=i value=1.0 1\n"),
+                "{device}"
+            );
+        }
     }
 }

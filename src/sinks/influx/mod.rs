@@ -248,7 +248,27 @@ impl InfluxWriter {
     }
 }
 
+/// InfluxDB keeps times as i64 nanoseconds: about ±292 years around 1970.
+const MAX_ABS_MS: i64 = i64::MAX / 1_000_000;
+
+/// Why a point cannot be written, if it cannot.
+fn refuse_point(device: &str, item: &str, ts: i64) -> Option<String> {
+    if device.is_empty() || item.is_empty() {
+        return Some("an empty tag value (device or item)".into());
+    }
+    (ts.unsigned_abs() > MAX_ABS_MS as u64)
+        .then(|| format!("time {ts} ms is outside InfluxDB's range (±{MAX_ABS_MS} ms)"))
+}
+
 impl BatchWriter for InfluxWriter {
+    fn refuse_sample(&self, s: &crate::sample::Sample) -> Option<String> {
+        refuse_point(&s.device, &s.item, s.ts)
+    }
+
+    fn refuse_window(&self, w: &crate::window::WindowRow) -> Option<String> {
+        refuse_point(&w.device, &w.item, w.start)
+    }
+
     async fn write(&mut self, batch: &Batch) -> Result<(), WriteError> {
         if !self.ready {
             self.prepare().await?;
