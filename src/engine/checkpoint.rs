@@ -10,9 +10,12 @@
 //!    its samples were processed, since a quiet key's watermark moves at wall-clock speed (in
 //!    cluster mode at the speed of the cluster's time, which a process keeping samples back
 //!    holds: there the horizon is counted in epochs, which are wall-clock milliseconds);
-//! 3. every sink has made all of that durable: a *barrier* goes down each sink's queue and
-//!    comes back done once what was before it is written to the store (the lake completes its
-//!    open files; a sink behind syncs its spool).
+//! 3. every sink has made all of that durable: a *barrier* goes down each sink's queue in
+//!    order with the data — through the spool too, when the sink is behind — and comes back
+//!    done once everything before it is written to the store (the lake: its open files
+//!    completed, with no write failed). A batch under retry, the in-memory queue and the spool
+//!    are not durable: during a store outage the log keeps what they hold, so a crash then
+//!    loses nothing, and the log lets go once the store has it.
 //!
 //! Segments left by a crash are replayed at start-up and then handled like cut ones.
 

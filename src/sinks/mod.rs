@@ -44,7 +44,10 @@ pub enum SinkMessage {
 }
 
 /// A checkpoint's request to one sink: done once everything the sink received before it is
-/// durable (written to the store, or synced in the sink's spool).
+/// durable in the store. It travels in order with the data — through the queue, or the spool
+/// when the sink is behind — and the sink marks it done only once it has written everything
+/// it took before it (the SQL and Influx writers: their batch, retries included; the lake:
+/// its open files completed, with no write failed since the last barrier).
 #[derive(Debug, Clone, Default)]
 pub struct Barrier(Arc<AtomicBool>);
 
@@ -129,13 +132,6 @@ impl SinkHandle {
     /// (and once spooling, everything spools until the sink has caught up, to keep order).
     pub fn send(&self, message: SinkMessage) {
         let mut spool = self.spool.lock().expect("spool lock");
-        if let SinkMessage::Barrier(barrier) = &message
-            && !spool.is_empty()
-        {
-            // Behind: what came before the barrier is in the spool; synced, it is durable.
-            Self::sync_spool(&mut spool, barrier, &self.name);
-            return;
-        }
         let message = if spool.is_empty() {
             // Counted before sending: the sink may take it (and count it down) at once.
             self.stats.queued.fetch_add(1, Ordering::Relaxed);
@@ -166,11 +162,7 @@ impl SinkHandle {
         } else {
             message
         };
-        if let SinkMessage::Barrier(_) = &message {
-            // The queue is full: what it holds is not durable yet, so this barrier cannot be
-            // passed; the checkpoint tries again next time.
-            return;
-        }
+        // A barrier too: it waits in its place behind what it must see written.
         match spool.push(&message) {
             Ok(dropped) => {
                 if dropped > 0 {
@@ -186,15 +178,6 @@ impl SinkHandle {
         self.stats
             .spooled_bytes
             .store(spool.bytes(), Ordering::Relaxed);
-    }
-
-    fn sync_spool(spool: &mut spool::Spool, barrier: &Barrier, name: &str) {
-        match spool.sync() {
-            Ok(()) => barrier.done(),
-            Err(e) => {
-                tracing::warn!(sink = %name, error = %e, "cannot sync the spool for a checkpoint")
-            }
-        }
     }
 
     /// Sends a tick unless the queue is full (a busy sink needs no reminder).
@@ -625,5 +608,39 @@ pub(crate) mod tests {
         }
         assert!(spool.lock().unwrap().is_empty());
         assert_eq!(stats.spooled_bytes.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_barrier_waits_in_order_behind_the_queue_and_the_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let (handle, receiver, spool, stats) = test_handle(dir.path(), 1, false);
+        let mut queue = test_queue(receiver, spool, stats);
+        let d: Id = Id::from("D");
+        let batch = |ts: i64| {
+            SinkMessage::Samples(vec![Sample::number(d.clone(), d.clone(), ts, 0.0)].into())
+        };
+        // One batch in the queue, two spooled, then the barrier (spooled in its place), then more.
+        for ts in 0..3 {
+            handle.send(batch(ts));
+        }
+        let barrier = Barrier::default();
+        handle.send(SinkMessage::Barrier(barrier.clone()));
+        handle.send(batch(3));
+        let mut order = Vec::new();
+        for _ in 0..5 {
+            match queue.next().await.unwrap() {
+                SinkMessage::Samples(s) => order.push(s[0].ts.to_string()),
+                SinkMessage::Barrier(b) => {
+                    assert!(!b.is_done(), "nothing marks it done but the sink");
+                    order.push("barrier".into());
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(order, ["0", "1", "2", "barrier", "3"]);
+        // A barrier with nothing before it goes through the queue.
+        let quick = Barrier::default();
+        handle.send(SinkMessage::Barrier(quick));
+        assert!(matches!(queue.next().await, Some(SinkMessage::Barrier(_))));
     }
 }

@@ -13,6 +13,11 @@
 //! millisecond `TIMESTAMP(UTC)`; strings are dictionary-encoded; pages are zstd-compressed.
 //! When the input ends every open file is completed.
 //!
+//! A file is durable once completed: synced, renamed, and its directory synced. A write that
+//! fails (a full disk) abandons the file it was for; its rows are counted as failed and no
+//! later checkpoint barrier is passed, so the write-ahead log keeps them until the next start,
+//! which writes them again. The sink goes on writing new files as soon as there is room.
+//!
 //! Encoding is CPU work, so the sink runs on its own thread.
 
 use std::collections::HashMap;
@@ -144,23 +149,31 @@ pub fn spawn(
 
 /// Returns whether everything ended up in complete files.
 fn run(mut lake: Lake, mut receiver: SinkQueue, stats: Arc<SinkStats>, name: &str) -> bool {
+    // Rows were lost to a failed write: they are only in the write-ahead log now, which must
+    // keep them until the next start writes them again.
+    let mut lost = false;
     while let Some(message) = receiver.blocking_next() {
+        let rows = super::spool::codec::rows(&message);
         let result = match message {
-            SinkMessage::Samples(samples) => lake.write_samples(&samples).map(|()| samples.len()),
-            SinkMessage::Windows(windows) => lake.write_windows(&windows).map(|()| windows.len()),
-            SinkMessage::Tick => lake.roll_aged().map(|()| 0),
+            SinkMessage::Samples(samples) => lake.write_samples(&samples),
+            SinkMessage::Windows(windows) => lake.write_windows(&windows),
+            SinkMessage::Tick => lake.roll_aged(),
             // Only complete files are durable: complete the open ones.
             SinkMessage::Barrier(barrier) => lake.finish().map(|()| {
-                barrier.done();
-                0
+                if !lost {
+                    barrier.done();
+                }
             }),
         };
         stats.skipped.store(lake.rows_skipped(), Ordering::Relaxed);
         match result {
-            Ok(rows) => stats.ok(rows as u64),
+            Ok(()) => stats.ok(rows),
             Err(e) => {
-                tracing::error!(sink = name, error = %e, "cannot write the lake");
-                stats.error(0, &e);
+                if !lost {
+                    tracing::error!(sink = name, error = %e, "cannot write the lake; its rows since the last checkpoint stay in the write-ahead log, and the next start writes them again");
+                }
+                lost = true;
+                stats.error(rows, &e);
             }
         }
     }
@@ -178,7 +191,8 @@ fn run(mut lake: Lake, mut receiver: SinkQueue, stats: Arc<SinkStats>, name: &st
         stats.error(0, &e);
         return false;
     }
-    true
+    // Lost rows are still in the write-ahead log: it must stay for the next start.
+    !lost
 }
 
 /// A writer id unique to this process run: the process id and start time, base 36.
@@ -430,8 +444,26 @@ impl OpenFile {
             .map_err(|e| format!("{}: {e}", self.hidden.display()))
     }
 
-    /// Finishes the file and makes it visible (`None`: it holds no row and is deleted).
-    fn complete(mut self, existing: Option<&mut ExistingRows>) -> Result<Option<PathBuf>, String> {
+    /// Deletes the file: it failed and its rows go with it.
+    fn abandon(self) {
+        drop(self.writer);
+        if let Err(e) = fs::remove_file(&self.hidden) {
+            tracing::warn!(path = %self.hidden.display(), error = %e, "cannot remove an abandoned Parquet file");
+        }
+    }
+
+    /// Finishes the file and makes it visible (`None`: it holds no row and is deleted). A file
+    /// that cannot be finished is deleted.
+    fn complete(self, existing: Option<&mut ExistingRows>) -> Result<Option<PathBuf>, String> {
+        let hidden = self.hidden.clone();
+        let result = self.finish(existing);
+        if result.is_err() {
+            let _ = fs::remove_file(&hidden);
+        }
+        result
+    }
+
+    fn finish(mut self, existing: Option<&mut ExistingRows>) -> Result<Option<PathBuf>, String> {
         self.flush_buffer(existing)?;
         if self.written == 0 {
             drop(self.writer);
@@ -447,6 +479,11 @@ impl OpenFile {
             .map_err(|e| format!("{}: {e}", self.hidden.display()))?;
         fs::rename(&self.hidden, &self.visible)
             .map_err(|e| format!("renaming {}: {e}", self.hidden.display()))?;
+        // The new name must survive a crash too.
+        let partition = self.visible.parent().expect("a file in a partition");
+        File::open(partition)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|e| format!("syncing {}: {e}", partition.display()))?;
         Ok(Some(self.visible))
     }
 }
@@ -536,8 +573,13 @@ impl Lake {
             let file = self.open.remove(partition).expect("present");
             self.completed
                 .extend(file.complete(self.existing.as_mut())?);
-        } else if file.buffer.len() >= BATCH_ROWS {
-            file.flush_buffer(self.existing.as_mut())?;
+        } else if file.buffer.len() >= BATCH_ROWS
+            && let Err(e) = file.flush_buffer(self.existing.as_mut())
+        {
+            // The file cannot be trusted any more: the next write opens a new one.
+            let file = self.open.remove(partition).expect("present");
+            file.abandon();
+            return Err(e);
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 //! name would be another name, or not UTF-8 at all.
 //!
 //! ```text
-//! record   = kind:u8 names rows
+//! record   = kind:u8 names rows | 3:u8 barrier:u64
 //! names    = count:u32 (len:u16 utf8)*
 //! samples  = count:u32 (device:u32 item:u32 ts:i64 flags:u8 [value:f64] [len:u32 text])*
 //! windows  = count:u32 (device:u32 item:u32 size:i64 start:i64 count:u64 stats:9×f64 flags:u8)*
@@ -20,6 +20,34 @@ use crate::window::WindowRow;
 
 const SAMPLES: u8 = 1;
 const WINDOWS: u8 = 2;
+/// A checkpoint's barrier, in its place among the batches (its id names it in memory).
+const BARRIER: u8 = 3;
+
+/// What a record holds.
+#[derive(Debug)]
+pub enum Record {
+    Message(SinkMessage),
+    /// A barrier's id.
+    Barrier(u64),
+}
+
+/// The record of barrier `id`.
+pub fn encode_barrier(id: u64) -> Vec<u8> {
+    let mut out = vec![BARRIER];
+    out.extend_from_slice(&id.to_le_bytes());
+    out
+}
+
+/// Decodes a record written by [`encode`] or [`encode_barrier`].
+pub fn decode_record(record: &[u8]) -> Result<Record, String> {
+    if let [BARRIER, id @ ..] = record {
+        let id: [u8; 8] = id
+            .try_into()
+            .map_err(|_| "barrier record of the wrong size")?;
+        return Ok(Record::Barrier(u64::from_le_bytes(id)));
+    }
+    decode(record).map(Record::Message)
+}
 
 /// Rows in a message.
 pub fn rows(message: &SinkMessage) -> u64 {

@@ -75,6 +75,9 @@ pub struct Spool {
     resume: Option<(u64, u64)>,
     /// Rows already read from the segment being read (not lost if it is dropped).
     read_rows: u64,
+    /// Barriers spooled in their place, by id, with the segment that holds them.
+    barriers: std::collections::BTreeMap<u64, (u64, super::Barrier)>,
+    next_barrier: u64,
 }
 
 /// The file remembering how far the oldest segment was read, so a restart does not write
@@ -130,6 +133,8 @@ impl Spool {
             bytes,
             dropped_rows: 0,
             damaged: 0,
+            barriers: Default::default(),
+            next_barrier: 0,
         })
     }
 
@@ -144,8 +149,19 @@ impl Spool {
     /// Appends a batch. Returns the rows dropped to stay within the limit (0 normally). An
     /// error (a full disk, a batch the format cannot hold) leaves the spool as it was.
     pub fn push(&mut self, message: &SinkMessage) -> io::Result<u64> {
-        let Some(payload) = codec::encode(message).map_err(io::Error::other)? else {
-            return Ok(0);
+        let barrier = match message {
+            SinkMessage::Barrier(barrier) => {
+                self.next_barrier += 1;
+                Some((self.next_barrier, barrier.clone()))
+            }
+            _ => None,
+        };
+        let payload = match &barrier {
+            Some((id, _)) => codec::encode_barrier(*id),
+            None => match codec::encode(message).map_err(io::Error::other)? {
+                Some(payload) => payload,
+                None => return Ok(0),
+            },
         };
         if payload.len() > frame::MAX_RECORD {
             return Err(io::Error::other(format!(
@@ -174,6 +190,10 @@ impl Spool {
         segment.bytes += written;
         segment.rows += rows;
         self.bytes += written;
+        if let Some((id, barrier)) = barrier {
+            let number = segment_number(&segment.path);
+            self.barriers.insert(id, (number, barrier));
+        }
         let mut dropped = 0;
         while self.bytes > self.limit && self.segments.len() > 1 {
             dropped += self.drop_oldest()?;
@@ -242,10 +262,16 @@ impl Spool {
                 self.framed_record(file_len, writing)?
             };
             match record {
-                Some(bytes) => match codec::decode(&bytes) {
-                    Ok(message) => {
+                Some(bytes) => match codec::decode_record(&bytes) {
+                    Ok(codec::Record::Message(message)) => {
                         self.read_rows += codec::rows(&message);
                         return Ok(Some(message));
+                    }
+                    Ok(codec::Record::Barrier(id)) => {
+                        // A barrier of an earlier run has no one waiting for it.
+                        if let Some((_, barrier)) = self.barriers.remove(&id) {
+                            return Ok(Some(SinkMessage::Barrier(barrier)));
+                        }
                     }
                     Err(e) => {
                         self.damaged += 1;
@@ -383,6 +409,9 @@ impl Spool {
         }
         self.bytes -= oldest.bytes;
         fs::remove_file(&oldest.path)?;
+        // Its barriers are never passed: the checkpoint sends new ones.
+        let number = segment_number(&oldest.path);
+        self.barriers.retain(|_, (segment, _)| *segment != number);
         self.dropped_rows += lost;
         tracing::error!(
             spool = %self.dir.display(),
