@@ -114,6 +114,22 @@ pub fn resync(bytes: &[u8], from: usize) -> Option<usize> {
     None
 }
 
+/// The offset of a record cut short by the end of the file, after `from`, if there is one
+/// (the last write a crash interrupted).
+fn torn_after(bytes: &[u8], from: usize) -> Option<usize> {
+    let marker = RECORD.to_le_bytes();
+    let mut at = from;
+    while at < bytes.len() {
+        let found = bytes[at..].windows(4).position(|w| w == marker)?;
+        at += found;
+        if matches!(record_at(bytes, at), Err(Bad::Short)) {
+            return Some(at);
+        }
+        at += 1;
+    }
+    None
+}
+
 /// Reads the records of a file's bytes (after its magic), recovering after damage.
 pub struct Records<'a> {
     bytes: &'a [u8],
@@ -162,13 +178,21 @@ impl<'a> Iterator for Records<'a> {
                         self.at = resumed_at;
                     }
                     None => {
-                        self.damage.push(match bad {
-                            Bad::Short => Damage::TornTail { offset: at },
-                            Bad::Invalid => Damage::Corrupt {
-                                offset: at,
-                                resumed_at: self.bytes.len(),
-                            },
-                        });
+                        let torn = match bad {
+                            Bad::Short => Some(at),
+                            // Corrupt, and maybe a record cut short after it.
+                            Bad::Invalid => {
+                                let torn = torn_after(self.bytes, at + 1);
+                                self.damage.push(Damage::Corrupt {
+                                    offset: at,
+                                    resumed_at: torn.unwrap_or(self.bytes.len()),
+                                });
+                                torn
+                            }
+                        };
+                        if let Some(offset) = torn {
+                            self.damage.push(Damage::TornTail { offset });
+                        }
                         // Stay at the damage: `good_end` is where a cut would go.
                         return None;
                     }
@@ -276,5 +300,27 @@ mod tests {
         assert_eq!(got, vec![&b"ab"[..], b"cde"]);
         let got: Vec<&[u8]> = legacy_records(&bytes[..bytes.len() - 1]).collect();
         assert_eq!(got, vec![&b"ab"[..]]);
+    }
+
+    #[test]
+    fn a_corrupt_record_before_a_torn_tail_is_both() {
+        let bytes = file(&[&[1u8; 50][..], &[2u8; 50], &[3u8; 50]]);
+        let second = resync(&bytes, 1).unwrap();
+        let third = resync(&bytes, second + 1).unwrap();
+        let mut bytes = bytes;
+        bytes[second + HEADER + 10] ^= 1;
+        bytes.truncate(bytes.len() - 5);
+        let (got, damage) = read(&bytes);
+        assert_eq!(got, vec![vec![1u8; 50]]);
+        assert_eq!(
+            damage,
+            vec![
+                Damage::Corrupt {
+                    offset: second,
+                    resumed_at: third
+                },
+                Damage::TornTail { offset: third }
+            ]
+        );
     }
 }

@@ -38,6 +38,11 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
             "demo: --devices must be at least 1".into(),
         ]));
     }
+    if let Some(listen) = args.http {
+        // The demo's pipeline has no token: it serves loopback only.
+        crate::http::check_exposure(listen, None, false)
+            .map_err(|e| Failure::Usage(vec![format!("demo --http {listen}: {e}")]))?;
+    }
     let broker_port = free_port(None)
         .ok_or_else(|| Failure::Runtime("no free loopback port for the broker".into()))?;
     start_broker(broker_port)?;
@@ -55,8 +60,6 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
             SocketAddr::from(([127, 0, 0, 1], port))
         }
     };
-    crate::http::check_exposure(listen, config.http.token.as_ref(), config.http.allow_open)
-        .map_err(|e| Failure::Usage(vec![format!("demo --http {listen}: {e}")]))?;
     let mut settings = EngineSettings {
         listen: Some(listen),
         ..EngineSettings::default()

@@ -46,7 +46,7 @@ pub async fn history(
     let every_ms = every.as_millis() as i64;
     if !(1_000..=MAX_RANGE_MS).contains(&every_ms) {
         return Err(ApiError::bad_request(format!(
-            "`every` must be from 1s to {} days",
+            "`every` must be at least 1s and at most {} days",
             MAX_RANGE_MS / 86_400_000
         )));
     }

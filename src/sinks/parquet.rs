@@ -166,6 +166,7 @@ fn run(mut lake: Lake, mut receiver: SinkQueue, stats: Arc<SinkStats>, name: &st
             }),
         };
         stats.skipped.store(lake.rows_skipped(), Ordering::Relaxed);
+        let lost_rows = lake.take_lost();
         match result {
             Ok(()) => stats.ok(rows),
             Err(e) => {
@@ -173,7 +174,7 @@ fn run(mut lake: Lake, mut receiver: SinkQueue, stats: Arc<SinkStats>, name: &st
                     tracing::error!(sink = name, error = %e, "cannot write the lake; its rows since the last checkpoint stay in the write-ahead log, and the next start writes them again");
                 }
                 lost = true;
-                stats.error(rows, &e);
+                stats.error(lost_rows, &e);
             }
         }
     }
@@ -188,7 +189,7 @@ fn run(mut lake: Lake, mut receiver: SinkQueue, stats: Arc<SinkStats>, name: &st
     }
     if let Err(e) = finished {
         tracing::error!(sink = name, error = %e, "cannot complete the lake's open files");
-        stats.error(0, &e);
+        stats.error(lake.take_lost(), &e);
         return false;
     }
     // Lost rows are still in the write-ahead log: it must stay for the next start.
@@ -501,6 +502,8 @@ pub struct Lake {
     existing: Option<ExistingRows>,
     /// Files completed so far (for tests and logs).
     pub completed: Vec<PathBuf>,
+    /// Rows lost to failed writes since last asked ([`Lake::take_lost`]).
+    lost_rows: u64,
 }
 
 impl Lake {
@@ -519,12 +522,34 @@ impl Lake {
             windows_schema: windows_schema(),
             properties,
             completed: Vec::new(),
+            lost_rows: 0,
+        }
+    }
+
+    /// Rows lost to failed writes (abandoned files) since the last call.
+    pub fn take_lost(&mut self) -> u64 {
+        std::mem::take(&mut self.lost_rows)
+    }
+
+    /// Completes `file`; its rows are lost if that fails.
+    fn complete_file(&mut self, file: OpenFile) -> Result<(), String> {
+        let rows = file.rows;
+        match file.complete(self.existing.as_mut()) {
+            Ok(path) => {
+                self.completed.extend(path);
+                Ok(())
+            }
+            Err(e) => {
+                self.lost_rows += rows;
+                Err(e)
+            }
         }
     }
 
     pub fn write_samples(&mut self, samples: &[Sample]) -> Result<(), String> {
         // Consecutive samples mostly share a partition: look it up once per run.
         let mut i = 0;
+        let mut first_error = None;
         while i < samples.len() {
             let hour = samples[i].ts.div_euclid(3_600_000);
             let run = samples[i..]
@@ -537,18 +562,26 @@ impl Lake {
                 .join("samples")
                 .join(format!("date={}", utc.date()))
                 .join(format!("hour={:02}", utc.hour));
-            let file = self.file(&partition, samples[i].ts, true)?;
-            for s in &samples[i..i + run] {
-                file.buffer.push_sample(s);
+            let written = self.file(&partition, samples[i].ts, true).and_then(|file| {
+                for s in &samples[i..i + run] {
+                    file.buffer.push_sample(s);
+                }
+                file.rows += run as u64;
+                Ok(())
+            });
+            if let Err(e) = written {
+                self.lost_rows += run as u64;
+                first_error.get_or_insert(e);
+            } else if let Err(e) = self.settle(&partition) {
+                first_error.get_or_insert(e);
             }
-            file.rows += run as u64;
-            self.settle(&partition)?;
             i += run;
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     pub fn write_windows(&mut self, windows: &[WindowRow]) -> Result<(), String> {
+        let mut first_error = None;
         for w in windows {
             let size = HumanDuration::from_millis(w.size_ms.max(0) as u64);
             let partition = self
@@ -556,12 +589,18 @@ impl Lake {
                 .join("windows")
                 .join(format!("size={size}"))
                 .join(format!("date={}", Utc::from_ms(w.start).date()));
-            let file = self.file(&partition, w.start, false)?;
-            file.buffer.push_window(w);
-            file.rows += 1;
-            self.settle(&partition)?;
+            let written = self.file(&partition, w.start, false).map(|file| {
+                file.buffer.push_window(w);
+                file.rows += 1;
+            });
+            if let Err(e) = written {
+                self.lost_rows += 1;
+                first_error.get_or_insert(e);
+            } else if let Err(e) = self.settle(&partition) {
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// After a write to `partition`: encodes a full buffer, completes a full file.
@@ -571,13 +610,13 @@ impl Lake {
         };
         if file.rows >= self.options.roll_rows {
             let file = self.open.remove(partition).expect("present");
-            self.completed
-                .extend(file.complete(self.existing.as_mut())?);
+            self.complete_file(file)?;
         } else if file.buffer.len() >= BATCH_ROWS
             && let Err(e) = file.flush_buffer(self.existing.as_mut())
         {
             // The file cannot be trusted any more: the next write opens a new one.
             let file = self.open.remove(partition).expect("present");
+            self.lost_rows += file.rows;
             file.abandon();
             return Err(e);
         }
@@ -600,8 +639,7 @@ impl Lake {
                     .map(|(p, _)| p.clone())
                     .expect("non-empty");
                 let file = self.open.remove(&oldest).expect("exists");
-                self.completed
-                    .extend(file.complete(self.existing.as_mut())?);
+                self.complete_file(file)?;
             }
             fs::create_dir_all(partition)
                 .map_err(|e| format!("cannot create {}: {e}", partition.display()))?;
@@ -651,23 +689,23 @@ impl Lake {
             .filter(|(_, f)| f.opened.elapsed() >= age)
             .map(|(p, _)| p.clone())
             .collect();
+        let mut first_error = None;
         for partition in aged {
             let file = self.open.remove(&partition).expect("listed above");
-            self.completed
-                .extend(file.complete(self.existing.as_mut())?);
+            if let Err(e) = self.complete_file(file) {
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Completes every open file.
     pub fn finish(&mut self) -> Result<(), String> {
         let mut first_error = None;
-        for (_, file) in self.open.drain() {
-            match file.complete(self.existing.as_mut()) {
-                Ok(path) => self.completed.extend(path),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
+        let open: Vec<OpenFile> = self.open.drain().map(|(_, file)| file).collect();
+        for file in open {
+            if let Err(e) = self.complete_file(file) {
+                first_error.get_or_insert(e);
             }
         }
         first_error.map_or(Ok(()), Err)

@@ -14,6 +14,7 @@ mod support;
 
 mod all_stores;
 mod analyze;
+mod attacks;
 mod bad_input;
 mod broker_restart;
 mod cli;

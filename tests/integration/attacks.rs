@@ -1,0 +1,976 @@
+//! Attacks and faults against the running binary, one test per promise of DESIGN.md §7 and §8,
+//! each named for what it tries: crafted messages, hostile web pages, damaged files. Each test
+//! starts its own engine on its own ports, state directory, client id and device ids.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+
+use crate::support::*;
+
+/// A pipeline file in `dir`: the machine's broker, an SQLite sink, the API on `port`, and
+/// `extra` TOML appended (more sinks, sections).
+fn pipeline(dir: &Path, port: u16, client_id: &str, http: &str, extra: &str) -> PathBuf {
+    let url = broker_url();
+    let d = dir.display();
+    let path = dir.join("pipeline.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"state_dir = "{d}/state"
+[source]
+url = "{url}"
+client_id = "{client_id}"
+probe_timeout = "30s"
+[windows]
+tumbling = ["1s"]
+allowed_lateness = "500ms"
+[http]
+listen = "127.0.0.1:{port}"
+{http}
+[[sinks]]
+name = "db"
+kind = "sqlite"
+url = "sqlite://{d}/db.sqlite"
+linger = "200ms"
+{extra}
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Starts `millstream run`; its log goes to `engine.log` beside the pipeline.
+fn start(config: &Path) -> Child {
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(config.with_file_name("engine.log"))
+        .unwrap();
+    millstream()
+        .args(["run", "--workers", "1", "-c"])
+        .arg(config)
+        .env("MILLSTREAM_LOG", "info")
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap()
+}
+
+/// An MQTT client for the test's own traffic, its event loop polled in the background;
+/// `on_publish` sees what it receives.
+fn client(tag: &str, on_publish: impl Fn(rumqttc::Publish) + Send + 'static) -> AsyncClient {
+    let url = broker_url();
+    let mut options = MqttOptions::new(unique(tag), url.host.clone(), url.port);
+    options.set_max_packet_size(4 << 20, 4 << 20);
+    let (client, mut eventloop) = AsyncClient::new(options, 100);
+    tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => on_publish(p),
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    client
+}
+
+/// The last lines of the engine's log (for a failing assertion's message).
+fn log_tail(config: &Path) -> String {
+    let log = std::fs::read_to_string(config.with_file_name("engine.log")).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+async fn status(base: &str) -> serde_json::Value {
+    get_json(&format!("{base}/api/v1/status")).await.1
+}
+
+async fn dead_letters(base: &str, reason: &str) -> u64 {
+    status(base).await["source"]["dead_letters"][reason]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+fn now_ms() -> i64 {
+    millstream::sample::now_ms()
+}
+
+/// A NC-Link 3.0 Sample message (items named in `paths`: no model needed).
+fn sample(begin: &str, item: &str, values: &[f64]) -> String {
+    let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+    format!(
+        r#"{{"beginTime":"{begin}","interval":10,"paths":["{item}"],"data":[[{}]]}}"#,
+        values.join(",")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Mosquitto on 127.0.0.1:1883 (scripts/test)"]
+async fn extreme_event_times_are_dead_lettered_and_a_kill_9_restart_keeps_ingesting() {
+    require_broker(&broker_url());
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client_id = unique("attack-times");
+    let config = pipeline(dir.path(), port, &client_id, "", "");
+    let mut engine = Children(vec![start(&config)]);
+    wait_for_http(&base, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // subscribed
+
+    let device = unique("TIMES");
+    let topic = format!("Sample/{device}/c");
+    let mqtt = client("attack-times-pub", |_| {});
+    // Near i64::MAX (window arithmetic overflowed on it, and the log replayed it at every
+    // start), before 1970, and one whose 51st value reaches 2200-01-01.
+    for bad in [
+        sample("9223372036854775000", "x", &[1.0, 2.0]),
+        sample("-5", "x", &[1.0]),
+        sample("7258118399500", "x", &[1.0; 60]),
+    ] {
+        mqtt.publish(&topic, QoS::AtLeastOnce, false, bad)
+            .await
+            .unwrap();
+    }
+    let good = now_ms();
+    mqtt.publish(
+        &topic,
+        QoS::AtLeastOnce,
+        false,
+        sample(&good.to_string(), "x", &[7.0]),
+    )
+    .await
+    .unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "three bad_time dead letters",
+        || {
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(dead_letters(&base, "bad_time"))
+            }) == 3
+        },
+    )
+    .await;
+    let latest = |base: String, device: String| async move {
+        get_json(&format!("{base}/api/v1/latest?device={device}"))
+            .await
+            .1["items"]["x"]["ts"]
+            .as_i64()
+    };
+    assert_eq!(latest(base.clone(), device.clone()).await, Some(good));
+
+    // kill -9, restart: the log holds no bad sample, so the engine comes up and goes on.
+    engine[0].kill().unwrap();
+    engine[0].wait().unwrap();
+    engine.0 = vec![start(&config)];
+    wait_for_http(&base, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let later = now_ms();
+    mqtt.publish(
+        &topic,
+        QoS::AtLeastOnce,
+        false,
+        sample(&later.to_string(), "x", &[8.0]),
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while latest(base.clone(), device.clone()).await != Some(later) {
+        assert!(Instant::now() < deadline, "no sample after the restart");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let letters = millstream::dead_letter::list(&dir.path().join("state/dead-letters")).unwrap();
+    let text: String = letters
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    assert_eq!(text.matches("\"reason\":\"bad_time\"").count(), 3);
+    let code =
+        tokio::task::block_in_place(|| interrupt_and_wait(&mut engine[0], Duration::from_secs(20)));
+    assert_eq!(code, Some(0));
+    forget_session(&client_id).await;
+}
+
+/// Peak resident memory of a process, in bytes (`VmHWM`).
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// Components nested `depth` deep, each named `name`, the innermost holding `items` items.
+fn model(depth: usize, name: &str, items: usize) -> serde_json::Value {
+    let items: Vec<serde_json::Value> = (0..items)
+        .map(|i| serde_json::json!({"id": format!("b{i:05}"), "name": "n", "type": "SPEED"}))
+        .collect();
+    let mut node = serde_json::json!({"name": name, "dataItems": items});
+    for _ in 1..depth {
+        node = serde_json::json!({"name": name, "components": [node]});
+    }
+    serde_json::json!({"devices": [node]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Mosquitto on 127.0.0.1:1883 (scripts/test)"]
+async fn a_model_bomb_is_refused_or_bounded_and_an_unsolicited_model_never_replaces_one() {
+    require_broker(&broker_url());
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client_id = unique("attack-model");
+    let config = pipeline(dir.path(), port, &client_id, "", "");
+    let mut engine = Children(vec![start(&config)]);
+    wait_for_http(&base, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = engine[0].id();
+    let before = peak_rss(pid);
+
+    // The device answers each probe with the next model of `answers`.
+    let device = unique("BOMB");
+    let answers = vec![
+        // Nested past model_depth: refused.
+        model(40, "c", 1),
+        // 10,001 items: refused.
+        model(1, "c", 10_001),
+        // Within the bounds but heavy: 31 components of 4,000-byte names around 6,000 items.
+        // A path copied into every item took 6,000 × 124 KB = 744 MB; shared, it is nothing.
+        model(31, &"名".repeat(1_333), 6_000),
+    ];
+    let answers = std::sync::Arc::new(std::sync::Mutex::new(answers.into_iter()));
+    let (tx, mut probes) = tokio::sync::mpsc::unbounded_channel();
+    let mqtt = client("attack-model-dev", move |p| {
+        let _ = tx.send(p);
+    });
+    mqtt.subscribe(format!("Probe/Query/Request/{device}"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let register = serde_json::json!({ "deviceid": device }).to_string();
+    for round in 0..3 {
+        while probes.try_recv().is_ok() {}
+        mqtt.publish(
+            "Register/Request",
+            QoS::AtLeastOnce,
+            false,
+            register.clone(),
+        )
+        .await
+        .unwrap();
+        // Other platforms on the shared broker probe the device too: answer only this
+        // engine's probes (their ids start with its client id).
+        let id = loop {
+            let request = tokio::time::timeout(Duration::from_secs(10), probes.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no probe in round {round}"))
+                .unwrap();
+            let id: serde_json::Value = serde_json::from_slice(&request.payload).unwrap();
+            if id["@id"]
+                .as_str()
+                .is_some_and(|i| i.starts_with(&format!("{client_id}-")))
+            {
+                break id;
+            }
+        };
+        let tree = answers.lock().unwrap().next().unwrap();
+        let answer = serde_json::json!({"@id": id["@id"], "code": "ok", "probe": tree});
+        mqtt.publish(
+            format!("Probe/Query/Response/{device}"),
+            QoS::AtLeastOnce,
+            false,
+            answer.to_string(),
+        )
+        .await
+        .unwrap();
+        // Probes of one device within a second are one probe: let the next round ask anew.
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+    }
+    let items_url = format!("{base}/api/v1/devices/{device}/items");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let items = loop {
+        let (code, items) = get_json(&items_url).await;
+        if code == 200 && items.as_array().is_some_and(|a| a.len() == 6_000) {
+            break items;
+        }
+        assert!(Instant::now() < deadline, "the heavy model was not taken");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let path = items[0]["path"].as_str().unwrap();
+    assert_eq!(path.split('/').count(), 31);
+    assert!(
+        path.split('/').all(|name| name.len() <= 256),
+        "names are cut"
+    );
+    // (Answers to the other platforms' probes are unsolicited here.)
+    let letters = status(&base).await["source"]["dead_letters"].clone();
+    assert_eq!(
+        letters["wrong_shape"],
+        2,
+        "{letters}\n{}",
+        log_tail(&config)
+    );
+    let unsolicited = letters["unsolicited"].as_u64().unwrap();
+    // Nothing asked for this one: it is refused and the model stays.
+    mqtt.publish(
+        format!("Probe/Query/Response/{device}"),
+        QoS::AtLeastOnce,
+        false,
+        serde_json::json!({"code":"ok","probe": model(1, "swap", 1)}).to_string(),
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dead_letters(&base, "unsolicited").await <= unsolicited {
+        assert!(Instant::now() < deadline, "no unsolicited dead letter");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, items) = get_json(&items_url).await;
+    assert_eq!(
+        items.as_array().unwrap().len(),
+        6_000,
+        "the model was not replaced"
+    );
+    let grown = peak_rss(pid).saturating_sub(before);
+    assert!(
+        grown < 200 << 20,
+        "peak RSS grew by {} MB for three bombs",
+        grown >> 20
+    );
+    let code =
+        tokio::task::block_in_place(|| interrupt_and_wait(&mut engine[0], Duration::from_secs(20)));
+    assert_eq!(code, Some(0));
+    forget_session(&client_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Mosquitto on 127.0.0.1:1883 (scripts/test)"]
+async fn overflowing_and_invalid_times_in_requests_get_400_with_a_reason() {
+    require_broker(&broker_url());
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client_id = unique("attack-params");
+    let lake = format!(
+        "[[sinks]]\nname = \"lake\"\nkind = \"parquet\"\ndir = \"{}/lake\"\n",
+        dir.path().display()
+    );
+    let config = pipeline(dir.path(), port, &client_id, "", &lake);
+    let mut engine = Children(vec![start(&config)]);
+    wait_for_http(&base, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let device = unique("PARAMS");
+    let mqtt = client("attack-params-pub", |_| {});
+    mqtt.publish(
+        format!("Sample/{device}/c"),
+        QoS::AtLeastOnce,
+        false,
+        sample(&now_ms().to_string(), "x", &[1.0]),
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get_json(&format!("{base}/api/v1/latest?device={device}"))
+        .await
+        .0
+        != 200
+    {
+        assert!(Instant::now() < deadline, "the device never arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let windows = format!("{base}/api/v1/windows?device={device}&item=x&size=1s");
+    let history = format!("{base}/api/v1/history?device={device}&item=x&every=1m");
+    for query in [
+        format!("{windows}&from=99999999999999999-01-01T00:00:00Z"),
+        format!("{windows}&from=2025-02-30T00:00:00Z"),
+        format!("{windows}&to=9223372036854775807"),
+        format!("{windows}&from=-9223372036854775808"),
+        format!("{windows}&from=2025-11-25T16:00:00%2B24:00"),
+        format!("{windows}&limit=18446744073709551616"),
+        format!("{windows}&from=2"),
+        format!("{history}&from=0000-01-01T00:00:00Z&to=9999-12-31T23:59:59Z"),
+        format!("{history}&to=-9223372036854775808"),
+        format!("{history}&every=9999999999999h"),
+        format!("{history}&from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z"),
+    ] {
+        let (code, body) = get_json(&query).await;
+        if query.ends_with("from=2") {
+            assert_eq!(code, 200, "{query}: a time in ms is fine ({body})");
+            continue;
+        }
+        assert_eq!(code, 400, "{query}: {body}");
+        let reason = body["error"].as_str().unwrap_or_default();
+        assert!(!reason.is_empty() && reason.len() < 400, "{query}: {body}");
+    }
+    assert_eq!(get_json(&format!("{base}/api/v1/health")).await.0, 200);
+    let code =
+        tokio::task::block_in_place(|| interrupt_and_wait(&mut engine[0], Duration::from_secs(20)));
+    assert_eq!(code, Some(0));
+    forget_session(&client_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Mosquitto on 127.0.0.1:1883 (scripts/test)"]
+async fn a_foreign_host_or_page_is_refused_and_pages_carry_a_security_policy() {
+    require_broker(&broker_url());
+    millstream::tls::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client_id = unique("attack-http");
+    let token = "attack-http-token-1234";
+    let config = pipeline(
+        dir.path(),
+        port,
+        &client_id,
+        &format!("token = \"{token}\""),
+        "",
+    );
+    let mut engine = Children(vec![start(&config)]);
+    wait_for_http(&base, Duration::from_secs(20)).await;
+    let http = reqwest::Client::new();
+    let get = |host: &str| {
+        http.get(format!("{base}/api/v1/status"))
+            .header("host", host.to_string())
+            .send()
+    };
+    // DNS rebinding: the attacker's domain now points here; the browser says so in Host.
+    assert_eq!(
+        get("rebind.attacker.example:80").await.unwrap().status(),
+        403
+    );
+    assert_eq!(
+        get(&format!("127.0.0.1:{port}")).await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        get(&format!("localhost:{port}")).await.unwrap().status(),
+        200
+    );
+    // A foreign page posting (even with the token: it may have been leaked to the page).
+    let query = |origin: Option<&str>, auth: Option<&str>| {
+        let mut request = http
+            .post(format!("{base}/api/v1/query"))
+            .header("content-type", "application/json")
+            .body(r#"{"device":"NOBODY-ATTACK","items":["x"]}"#);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin.to_string());
+        }
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth.to_string());
+        }
+        request.send()
+    };
+    let bearer = format!("Bearer {token}");
+    let lower = format!("bearer {token}");
+    let own = format!("http://127.0.0.1:{port}");
+    for (origin, auth, want) in [
+        (Some("http://evil.example"), Some(bearer.as_str()), 403),
+        (Some("null"), Some(bearer.as_str()), 403),
+        (None, None, 401),
+        (None, Some("Bearer wrong-token-1234567"), 401),
+        // Past the guard: the device is unknown.
+        (None, Some(bearer.as_str()), 404),
+        (Some(own.as_str()), Some(lower.as_str()), 404),
+    ] {
+        let got = query(origin, auth).await.unwrap();
+        assert_eq!(
+            got.status().as_u16(),
+            want,
+            "origin {origin:?}, auth {auth:?}"
+        );
+    }
+    let cross_site = http
+        .post(format!("{base}/api/v1/poll"))
+        .header("sec-fetch-site", "cross-site")
+        .header("authorization", bearer.clone())
+        .header("content-type", "application/json")
+        .body(r#"{"interval":null}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), 403);
+    let page = http.get(format!("{base}/")).send().await.unwrap();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    assert_eq!(page.headers()["x-content-type-options"], "nosniff");
+    let code =
+        tokio::task::block_in_place(|| interrupt_and_wait(&mut engine[0], Duration::from_secs(20)));
+    assert_eq!(code, Some(0));
+    forget_session(&client_id).await;
+}
+
+#[test]
+fn an_open_bind_without_a_token_is_refused_before_anything_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = pipeline(dir.path(), port, &unique("attack-open"), "", "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("listen = \"127.0.0.1:", "listen = \"0.0.0.0:");
+    std::fs::write(&config, text).unwrap();
+    for command in ["run", "check"] {
+        let out = millstream()
+            .args([command, "-c"])
+            .arg(&config)
+            .args(if command == "check" {
+                &["--offline"][..]
+            } else {
+                &[][..]
+            })
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
+        assert!(
+            stderr.contains("http.listen") && stderr.contains("http.token"),
+            "{command}: {stderr}"
+        );
+    }
+    let out = millstream()
+        .args(["demo", "--http", &format!("0.0.0.0:{port}")])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "nothing listens"
+    );
+}
+
+/// Samples of `device` in the SQLite database `db` (0 while it does not exist yet).
+async fn sqlite_count(db: &Path, devices: &[String]) -> u64 {
+    if !db.exists() {
+        return 0;
+    }
+    let pool = sqlite_at(db).await;
+    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM samples WHERE device IN ({})",
+        sql_list(devices)
+    )))
+    .fetch_one(&pool)
+    .await
+    .unwrap_or(0);
+    pool.close().await;
+    n as u64
+}
+
+/// Waits until `count()` reaches `want` (failing after `timeout` with the last count).
+async fn wait_for_count<F, Fut>(timeout: Duration, what: &str, want: u64, mut count: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = u64>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let n = count().await;
+        if n == want {
+            return;
+        }
+        assert!(n < want, "{what}: {n} rows, more than the {want} published");
+        assert!(Instant::now() < deadline, "{what}: {n} of {want}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Mosquitto on 127.0.0.1:1883 (scripts/test)"]
+async fn a_torn_and_bit_flipped_wal_segment_is_reported_and_ingesting_goes_on() {
+    use millstream::id::Id;
+    use millstream::sample::Sample;
+    require_broker(&broker_url());
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client_id = unique("attack-wal");
+    let config = pipeline(dir.path(), port, &client_id, "", "");
+    // What a crash left: three records, the second damaged by a bad sector, the third cut.
+    let wal = dir.path().join("state/wal");
+    std::fs::create_dir_all(&wal).unwrap();
+    let device = unique("WAL");
+    let d: Id = Id::from(device.as_str());
+    let stats = std::sync::Arc::new(millstream::wal::WalStats::default());
+    let mut writer = millstream::wal::segment::Writer::new(wal.clone(), 0, stats);
+    let t0 = now_ms() - 60_000;
+    for record in 0..3 {
+        let batch: Vec<Sample> = (0..10)
+            .map(|k| Sample::number(d.clone(), Id::from("x"), t0 + record * 100 + k, 1.0))
+            .collect();
+        assert!(writer.append(&batch.into(), &[]));
+    }
+    assert!(writer.sync());
+    drop(writer);
+    let segment = millstream::wal::segment::path(&wal, 0);
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let second = millstream::frame::resync(&bytes, 9).unwrap();
+    bytes[second + millstream::frame::HEADER + 40] ^= 0x08;
+    bytes.truncate(bytes.len() - 5);
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let mut engine = Children(vec![start(&config)]);
+    wait_for_http(&base, Duration::from_secs(20)).await;
+    let s = status(&base).await;
+    assert_eq!(s["wal"]["recovered_samples"], 10, "{s}");
+    assert_eq!(s["wal"]["corrupt_records"], 1, "{s}");
+    assert_eq!(s["wal"]["torn_records"], 1, "{s}");
+    let kept = std::fs::read_dir(wal.join("corrupt")).unwrap().count();
+    assert_eq!(kept, 1, "the damaged segment is kept for inspection");
+    let db = dir.path().join("db.sqlite");
+    let devices = vec![device.clone()];
+    wait_for_count(Duration::from_secs(20), "recovered", 10, || {
+        sqlite_count(&db, &devices)
+    })
+    .await;
+    // And it goes on ingesting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mqtt = client("attack-wal-pub", |_| {});
+    mqtt.publish(
+        format!("Sample/{device}/c"),
+        QoS::AtLeastOnce,
+        false,
+        sample(&now_ms().to_string(), "x", &[1.0, 2.0, 3.0]),
+    )
+    .await
+    .unwrap();
+    wait_for_count(Duration::from_secs(20), "after the replay", 13, || {
+        sqlite_count(&db, &devices)
+    })
+    .await;
+    let code =
+        tokio::task::block_in_place(|| interrupt_and_wait(&mut engine[0], Duration::from_secs(20)));
+    assert_eq!(code, Some(0));
+    forget_session(&client_id).await;
+}
+
+/// Simulated machines publishing until stopped; returns what they published when stopped.
+struct Machines(millstream::sim::SimHandle);
+
+impl Machines {
+    fn start(slot: u64, n: u64) -> (Machines, Vec<String>) {
+        let first = device_base(slot);
+        let mut options = millstream::sim::SimOptions::new(broker_url(), n);
+        options.base = first;
+        options.seed = slot;
+        options.sample_interval_ms = Some(100);
+        options.upload_interval_ms = Some(500);
+        let devices = (first..first + n).map(millstream::sim::device_id).collect();
+        (
+            Machines(millstream::sim::start(options, None).unwrap()),
+            devices,
+        )
+    }
+
+    async fn stop(self) -> u64 {
+        let stats = self.0.stats.clone();
+        self.0.shutdown().await;
+        stats.samples.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Mosquitto and MariaDB (scripts/test)"]
+async fn a_mysql_outage_longer_than_a_checkpoint_then_kill_9_and_a_torn_spool_lose_nothing() {
+    use crate::stores::*;
+    require_broker(&broker_url());
+    require(&mysql_server(), "MySQL/MariaDB server");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client_id = unique("attack-outage");
+    let db = database("attack_outage");
+    let target = mysql_server()
+        .trim_start_matches("mysql://")
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .to_string();
+    let proxy = Proxy::start(&target).await;
+    let sink = format!(
+        "[[sinks]]\nname = \"mysql\"\nkind = \"mysql\"\nurl = \"mysql://root@127.0.0.1:{}/{db}\"\nqueue = 1\nlinger = \"200ms\"\n[wal]\ncheckpoint = \"1s\"\n",
+        proxy.port
+    );
+    let config = pipeline(dir.path(), port, &client_id, "", &sink);
+    let mut engine = Children(vec![start(&config)]);
+    wait_for_http(&base, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (machines, devices) = Machines::start(11, 3);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The outage: several checkpoints come and go while MySQL is away and the sink's batch,
+    // queue and spool hold what it has not written.
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let s = status(&base).await;
+    let mysql_status = s["sinks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "mysql")
+        .unwrap()
+        .clone();
+    assert!(
+        mysql_status["spooled_bytes"].as_u64().unwrap() > 0,
+        "{mysql_status}"
+    );
+    engine[0].kill().unwrap();
+    engine[0].wait().unwrap();
+    // The crash cut the spool's last record short.
+    let spool = dir.path().join("state/spool/mysql");
+    let newest = std::fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "spool"))
+        .max()
+        .expect("a spool segment");
+    let len = std::fs::metadata(&newest).unwrap().len();
+    std::fs::File::options()
+        .write(true)
+        .open(&newest)
+        .unwrap()
+        .set_len(len - 5)
+        .unwrap();
+    proxy.restore();
+    engine.0 = vec![start(&config)];
+    wait_for_http(&base, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let published = machines.stop().await;
+    wait_for_count(Duration::from_secs(60), "MySQL", published, || {
+        mysql_sample_count(&db, &devices)
+    })
+    .await;
+    let code =
+        tokio::task::block_in_place(|| interrupt_and_wait(&mut engine[0], Duration::from_secs(30)));
+    assert_eq!(code, Some(0));
+    drop_mysql(&db).await;
+    forget_session(&client_id).await;
+}
+
+/// A small tmpfs mounted for a test (a full disk on demand), unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(at: PathBuf, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(&at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "cannot mount a tmpfs at {} (root needed)", at.display());
+        SmallDisk(at)
+    }
+
+    /// Fills the disk but for about `left` bytes.
+    fn fill(&self, left: u64) {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 64 << 10];
+        while file.write_all(&chunk).is_ok() {}
+        let len = std::fs::metadata(&path).unwrap().len();
+        file.set_len(len.saturating_sub(left)).unwrap();
+    }
+
+    fn free(&self) {
+        let _ = std::fs::remove_file(self.0.join("filler"));
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Mosquitto and root for a tmpfs (scripts/test)"]
+async fn a_full_disk_under_the_wal_acknowledges_nothing_undurable_and_recovers_by_itself() {
+    require_broker(&broker_url());
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(dir.path().join("state"), "4m");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client_id = unique("attack-enospc");
+    let config = pipeline(
+        dir.path(),
+        port,
+        &client_id,
+        "",
+        "[wal]\ncheckpoint = \"1s\"\n",
+    );
+    let mut engine = Children(vec![start(&config)]);
+    wait_for_http(&base, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (machines, devices) = Machines::start(12, 2);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let db = dir.path().join("db.sqlite");
+
+    // Full: writes to the log fail, nothing is acknowledged.
+    disk.fill(16 << 10);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status(&base).await["wal"]["write_errors"]
+        .as_u64()
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(Instant::now() < deadline, "the log never failed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Room again, no restart: the broker sends the unacknowledged messages again, the log
+    // takes them, and the engine goes on.
+    disk.free();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let errors = status(&base).await["wal"]["write_errors"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        status(&base).await["wal"]["write_errors"].as_u64().unwrap(),
+        errors,
+        "the log writes again"
+    );
+
+    // Full again, and a crash while it is: what was not acknowledged comes again after the
+    // restart; every sample ends up stored exactly once.
+    disk.fill(16 << 10);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status(&base).await["wal"]["write_errors"]
+        .as_u64()
+        .unwrap_or(0)
+        == errors
+    {
+        assert!(Instant::now() < deadline, "the log never failed again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    engine[0].kill().unwrap();
+    engine[0].wait().unwrap();
+    disk.free();
+    engine.0 = vec![start(&config)];
+    wait_for_http(&base, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let published = machines.stop().await;
+    wait_for_count(Duration::from_secs(60), "SQLite", published, || {
+        sqlite_count(&db, &devices)
+    })
+    .await;
+    let code =
+        tokio::task::block_in_place(|| interrupt_and_wait(&mut engine[0], Duration::from_secs(20)));
+    assert_eq!(code, Some(0));
+    forget_session(&client_id).await;
+}
+
+/// Distinct (device, item, ts) of `devices` in the lake's samples.
+fn lake_distinct(lake: &Path, devices: &[String]) -> u64 {
+    use polars::prelude::*;
+    if !lake.join("samples").exists() {
+        return 0;
+    }
+    let frame = scan_lake(lake, "samples")
+        .group_by([col("device"), col("item"), col("ts")])
+        .agg([len().alias("n")])
+        .collect()
+        .unwrap();
+    let column = frame.column("device").unwrap().str().unwrap().clone();
+    column
+        .iter()
+        .filter(|d| d.is_some_and(|d| devices.iter().any(|w| w == d)))
+        .count() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Mosquitto and root for a tmpfs (scripts/test)"]
+async fn a_full_disk_under_the_lake_blocks_checkpoints_until_a_restart_writes_it_all() {
+    require_broker(&broker_url());
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let disk = SmallDisk::mount(lake.clone(), "4m");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client_id = unique("attack-lake");
+    let sink = format!(
+        "[[sinks]]\nname = \"lake\"\nkind = \"parquet\"\ndir = \"{}\"\nroll_age = \"1s\"\n[wal]\ncheckpoint = \"1s\"\n",
+        lake.display()
+    );
+    let config = pipeline(dir.path(), port, &client_id, "", &sink);
+    let mut engine = Children(vec![start(&config)]);
+    wait_for_http(&base, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (machines, devices) = Machines::start(13, 2);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    disk.fill(0);
+    let lake_failed = || async {
+        status(&base).await["sinks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "lake")
+            .unwrap()["failed"]
+            .as_u64()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while lake_failed().await == 0 {
+        assert!(Instant::now() < deadline, "the lake never failed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Room again: new files are written, but the rows lost stay in the log, whatever the
+    // checkpoints.
+    disk.free();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let wal_segments = status(&base).await["wal"]["segments"].as_u64().unwrap();
+    assert!(
+        wal_segments > 1,
+        "the log was let go of: {wal_segments} segments"
+    );
+    let published = machines.stop().await;
+    let code =
+        tokio::task::block_in_place(|| interrupt_and_wait(&mut engine[0], Duration::from_secs(20)));
+    assert_eq!(code, Some(0));
+    assert!(
+        std::fs::read_dir(dir.path().join("state/wal"))
+            .unwrap()
+            .count()
+            > 0,
+        "a stop with rows lost keeps the log"
+    );
+    // The next start writes them again.
+    engine.0 = vec![start(&config)];
+    wait_for_http(&base, Duration::from_secs(20)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let n = tokio::task::block_in_place(|| lake_distinct(&lake, &devices));
+        if n == published {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lake holds {n} of {published}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let code =
+        tokio::task::block_in_place(|| interrupt_and_wait(&mut engine[0], Duration::from_secs(20)));
+    assert_eq!(code, Some(0));
+    drop(disk);
+    forget_session(&client_id).await;
+}
