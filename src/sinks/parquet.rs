@@ -562,12 +562,11 @@ impl Lake {
                 .join("samples")
                 .join(format!("date={}", utc.date()))
                 .join(format!("hour={:02}", utc.hour));
-            let written = self.file(&partition, samples[i].ts, true).and_then(|file| {
+            let written = self.file(&partition, samples[i].ts, true).map(|file| {
                 for s in &samples[i..i + run] {
                     file.buffer.push_sample(s);
                 }
                 file.rows += run as u64;
-                Ok(())
             });
             if let Err(e) = written {
                 self.lost_rows += run as u64;
