@@ -1,7 +1,7 @@
 //! Fuzzes the NC-Link platform with arbitrary topics and payloads: decoding, model handling and
 //! the pending buffer must never panic.
 //!
-//!     RUSTC_BOOTSTRAP=1 cargo fuzz run decode -- -max_total_time=60
+//!     scripts/fuzz decode
 #![no_main]
 
 use std::sync::Arc;
