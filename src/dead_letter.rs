@@ -51,6 +51,8 @@ pub struct DeadLetters {
     files: Option<RotatingFiles>,
     config: DeadLetterConfig,
     metrics: Arc<Metrics>,
+    /// A letter could not be written since the last [`DeadLetters::commit`].
+    failed: bool,
 }
 
 const PREFIX: &str = "dead-letters-";
@@ -73,6 +75,7 @@ impl DeadLetters {
             )),
             config,
             metrics,
+            failed: false,
         }
     }
 
@@ -82,6 +85,7 @@ impl DeadLetters {
             files: None,
             config: DeadLetterConfig::default(),
             metrics,
+            failed: false,
         }
     }
 
@@ -96,6 +100,7 @@ impl DeadLetters {
             return;
         }
         if let Err(e) = self.append(letter) {
+            self.failed = true;
             inc(&self.metrics.source.dead_letter_write_errors);
             let dir = self
                 .dir()
@@ -105,11 +110,20 @@ impl DeadLetters {
         }
     }
 
+    /// Hands the letters written since the last commit to the OS, so that they survive the
+    /// process (a `kill -9`): their messages may be acknowledged then. `false` when one of them
+    /// could not be written (a full disk): its message must not be acknowledged.
+    pub fn commit(&mut self) -> bool {
+        self.flush();
+        !std::mem::replace(&mut self.failed, false)
+    }
+
     /// Pushes buffered records to the OS.
     pub fn flush(&mut self) {
         if let Some(files) = &mut self.files
             && let Err(e) = files.flush()
         {
+            self.failed = true;
             inc(&self.metrics.source.dead_letter_write_errors);
             tracing::warn!(error = %e, "cannot flush dead letters");
         }

@@ -77,6 +77,9 @@ pub struct SourceMetrics {
     pub dead_letters: [AtomicU64; Reason::ALL.len()],
     /// Dead letters that could not be written to disk (they are still counted above).
     pub dead_letter_write_errors: AtomicU64,
+    /// Messages left unacknowledged because their dead letter could not be written: the
+    /// broker sends them again after a reconnect (the ingest makes one).
+    pub dead_letters_unacknowledged: AtomicU64,
     /// Devices known.
     pub devices: AtomicU64,
     /// Device models received.

@@ -123,6 +123,11 @@ pub struct LimitsConfig {
     /// Latest event time accepted (exclusive); later samples: `bad_time`.
     #[serde(default = "default_latest", deserialize_with = "from_str_de")]
     pub latest: TimeBound,
+    /// Furthest a sample may lie ahead of its message's receive time (a device clock, or the
+    /// interval of its values, that is wrong); further: `bad_time`. A key's watermark follows
+    /// its newest event time, so one value dated ahead would make everything after it late.
+    #[serde(default = "default_ahead")]
+    pub ahead: HumanDuration,
     /// Largest probe answer (device model); larger: `too_large`.
     #[serde(default = "default_model_size")]
     pub model_size: ByteSize,
@@ -154,6 +159,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             earliest: default_earliest(),
             latest: default_latest(),
+            ahead: default_ahead(),
             model_size: default_model_size(),
             model_items: default_model_items(),
             model_depth: default_model_depth(),
@@ -172,6 +178,7 @@ impl LimitsConfig {
         crate::nclink::limits::WireLimits {
             earliest_ms: self.earliest.0,
             latest_ms: self.latest.0,
+            ahead_ms: self.ahead.as_millis().min(i64::MAX as u64) as i64,
             model_bytes: self.model_size.bytes(),
             model_items: self.model_items,
             model_depth: self.model_depth,
@@ -200,6 +207,9 @@ fn default_earliest() -> TimeBound {
 }
 fn default_latest() -> TimeBound {
     TimeBound(crate::nclink::limits::DEFAULT_LATEST_MS)
+}
+fn default_ahead() -> HumanDuration {
+    HumanDuration::from_millis(60_000)
 }
 fn default_model_size() -> ByteSize {
     ByteSize::kib(512)

@@ -9,6 +9,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::id::Id;
 use crate::nclink::status::STATUS_ITEM;
+use crate::sample::now_ms;
 use crate::window::reference::{Arrival, check, expected};
 
 #[derive(Default)]
@@ -231,6 +232,49 @@ fn a_quiet_source_still_closes_windows() {
     input.close();
     dataflow.join().unwrap();
     assert_eq!(collect.windows.lock().unwrap().len(), 1, "emitted once");
+}
+
+/// Issue 19: a machine uploads ten seconds it buffered during a network drop (10 ms samples,
+/// 10–20 s old, one second per message, sent 1, 0, 3, 2, …), with the engine's idle advance
+/// on and, in the second run, a machine streaming live beside it: every window is whole,
+/// nothing is late.
+#[test]
+fn buffered_seconds_uploaded_out_of_order_are_never_late() {
+    for with_live in [false, true] {
+        let mut options = options(2);
+        options.windows = WindowSpec::new(&[1_000, 10_000], &[]);
+        options.allowed_lateness_ms = 2_000;
+        options.idle_timeout_ms = Some(2_000);
+        let collect = Arc::new(Collect::default());
+        let (input, dataflow) = start(options, collect.clone()).unwrap();
+        let (late, live, item) = (Id::from("LATE"), Id::from("LIVE"), Id::from("0103502202"));
+        let t0 = (now_ms() - 20_000).div_euclid(1_000) * 1_000;
+        let second = |device: &Id, begin: i64| -> Vec<Sample> {
+            (0..100)
+                .map(|k| Sample::number(device.clone(), item.clone(), begin + k * 10, k as f64))
+                .collect()
+        };
+        for pair in (0..10).step_by(2) {
+            for k in [pair + 1, pair] {
+                if with_live {
+                    let now = now_ms().div_euclid(10) * 10 - 1_000;
+                    input.blocking_send(second(&live, now)).unwrap();
+                }
+                input.blocking_send(second(&late, t0 + k * 1_000)).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        input.close();
+        dataflow.join().unwrap();
+        assert_eq!(*collect.late.lock().unwrap(), 0, "live beside: {with_live}");
+        let windows: Vec<(i64, u64)> = sorted(collect.windows.lock().unwrap().clone())
+            .into_iter()
+            .filter(|w| w.device == late && w.size_ms == 1_000)
+            .map(|w| (w.start, w.count))
+            .collect();
+        let want: Vec<(i64, u64)> = (0..10).map(|k| (t0 + k * 1_000, 100)).collect();
+        assert_eq!(windows, want, "live beside: {with_live}");
+    }
 }
 
 /// Free loopback addresses for the processes of a test cluster.

@@ -237,6 +237,8 @@ impl Ingest {
         let mut redelivery = tokio::time::interval(REDELIVERY_CHECK);
         redelivery.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_redelivery = None;
+        // Unacknowledged refusals (dead letters not written) at the last reconnect.
+        let mut refused_before = 0;
         loop {
             tokio::select! {
                 event = events.recv() => match event {
@@ -288,11 +290,13 @@ impl Ingest {
                     // holds them (and, its in-flight window full, the rest) until this client
                     // reconnects. Reconnect, so they come again once the log can take them.
                     let due = last_redelivery.is_none_or(|t: std::time::Instant| t.elapsed() >= REDELIVERY_INTERVAL);
+                    let refused = self.metrics.source.dead_letters_unacknowledged.load(std::sync::atomic::Ordering::Relaxed);
                     if due
                         && matches!(handle, Upstream::Broker(_))
-                        && self.wal.as_ref().is_some_and(Wal::has_unlogged)
+                        && (self.wal.as_ref().is_some_and(Wal::has_unlogged) || refused != refused_before)
                     {
                         last_redelivery = Some(std::time::Instant::now());
+                        refused_before = refused;
                         tracing::warn!("reconnecting to the broker: messages the write-ahead log could not take are to be sent again");
                         let options = self.options.clone();
                         if let Err(e) = self.switch(options, &mut handle, &mut events, &mut pending).await {

@@ -588,11 +588,14 @@ pub struct ChannelLayout<'m> {
     pub sample_interval_ms: i64,
 }
 
-/// Event times accepted, `[earliest, latest)` in ms since the epoch (`source.limits`).
+/// Event times accepted, `[earliest, latest)` in ms since the epoch (`source.limits`), and,
+/// for a message, how far ahead of its receive time its values may lie.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeRange {
     pub earliest: i64,
     pub latest: i64,
+    /// (receive time, most ms ahead of it).
+    pub ahead: Option<(i64, i64)>,
 }
 
 impl Default for TimeRange {
@@ -607,11 +610,53 @@ impl TimeRange {
         TimeRange {
             earliest: limits.earliest_ms,
             latest: limits.latest_ms,
+            ahead: None,
         }
     }
 
+    /// The times a message received at `received_at` may carry: also no further ahead of that
+    /// than `source.limits.ahead` (a clock or an interval that is wrong would otherwise push
+    /// its keys' watermarks into the future, and everything they send after would be late).
+    pub fn for_message(limits: &super::limits::WireLimits, received_at: i64) -> TimeRange {
+        TimeRange {
+            ahead: Some((received_at, limits.ahead_ms)),
+            ..TimeRange::of(limits)
+        }
+    }
+
+    fn ahead_of(&self, ts: i64) -> Option<(i64, i64)> {
+        self.ahead
+            .filter(|(received, ahead)| ts > received.saturating_add(*ahead))
+    }
+
     fn contains(&self, ts: i64) -> bool {
-        (self.earliest..self.latest).contains(&ts)
+        (self.earliest..self.latest).contains(&ts) && self.ahead_of(ts).is_none()
+    }
+
+    /// Why `ts` (value `k` of `item`, from `begin` every `interval` ms; `None`: it overflows)
+    /// is refused.
+    fn refusal(&self, ts: Option<i64>, k: usize, item: &str, begin: i64, interval: i64) -> String {
+        let at = format!(
+            "value {k} of {} (beginTime {begin} + {k} × {interval} ms)",
+            super::limits::shown(item)
+        );
+        match ts.and_then(|ts| {
+            (self.earliest..self.latest)
+                .contains(&ts)
+                .then(|| self.ahead_of(ts).map(|a| (ts, a)))
+                .flatten()
+        }) {
+            Some((ts, (received, ahead))) => format!(
+                "{at} is {} s ahead of its receive time (source.limits.ahead: {} s): the \
+                 device's clock, or the interval of its values, is wrong",
+                (ts - received) / 1_000,
+                ahead / 1_000
+            ),
+            None => format!(
+                "{at} is outside source.limits [{}, {})",
+                self.earliest, self.latest
+            ),
+        }
     }
 }
 
@@ -648,17 +693,9 @@ impl SamplePayload<'_> {
                     .and_then(|offset| self.begin_time.checked_add(offset));
                 let Some(ts) = ts.filter(|ts| times.contains(*ts)) else {
                     out.truncate(start);
-                    return Err(DecodeError::new(
-                        Reason::BadTime,
-                        format!(
-                            "value {k} of {} is at beginTime {} + {k} × {} ms, outside source.limits [{}, {})",
-                            super::limits::shown(item),
-                            self.begin_time,
-                            layout.sample_interval_ms,
-                            times.earliest,
-                            times.latest
-                        ),
-                    ));
+                    let why =
+                        times.refusal(ts, k, item, self.begin_time, layout.sample_interval_ms);
+                    return Err(DecodeError::new(Reason::BadTime, why));
                 };
                 push(out, device, item.clone(), ts, s);
             }

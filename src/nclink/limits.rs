@@ -26,6 +26,8 @@ pub struct WireLimits {
     pub earliest_ms: i64,
     /// Latest event time accepted (exclusive); later: `bad_time`.
     pub latest_ms: i64,
+    /// Furthest a value may lie ahead of its message's receive time; further: `bad_time`.
+    pub ahead_ms: i64,
     /// Largest model (`probe` of a `Probe/Query/Response`), in bytes of JSON.
     pub model_bytes: usize,
     /// Most data items, configs and channel entries in one model.
@@ -50,6 +52,7 @@ impl Default for WireLimits {
         WireLimits {
             earliest_ms: DEFAULT_EARLIEST_MS,
             latest_ms: DEFAULT_LATEST_MS,
+            ahead_ms: 60_000,
             model_bytes: 512 << 10,
             model_items: 10_000,
             model_depth: 32,

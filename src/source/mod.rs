@@ -419,12 +419,23 @@ impl Driver {
                         }
                     }
                 }
+                let dead_lettered = actions
+                    .iter()
+                    .any(|a| matches!(a, Action::DeadLetter { .. }));
                 let alive = self.perform(actions).await;
                 self.metrics
                     .source
                     .buffered_bytes
                     .fetch_sub(size, Ordering::Relaxed);
-                if !alive && let Some(ack) = ack {
+                // A refused message is acknowledged once its dead letter is out of the
+                // process; one that could not be written (a full disk) comes again instead.
+                let kept = !dead_lettered || self.dead_letters.commit();
+                if !kept && ack.is_some() {
+                    inc(&self.metrics.source.dead_letters_unacknowledged);
+                }
+                if (!alive || !kept)
+                    && let Some(ack) = ack
+                {
                     // Nobody took the samples: no ack, the broker delivers the message again.
                     ack.disarm();
                 }

@@ -650,7 +650,7 @@ impl Platform {
             .and_then(|m| m.channel(&message.channel))
             .map(|c| c.sample_interval_ms);
         let mut samples = Vec::new();
-        let times = TimeRange::of(&self.options.limits);
+        let times = TimeRange::for_message(&self.options.limits, received_at);
         if let Some(paths) = &message.paths {
             // NC-Link 3.0: the message names its items; the interval may come with it.
             let Some(interval) = message.interval.or(model_interval) else {
@@ -1276,6 +1276,27 @@ mod tests {
             assert_eq!(dead(&actions), vec![Reason::BadTime], "{begin}");
             assert!(samples(&actions).is_empty());
         }
+    }
+
+    #[test]
+    fn values_dated_ahead_of_their_arrival_are_bad_time() {
+        let (mut p, _) = platform(None);
+        let at = |begin: i64| {
+            format!(r#"{{"beginTime":{begin},"interval":1000,"paths":["a"],"data":[[1,2,3]]}}"#)
+        };
+        let received = 1_700_000_000_000;
+        // Up to a minute ahead is a clock slightly off: taken.
+        let ok = p.on_message("Sample/D1/c", Bytes::from(at(received + 58_000)), received);
+        assert!(dead(&ok).is_empty());
+        let ahead = p.on_message("Sample/D1/c", Bytes::from(at(received + 59_000)), received);
+        assert_eq!(dead(&ahead), vec![Reason::BadTime]);
+        let Action::DeadLetter { error, .. } = &ahead[0] else {
+            panic!("{ahead:?}")
+        };
+        assert!(
+            error.detail.contains("ahead of its receive time"),
+            "{error}"
+        );
     }
 
     #[test]

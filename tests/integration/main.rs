@@ -25,6 +25,7 @@ mod engine;
 mod golden;
 mod influx_api;
 mod lake_readers;
+mod late_uploads;
 mod mysql_tls;
 mod poll;
 mod recording;
