@@ -130,6 +130,9 @@ pub fn parse_topic(topic: &str) -> Result<Topic<'_>, DecodeError> {
         check_device_id(device).map_err(|e| DecodeError::new(Reason::UnknownTopic, e))?;
     }
     let channel = has_channel.then(|| rest[1]);
+    if let Some(channel) = channel {
+        check_id("channel id", channel).map_err(|e| DecodeError::new(Reason::UnknownTopic, e))?;
+    }
     let client_id = (rest.len() == needed + 1).then(|| rest[needed]);
     Ok(Topic {
         kind,

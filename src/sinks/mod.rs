@@ -74,6 +74,10 @@ pub struct SinkStats {
     /// Rows not written again because the store held them already (the lake, in a replay).
     pub skipped: AtomicU64,
     pub retries: AtomicU64,
+    /// Rows this sink received were lost to a local failure (its spool or rejected file could
+    /// not be written): no checkpoint barrier is passed any more, so the write-ahead log keeps
+    /// them for the next start.
+    pub lost: AtomicBool,
     /// Messages waiting in the queue (gauge).
     pub queued: AtomicU64,
     /// Bytes waiting in the spool (gauge).
@@ -171,6 +175,9 @@ impl SinkHandle {
             }
             Err(e) => {
                 let rows = spool::codec::rows(&message);
+                if !self.stats.lost.swap(true, Ordering::Relaxed) {
+                    tracing::error!(sink = %self.name, error = %e, "cannot spool; the write-ahead log keeps what is lost for the next start");
+                }
                 self.stats.error(rows, &format!("cannot spool: {e}"));
                 self.stats.dropped.fetch_add(rows, Ordering::Relaxed);
             }
@@ -333,7 +340,8 @@ impl SinkQueue {
                 }
                 Err(e) => {
                     let rows = spool::codec::rows(message);
-                    tracing::error!(rows, error = %e, "cannot spool at shutdown; these rows are lost");
+                    self.stats.lost.store(true, Ordering::Relaxed);
+                    tracing::error!(rows, error = %e, "cannot spool at shutdown; the write-ahead log keeps these rows for the next start");
                     self.stats.dropped.fetch_add(rows, Ordering::Relaxed);
                 }
             }

@@ -222,14 +222,17 @@ pub async fn run<W: BatchWriter>(
             batch.clear();
             oldest = None;
         }
-        if let Some(barrier) = barrier {
+        // Rows lost to a local failure are only in the write-ahead log now: keep it.
+        if let Some(barrier) = barrier
+            && !stats.lost.load(Ordering::Relaxed)
+        {
             barrier.done();
         }
         if closing {
             break;
         }
     }
-    true
+    !stats.lost.load(Ordering::Relaxed)
 }
 
 /// What writing a batch came to.
@@ -391,8 +394,11 @@ impl Rejected {
         {
             Ok(()) => tracing::warn!(sink = %self.name, rows, error = %shown(message),
                 dir = %self.files.dir().display(), "rows the store refused are kept in the rejected files"),
-            Err(e) => tracing::error!(sink = %self.name, rows, error = %e,
-                "cannot keep the rows the store refused; they are lost"),
+            Err(e) => {
+                stats.lost.store(true, Ordering::Relaxed);
+                tracing::error!(sink = %self.name, rows, error = %e,
+                    "cannot keep the rows the store refused; the write-ahead log keeps them for the next start")
+            }
         }
     }
 }

@@ -982,3 +982,225 @@ async fn a_full_disk_under_the_lake_blocks_checkpoints_until_a_restart_writes_it
     drop(disk);
     forget_session(&client_id).await;
 }
+
+/// Points of `devices` in the InfluxDB database `db` of the edge server.
+async fn influx_points(db: &str, devices: &[String]) -> u64 {
+    let rows = crate::stores::influx_query(
+        &crate::stores::influx_edge(),
+        None,
+        db,
+        "SELECT * FROM samples",
+    )
+    .await;
+    rows.iter()
+        .filter(|r| devices.iter().any(|d| r["device"] == d.as_str()))
+        .count() as u64
+}
+
+/// Rows set aside in a sink's rejected files.
+fn rejected_rows(state: &Path, sink: &str) -> Vec<serde_json::Value> {
+    let files =
+        millstream::rotating::list(&state.join("rejected").join(sink), "rejected-", ".jsonl")
+            .unwrap();
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .flat_map(|r| r["samples"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Mosquitto, MariaDB and influxd (scripts/test)"]
+async fn odd_ids_and_unstorable_values_in_one_batch_leave_every_good_row_stored() {
+    use crate::stores::*;
+    use millstream::id::Id;
+    use millstream::sample::Sample;
+    require_broker(&broker_url());
+    require(&mysql_server(), "MySQL/MariaDB server");
+    let edge = influx_edge();
+    require(&edge, "InfluxDB edge");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client_id = unique("attack-rows");
+    let (sql_db, influx_db) = (database("attack_rows"), database("attack_rows_edge"));
+    let sinks = format!(
+        r#"[[sinks]]
+name = "mysql"
+kind = "mysql"
+url = "{}/{sql_db}"
+linger = "200ms"
+[[sinks]]
+name = "edge"
+kind = "influx"
+url = "{edge}"
+database = "{influx_db}"
+linger = "200ms"
+"#,
+        mysql_server()
+    );
+    let config = pipeline(dir.path(), port, &client_id, "", &sinks);
+
+    // Live, from the wire: ids that are awkward for line protocol and SQL, and values at the
+    // ends of what a double holds (1e400 is no double: it arrives as text).
+    let mut engine = Children(vec![start(&config)]);
+    wait_for_http(&base, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let device = unique("ODD");
+    // The same database holds the field `text` as an integer already (a shared database; field
+    // types hold per measurement): InfluxDB refuses the one text sample of the batch, which is
+    // bisected down to that row.
+    let conflict = format!(
+        "samples,device={device},item=conflict text=1i {}",
+        now_ms() - 60_000
+    );
+    millstream::tls::install_crypto_provider();
+    let http = reqwest::Client::new();
+    http.post(format!("{edge}/query?q=CREATE%20DATABASE%20{influx_db}"))
+        .send()
+        .await
+        .unwrap();
+    let wrote = http
+        .post(format!("{edge}/write?db={influx_db}&precision=ms"))
+        .body(conflict)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrote.status(), 204);
+    let items = [
+        "ends\\\\",
+        "a,b=c d",
+        "q\\\"'`;--",
+        "主轴负载率",
+        &"主".repeat(21),
+        "huge",
+        "tiny",
+        "negzero",
+        "max",
+        "conflict",
+    ];
+    let values = [
+        "1",
+        "2",
+        "3",
+        "4",
+        "5",
+        "1e400",
+        "5e-324",
+        "-0.0",
+        "1.7976931348623157e308",
+        "6",
+    ];
+    let paths: Vec<String> = items.iter().map(|i| format!("\"{i}\"")).collect();
+    let rows: Vec<String> = values.iter().map(|v| format!("[{v}]")).collect();
+    let payload = format!(
+        r#"{{"beginTime":{},"interval":10,"paths":[{}],"data":[{}]}}"#,
+        now_ms(),
+        paths.join(","),
+        rows.join(",")
+    );
+    let mqtt = client("attack-rows-pub", |_| {});
+    mqtt.publish(
+        format!("Sample/{device}/c"),
+        QoS::AtLeastOnce,
+        false,
+        payload,
+    )
+    .await
+    .unwrap();
+    let live = vec![device.clone()];
+    wait_for_count(Duration::from_secs(20), "MySQL, live", 10, || {
+        mysql_sample_count(&sql_db, &live)
+    })
+    .await;
+    // InfluxDB: the 8 numbers it can take, the integer written before, and two set aside
+    // alone: the id 1.x cannot hold, and the text the server refuses.
+    let state = dir.path().join("state");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while rejected_rows(&state, "edge").len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "set aside: {:?}",
+            rejected_rows(&state, "edge")
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(influx_points(&influx_db, &live).await, 8 + 1);
+    let mut set_aside: Vec<String> = rejected_rows(&state, "edge")
+        .iter()
+        .map(|r| r["item"].as_str().unwrap().to_string())
+        .collect();
+    set_aside.sort();
+    assert_eq!(set_aside, ["ends\\", "huge"]);
+    let code =
+        tokio::task::block_in_place(|| interrupt_and_wait(&mut engine[0], Duration::from_secs(20)));
+    assert_eq!(code, Some(0));
+
+    // From a lake file (the engine's own format, which anyone with the directory can write):
+    // one batch with rows each store takes, and rows only one of them can.
+    let lake = dir.path().join("crafted-lake");
+    let mut writer = millstream::sinks::parquet::Lake::new(
+        lake.clone(),
+        millstream::sinks::parquet::LakeOptions {
+            roll_rows: 1_000_000,
+            roll_age: Duration::from_secs(3_600),
+            writer: "crafted".into(),
+            skip_existing: None,
+        },
+    );
+    let replayed = unique("CRAFTED");
+    let d: Id = Id::from(replayed.as_str());
+    let t = now_ms() - 3_600_000;
+    let long_item: Id = Id::from("i".repeat(100)); // beyond VARCHAR(64): MySQL cannot
+    let mut batch: Vec<Sample> = (0..20)
+        .map(|k| Sample::number(d.clone(), Id::from("good"), t + k, k as f64))
+        .collect();
+    batch.push(Sample::number(d.clone(), long_item, t, 1.0));
+    // Year 1500: MySQL's DATETIME holds it, InfluxDB's nanoseconds do not.
+    let old = -14_831_769_600_000;
+    batch.push(Sample::number(d.clone(), Id::from("old"), old, 1.0));
+    // Not numbers: NULL in MySQL, nothing to write in InfluxDB (skipped, not failed).
+    batch.push(Sample::number(d.clone(), Id::from("nan"), t, f64::NAN));
+    batch.push(Sample::number(d.clone(), Id::from("inf"), t, f64::INFINITY));
+    writer.write_samples(&batch).unwrap();
+    writer.finish().unwrap();
+    let out = tokio::task::block_in_place(|| {
+        millstream()
+            .args(["replay", "--quiet", "-c"])
+            .arg(&config)
+            .arg(format!("lake:{}", lake.display()))
+            .args([
+                "--from",
+                "1400-01-01T00:00:00Z",
+                "--to",
+                "2100-01-01T00:00:00Z",
+            ])
+            .output()
+            .unwrap()
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let crafted = vec![replayed.clone()];
+    // MySQL: the 20 good rows, the year-1500 row and the two without a number; the long id
+    // set aside alone.
+    assert_eq!(mysql_sample_count(&sql_db, &crafted).await, 23);
+    let refused = rejected_rows(&state, "mysql");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["item"].as_str().unwrap().len(), 100);
+    // InfluxDB: the 20 good rows and the long id; the year-1500 row set aside alone.
+    assert_eq!(influx_points(&influx_db, &crafted).await, 21);
+    let refused = rejected_rows(&state, "edge");
+    assert_eq!(refused.len(), 3, "{refused:?}");
+    assert!(refused.iter().any(|r| r["ts"].as_i64() == Some(old)));
+    drop_mysql(&sql_db).await;
+    forget_session(&client_id).await;
+}

@@ -252,9 +252,15 @@ impl InfluxWriter {
 const MAX_ABS_MS: i64 = i64::MAX / 1_000_000;
 
 /// Why a point cannot be written, if it cannot.
-fn refuse_point(device: &str, item: &str, ts: i64) -> Option<String> {
+fn refuse_point(api: &Api, device: &str, item: &str, ts: i64) -> Option<String> {
     if device.is_empty() || item.is_empty() {
         return Some("an empty tag value (device or item)".into());
+    }
+    // 1.x refuses any tag value ending in a backslash, escaped or not ("invalid tag format").
+    if matches!(api, Api::V1 { .. }) && (device.ends_with('\\') || item.ends_with('\\')) {
+        return Some(
+            "InfluxDB 1.x cannot hold a tag value (device or item) ending in a backslash".into(),
+        );
     }
     (ts.unsigned_abs() > MAX_ABS_MS as u64)
         .then(|| format!("time {ts} ms is outside InfluxDB's range (±{MAX_ABS_MS} ms)"))
@@ -262,11 +268,11 @@ fn refuse_point(device: &str, item: &str, ts: i64) -> Option<String> {
 
 impl BatchWriter for InfluxWriter {
     fn refuse_sample(&self, s: &crate::sample::Sample) -> Option<String> {
-        refuse_point(&s.device, &s.item, s.ts)
+        refuse_point(&self.api, &s.device, &s.item, s.ts)
     }
 
     fn refuse_window(&self, w: &crate::window::WindowRow) -> Option<String> {
-        refuse_point(&w.device, &w.item, w.start)
+        refuse_point(&self.api, &w.device, &w.item, w.start)
     }
 
     async fn write(&mut self, batch: &Batch) -> Result<(), WriteError> {
