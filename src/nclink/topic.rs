@@ -86,7 +86,7 @@ pub fn parse_topic(topic: &str) -> Result<Topic<'_>, DecodeError> {
         if count == buf.len() {
             return Err(DecodeError::new(
                 Reason::UnknownTopic,
-                format!("not an NC-Link topic: {topic:?}"),
+                format!("not an NC-Link topic: {}", shown(topic)),
             ));
         }
         buf[count] = level;
@@ -96,7 +96,7 @@ pub fn parse_topic(topic: &str) -> Result<Topic<'_>, DecodeError> {
     let unknown = || {
         DecodeError::new(
             Reason::UnknownTopic,
-            format!("not an NC-Link topic: {topic:?}"),
+            format!("not an NC-Link topic: {}", shown(topic)),
         )
     };
     // (kind, number of fixed levels, whether a device level follows, whether a channel follows)
@@ -122,7 +122,7 @@ pub fn parse_topic(topic: &str) -> Result<Topic<'_>, DecodeError> {
     if rest.iter().any(|level| level.is_empty()) {
         return Err(DecodeError::new(
             Reason::UnknownTopic,
-            format!("empty level in topic {topic:?}"),
+            format!("empty level in topic {}", shown(topic)),
         ));
     }
     let device = has_device.then(|| rest[0]);

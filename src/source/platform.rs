@@ -809,7 +809,7 @@ impl Platform {
     }
 
     fn dead_letter(&mut self, topic: &str, received_at: i64, error: DecodeError, payload: Bytes) {
-        tracing::debug!(topic, reason = %error.reason, detail = %error.detail, "dead letter");
+        tracing::debug!(topic = %shown(topic), reason = %error.reason, detail = %shown(&error.detail), "dead letter");
         self.out.push(Action::DeadLetter {
             topic: topic.to_string(),
             received_at,

@@ -106,9 +106,12 @@ async fn engine(poll: bool) -> Engine {
     let port = free_port();
     let client_id = unique("late");
     let config = dir.path().join("pipeline.toml");
-    // Polling asks every device for its speed; this device never answers Query.
+    // Polling asks the test's devices for their speed; they never answer Query. (Only them:
+    // polling every machine on the shared broker would put answers into other tests' stores.)
     let poll = if poll {
-        format!("poll = {{ interval = \"1s\", items = [\"{SPEED}\"] }}")
+        format!(
+            "poll = {{ interval = \"1s\", items = [\"{SPEED}\"], devices = [\"LATE-*\", \"LIVE-*\"] }}"
+        )
     } else {
         String::new()
     };

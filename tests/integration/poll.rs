@@ -38,7 +38,7 @@ async fn polling_set_from_the_api_asks_the_machines_and_stops_on_request() {
 
     millstream::tls::install_crypto_provider();
     let http = reqwest::Client::new();
-    let set = |body: &'static str| {
+    let set = |body: String| {
         let http = http.clone();
         let url = format!("{base}/api/v1/poll");
         async move {
@@ -56,8 +56,12 @@ async fn polling_set_from_the_api_asks_the_machines_and_stops_on_request() {
         }
     };
     // The X axis' name: no Sample channel carries it, only a Query's answer.
-    let (status, answer) =
-        set(r#"{"interval":"300ms","items":["01035001"],"devices":["STRESS_TEST_*"]}"#).await;
+    // Only this test's machine: polling every machine on the shared broker would put answers
+    // into the other tests' stores.
+    let (status, answer) = set(format!(
+        r#"{{"interval":"300ms","items":["01035001"],"devices":["{device}"]}}"#
+    ))
+    .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["poll"]["interval"], "300ms");
     let (_, read) = get_json(&format!("{base}/api/v1/poll")).await;
@@ -74,7 +78,7 @@ async fn polling_set_from_the_api_asks_the_machines_and_stops_on_request() {
     );
 
     // Stopped: no more requests.
-    let (code, answer) = set(r#"{"interval":null}"#).await;
+    let (code, answer) = set(r#"{"interval":null}"#.to_string()).await;
     assert_eq!((code, answer["poll"].is_null()), (200, true), "{answer}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (_, before) = get_json(&format!("{base}/api/v1/status")).await;

@@ -200,8 +200,12 @@ async fn source_discovers_probes_samples_and_polls_three_machines() {
         matched += 1;
     }
     assert!(matched >= 3 * 5, "polled answers matched: {matched}");
+    // Other platforms on the shared broker (the other tests' engines) probe these machines
+    // too; their answers are `unsolicited` here. Nothing else may be refused.
+    let unsolicited = metrics.source.dead_letters[millstream::nclink::Reason::Unsolicited.index()]
+        .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(
-        metrics.source.dead_letters_total(),
+        metrics.source.dead_letters_total() - unsolicited,
         0,
         "{:?}",
         metrics.source.snapshot()

@@ -49,8 +49,11 @@ pub fn unique(tag: &str) -> String {
 
 /// A device-number range of `n` machines no other test (or test process) uses at the same time.
 pub fn device_base(slot: u64) -> u64 {
-    // 5-digit ids: slots of 100 devices, spread by process id.
-    10_000 + (u64::from(std::process::id()) % 800) * 100 + slot * 10
+    // 5-digit ids: 100 slots of 10 devices per test process, spread by process id. (Ranges of
+    // 100 let slot 11 of one process be slot 1 of the next: nextest starts them with
+    // consecutive ids, and two tests' machines mixed.)
+    assert!(slot < 100, "slots of 10 devices, at most 100");
+    10_000 + (u64::from(std::process::id()) % 89) * 1_000 + slot * 10
 }
 
 /// Starts an in-process source on `url` with `state_dir` for dead letters.
