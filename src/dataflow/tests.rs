@@ -236,15 +236,16 @@ fn a_quiet_source_still_closes_windows() {
 
 /// Issue 19: a machine uploads ten seconds it buffered during a network drop (10 ms samples,
 /// 10–20 s old, one second per message, sent 1, 0, 3, 2, …), with the engine's idle advance
-/// on and, in the second run, a machine streaming live beside it: every window is whole,
+/// on; in the second run a machine streams live beside it; in the third the messages come
+/// slower than the idle timeout, so the keys go idle between them: every window is whole,
 /// nothing is late.
 #[test]
 fn buffered_seconds_uploaded_out_of_order_are_never_late() {
-    for with_live in [false, true] {
+    for (with_live, gap_ms, idle_ms) in [(false, 20, 2_000), (true, 20, 2_000), (false, 300, 100)] {
         let mut options = options(2);
         options.windows = WindowSpec::new(&[1_000, 10_000], &[]);
         options.allowed_lateness_ms = 2_000;
-        options.idle_timeout_ms = Some(2_000);
+        options.idle_timeout_ms = Some(idle_ms);
         let collect = Arc::new(Collect::default());
         let (input, dataflow) = start(options, collect.clone()).unwrap();
         let (late, live, item) = (Id::from("LATE"), Id::from("LIVE"), Id::from("0103502202"));
@@ -261,19 +262,20 @@ fn buffered_seconds_uploaded_out_of_order_are_never_late() {
                     input.blocking_send(second(&live, now)).unwrap();
                 }
                 input.blocking_send(second(&late, t0 + k * 1_000)).unwrap();
-                std::thread::sleep(std::time::Duration::from_millis(20));
+                std::thread::sleep(std::time::Duration::from_millis(gap_ms));
             }
         }
         input.close();
         dataflow.join().unwrap();
-        assert_eq!(*collect.late.lock().unwrap(), 0, "live beside: {with_live}");
+        let case = format!("live beside: {with_live}, every {gap_ms} ms, idle after {idle_ms} ms");
+        assert_eq!(*collect.late.lock().unwrap(), 0, "{case}");
         let windows: Vec<(i64, u64)> = sorted(collect.windows.lock().unwrap().clone())
             .into_iter()
             .filter(|w| w.device == late && w.size_ms == 1_000)
             .map(|w| (w.start, w.count))
             .collect();
         let want: Vec<(i64, u64)> = (0..10).map(|k| (t0 + k * 1_000, 100)).collect();
-        assert_eq!(windows, want, "live beside: {with_live}");
+        assert_eq!(windows, want, "{case}");
     }
 }
 

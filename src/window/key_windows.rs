@@ -1,11 +1,19 @@
 //! The window state of one (device, item) key: its watermark and the panes of its open windows.
 //!
-//! A key's watermark is its highest event time minus `allowed_lateness`; it never goes back. A
-//! sample older than the watermark is *late*: refused here (the caller counts it; raw sinks
-//! still get it). When the watermark passes a window's end the window is closed and emitted,
-//! once. A key that receives nothing for `idle_timeout` (wall clock) has its watermark advanced
-//! at wall-clock speed from where it stands, so windows close on a quiet system; recordings
-//! replayed faster than real time are unaffected as long as keys keep receiving data.
+//! A key's watermark is its highest event time minus `allowed_lateness`; it never goes back.
+//! When the watermark passes a window's end the window is closed and emitted, once. A key that
+//! receives nothing for `idle_timeout` (wall clock) has its *frontier* — where windows close —
+//! advanced at wall-clock speed from its watermark, so windows close on a quiet system;
+//! recordings replayed faster than real time are unaffected as long as keys keep receiving
+//! data.
+//!
+//! A sample is *late* — refused here (the caller counts it; raw sinks still get it) — when it
+//! is older than its key's watermark, or falls before the end of a window already emitted.
+//! Nothing else makes it late: not the wall clock, not another key. So the idle advance
+//! closes a quiet key's windows without eating its lateness: when the key sends again (a
+//! machine uploading what it buffered during a drop, seconds old), the frontier goes back to
+//! the end of the last window actually emitted — windows it passed without emitting were
+//! empty, and may still fill.
 //!
 //! Samples are added to one pane per distinct pane width (not to every window), and windows are
 //! assembled from panes when they close; closing work happens only when the watermark crosses
@@ -31,7 +39,11 @@ pub struct ClosedWindow {
 #[derive(Debug, Clone)]
 pub struct KeyWindows {
     max_ts: Option<i64>,
+    /// Windows ending at or before this are closed: the watermark, or beyond it while the key
+    /// is idle.
     watermark: i64,
+    /// The end of the last window emitted (`i64::MIN`: none yet).
+    emitted_until: i64,
     /// Wall-clock ms of the last sample.
     last_arrival: i64,
     /// Arrival counter, for first/last ties.
@@ -47,6 +59,7 @@ impl KeyWindows {
         KeyWindows {
             max_ts: None,
             watermark: i64::MIN,
+            emitted_until: i64::MIN,
             last_arrival: i64::MIN,
             seq: 0,
             next_boundary: i64::MIN,
@@ -79,8 +92,18 @@ impl KeyWindows {
         out: &mut Vec<ClosedWindow>,
     ) -> bool {
         self.last_arrival = now;
-        if self.max_ts.is_some() && ts < self.watermark {
-            return false;
+        if let Some(max_ts) = self.max_ts {
+            // Late: older than the key's own newest time allows, or in an emitted window.
+            let on_time = max_ts.saturating_sub(lateness).max(self.emitted_until);
+            if ts < on_time {
+                return false;
+            }
+            if self.watermark > on_time {
+                // The key sends again: the idle advance passed only empty windows; take it
+                // back to where windows were emitted, so they may still fill.
+                self.watermark = on_time;
+                self.next_boundary = next_boundary(spec, on_time);
+            }
         }
         if !value.is_finite() {
             // Not a number a window can use (the operator passes none); not late either.
@@ -147,18 +170,17 @@ impl KeyWindows {
         if to < self.next_boundary {
             return;
         }
+        let emitted = out.len();
         self.close(spec, from, to, out);
-        self.prune(spec, to);
-        self.next_boundary = spec
-            .families
+        if let Some(last) = out[emitted..]
             .iter()
-            .map(|f| {
-                pane_start(to.saturating_sub(f.size), f.every)
-                    .saturating_add(f.every)
-                    .saturating_add(f.size)
-            })
-            .min()
-            .unwrap_or(i64::MAX);
+            .map(|c| c.start.saturating_add(c.size))
+            .max()
+        {
+            self.emitted_until = self.emitted_until.max(last);
+        }
+        self.prune(spec, to);
+        self.next_boundary = next_boundary(spec, to);
     }
 
     /// Emits the windows with an open pane whose end is in `(from, to]`, ordered by end, size
@@ -217,4 +239,17 @@ impl KeyWindows {
 /// The start of the `width`-wide span holding `ts` (aligned to the epoch), saturating.
 pub(super) fn pane_start(ts: i64, width: i64) -> i64 {
     ts.div_euclid(width).saturating_mul(width)
+}
+
+/// The smallest window end above `to`, over all families.
+fn next_boundary(spec: &WindowSpec, to: i64) -> i64 {
+    spec.families
+        .iter()
+        .map(|f| {
+            pane_start(to.saturating_sub(f.size), f.every)
+                .saturating_add(f.every)
+                .saturating_add(f.size)
+        })
+        .min()
+        .unwrap_or(i64::MAX)
 }

@@ -192,6 +192,46 @@ pub(crate) mod tests {
         assert_eq!(key.watermark(), Some(11_500));
     }
 
+    /// Issue 19: the idle advance closes a quiet key's windows but does not eat its lateness:
+    /// a sample is late only below its key's newest time minus the lateness, or in a window
+    /// already emitted.
+    #[test]
+    fn an_idle_advance_makes_only_samples_of_emitted_windows_late() {
+        let spec = WindowSpec::new(&[1_000], &[]);
+        let mut key = KeyWindows::new(&spec);
+        let mut out = Vec::new();
+        assert!(key.insert(&spec, 2_000, 10_500, 1.0, 100_000, &mut out));
+        // 3 s quiet: the frontier moves a second on (to 9 500), passing no window.
+        key.advance_idle(&spec, 2_000, 2_000, 103_000, &mut out);
+        assert_eq!(key.watermark(), Some(9_500));
+        // Buffered data a second older arrives: within the lateness, not late.
+        assert!(key.insert(&spec, 2_000, 9_000, 2.0, 103_000, &mut out));
+        assert!(key.insert(&spec, 2_000, 8_500, 3.0, 103_000, &mut out));
+        assert!(
+            !key.insert(&spec, 2_000, 8_499, 3.0, 103_000, &mut out),
+            "older than lateness"
+        );
+        assert!(out.is_empty());
+        // A long pause: the frontier passes [8 000, 9 000), [9 000, 10 000), [10 000, 11 000).
+        key.advance_idle(&spec, 2_000, 2_000, 110_000, &mut out);
+        let emitted: Vec<(i64, u64)> = out.iter().map(|c| (c.start, c.aggregate.count)).collect();
+        assert_eq!(emitted, vec![(8_000, 1), (9_000, 1), (10_000, 1)]);
+        // Data for those windows is late; newer data is not, though the idle frontier (13 500)
+        // is past it, and the empty window it falls in is emitted once, whole.
+        assert!(!key.insert(&spec, 2_000, 10_800, 4.0, 110_000, &mut out));
+        assert!(key.insert(&spec, 2_000, 11_200, 5.0, 110_000, &mut out));
+        assert!(key.insert(&spec, 2_000, 11_300, 6.0, 110_000, &mut out));
+        assert_eq!(
+            key.watermark(),
+            Some(11_000),
+            "back to the last emitted window"
+        );
+        out.clear();
+        key.advance_idle(&spec, 2_000, 2_000, 120_000, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].start, out[0].aggregate.count), (11_000, 2));
+    }
+
     /// Times at the ends of `i64` (which `source.limits` keeps out) still cannot overflow the
     /// window arithmetic; non-finite values are never aggregated.
     #[test]
