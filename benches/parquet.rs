@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use millstream::id::Id;
+use millstream::lake::writer::{Lake, LakeOptions};
 use millstream::sample::Sample;
-use millstream::sinks::parquet::{Lake, LakeOptions};
 
 /// One second of the fleet per batch group: 100 machines × 20 items × 100 samples.
 fn fleet(seconds: i64) -> Vec<Vec<Sample>> {

@@ -155,19 +155,24 @@ async fn influx_ceiling(data: &[Sample]) -> f64 {
 /// its spool when full), timed until every row is written.
 async fn through_sink(data: &[Sample], kind: SinkKind) -> f64 {
     let state = tempfile::tempdir().unwrap();
-    let mut config = SinkConfig::new("bench", kind);
-    // The last partial batch is written without waiting the default second.
-    config.linger = Some("20ms".parse().unwrap());
-    match kind {
+    let config = match kind {
         SinkKind::Mysql => {
             drop(fresh_mysql("ms_bench_sink").await);
-            config.url = Some(format!("{SERVER}/ms_bench_sink"));
+            SinkConfig::mysql("bench", &format!("{SERVER}/ms_bench_sink")).unwrap()
         }
-        _ => {
-            config.url = Some(INFLUX.into());
-            config.database = Some(format!("bench_sink_{}", std::process::id()));
-        }
+        _ => SinkConfig::influx(
+            "bench",
+            INFLUX,
+            millstream::config::InfluxApi::V1 {
+                database: format!("bench_sink_{}", std::process::id()),
+                username: None,
+                password: None,
+            },
+        )
+        .unwrap(),
     }
+    // The last partial batch is written without waiting the default second.
+    .with_batching(None, Some("20ms".parse().unwrap()));
     let sinks = Sinks::start(&[config], state.path()).await.unwrap();
     let monitor = sinks.handles[0].monitor();
     let start = Instant::now();

@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use millstream::dataflow::{self, DataflowOptions, Observer};
 use millstream::id::Id;
+use millstream::live::views::{ItemKey, LatestValue};
 use millstream::nclink::status::MachineState;
 use millstream::sample::Sample;
-use millstream::views::{ItemKey, LatestValue};
 use millstream::window::{KeyWindows, WindowRow, WindowSpec};
 
 fn spec() -> WindowSpec {

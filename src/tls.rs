@@ -3,10 +3,10 @@
 //! rustls is built without a bundled crypto provider (aws-lc-sys is a slow C build), so ring is
 //! installed as the process default before any TLS configuration is made.
 
-use std::io::BufReader;
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::TlsConfig;
@@ -54,12 +54,19 @@ pub fn client_config(tls: Option<&TlsConfig>) -> Result<Arc<rustls::ClientConfig
     Ok(Arc::new(config))
 }
 
+/// A PEM file's trouble, saying which file.
+fn pem_error(path: &Path, e: pem::Error) -> String {
+    match e {
+        pem::Error::Io(e) => format!("cannot read {}: {e}", path.display()),
+        e => format!("{}: {e}", path.display()),
+    }
+}
+
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let file =
-        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let certs = rustls_pemfile::certs(&mut BufReader::new(file))
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem_error(path, e))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| pem_error(path, e))?;
     if certs.is_empty() {
         return Err(format!("{}: no PEM certificate found", path.display()));
     }
@@ -67,9 +74,8 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    let file =
-        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    rustls_pemfile::private_key(&mut BufReader::new(file))
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .ok_or_else(|| format!("{}: no PEM private key found", path.display()))
+    PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
+        pem::Error::NoItemsFound => format!("{}: no PEM private key found", path.display()),
+        e => pem_error(path, e),
+    })
 }

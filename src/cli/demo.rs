@@ -40,7 +40,7 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
     }
     if let Some(listen) = args.http {
         // The demo's pipeline has no token: it serves loopback only.
-        crate::http::check_exposure(listen, None, false)
+        crate::config::check_exposure(listen, None, false)
             .map_err(|e| Failure::Usage(vec![format!("demo --http {listen}: {e}")]))?;
     }
     let broker_port = free_port(None)

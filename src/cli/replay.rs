@@ -14,7 +14,8 @@ use clap::Args;
 
 use super::{Failure, interrupted, runtime};
 use crate::config;
-use crate::engine::{AppState, Engine, EngineSettings};
+use crate::engine::{Engine, EngineSettings};
+use crate::http::AppState;
 use crate::replay::{ReplayInput, ReplayProgress, ReplaySource, Speed};
 
 #[derive(Debug, Args)]
@@ -65,7 +66,7 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
     config.wal.enabled = false;
     let progress = Arc::new(ReplayProgress::default());
     if let Some(listen) = args.http {
-        crate::http::check_exposure(listen, config.http.token.as_ref(), config.http.allow_open)
+        crate::config::check_exposure(listen, config.http.token.as_ref(), config.http.allow_open)
             .map_err(|e| Failure::Usage(vec![format!("replay --http {listen}: {e}")]))?;
     }
     let mut settings = EngineSettings {
@@ -84,7 +85,7 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
         settings.workers = workers;
     }
     let show_progress = !args.quiet && std::io::stderr().is_terminal();
-    let sinks: Vec<String> = config.sinks.iter().map(|s| s.name.clone()).collect();
+    let sinks: Vec<String> = config.sinks.iter().map(|s| s.name().to_string()).collect();
     runtime(None)?.block_on(async move {
         let started = Instant::now();
         let mut engine = Engine::start(config, settings)

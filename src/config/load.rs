@@ -15,9 +15,10 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::env::expand;
+use super::sinks::{InfluxKeys, ParquetKeys};
 use super::{
-    Config, DeadLetterConfig, HttpConfig, SinkConfig, SinkKind, SourceConfig, StreamKind,
-    WalConfig, WindowsConfig,
+    Config, DeadLetterConfig, HttpConfig, SinkCommon, SinkConfig, SinkKind, SourceConfig,
+    StoreConfig, StreamKind, WalConfig, WindowsConfig,
 };
 
 /// One problem in a config file.
@@ -130,7 +131,7 @@ pub fn load_str(
                 match value.into_inner() {
                     DeValue::Array(entries) => {
                         for (i, entry) in entries.into_iter().enumerate() {
-                            if let Some(sink) = ctx.section::<SinkConfig>(entry) {
+                            if let Some(sink) = ctx.sink(i, entry) {
                                 sinks.push((i, sink));
                             }
                         }
@@ -244,14 +245,39 @@ impl Ctx<'_> {
     /// Deserializes one section. serde stops at the first problem, so after each error the
     /// offending key is taken out and the section tried again, to report the rest too.
     fn section<T: DeserializeOwned>(&mut self, value: Spanned<DeValue<'_>>) -> Option<T> {
+        self.section_with(value, |m| m)
+    }
+
+    /// [`Ctx::section`], with each serde message passed through `explain` first.
+    fn section_with<T: DeserializeOwned>(
+        &mut self,
+        value: Spanned<DeValue<'_>>,
+        explain: impl Fn(String) -> String,
+    ) -> Option<T> {
+        self.section_reading(value, explain, false)
+    }
+
+    /// Deserializes a section, reporting every problem. With `past_unknown`, the value is
+    /// returned if the only problems were keys it does not take (they are reported, and the
+    /// rest can still be checked); otherwise only a value without problems is.
+    fn section_reading<T: DeserializeOwned>(
+        &mut self,
+        value: Spanned<DeValue<'_>>,
+        explain: impl Fn(String) -> String,
+        past_unknown: bool,
+    ) -> Option<T> {
         let mut value = value;
         let mut removed: Vec<String> = Vec::new();
+        let mut only_unknown = true;
         for _ in 0..64 {
             let whole = value.span();
             match T::deserialize(ValueDeserializer::from(value.clone())) {
-                Ok(v) => return removed.is_empty().then_some(v),
+                Ok(v) => {
+                    return (removed.is_empty() || (past_unknown && only_unknown)).then_some(v);
+                }
                 Err(e) => {
                     let message = e.message().trim().to_string();
+                    only_unknown &= message.starts_with("unknown field `");
                     // A key taken out after an error of its own is not missing as well.
                     if removed
                         .iter()
@@ -260,7 +286,7 @@ impl Ctx<'_> {
                         return None;
                     }
                     let span = refine(&value, e.span().unwrap_or(whole), &message);
-                    self.push(Some(span.clone()), None, message);
+                    self.push(Some(span.clone()), None, explain(message));
                     if !remove_at(&mut value, &span, &mut removed) {
                         return None;
                     }
@@ -268,6 +294,94 @@ impl Ctx<'_> {
             }
         }
         None
+    }
+
+    /// Reads one `[[sinks]]` entry: `kind` first, then the keys every sink has and the keys
+    /// of its kind, each part on its own (so both report their problems). A key of another
+    /// kind is "not used by kind …"; a missing required key says which kind needs it.
+    fn sink(&mut self, i: usize, entry: Spanned<DeValue<'_>>) -> Option<SinkConfig> {
+        let span = entry.span();
+        let at = format!("sinks[{i}]");
+        let DeValue::Table(table) = entry.get_ref() else {
+            self.push(Some(span), Some(at), "must be a table".into());
+            return None;
+        };
+        let Some((_, kind_value)) = table.iter().find(|(k, _)| k.get_ref() == "kind") else {
+            self.push(
+                Some(span),
+                Some(at),
+                "missing `kind` (mysql, sqlite, influx or parquet)".into(),
+            );
+            return None;
+        };
+        let kind: Option<SinkKind> = self.section(kind_value.clone());
+        let mut common = DeTable::new();
+        let mut own = DeTable::new();
+        for (k, v) in table.iter() {
+            let key: &str = k.get_ref();
+            if SinkCommon::KEYS.contains(&key) {
+                common.insert(k.clone(), v.clone());
+            } else if key != "kind" {
+                own.insert(k.clone(), v.clone());
+            }
+        }
+        let common_value = Spanned::new(span.clone(), DeValue::Table(common));
+        let own_value = Spanned::new(span.clone(), DeValue::Table(own));
+        let common: Option<SinkCommon> = self.section_with(common_value, |m| m);
+        let kind = kind?;
+        let name = kind.as_str();
+        let explain = |message: String| -> String {
+            if let Some(field) = quoted_after(&message, "unknown field `") {
+                if SinkKind::ALL.iter().any(|k| k.keys().contains(&field)) {
+                    return format!("not used by kind {name:?}");
+                }
+                return format!(
+                    "unknown key `{field}` (kind {name:?} takes {}, besides {})",
+                    kind.keys().join(", "),
+                    SinkCommon::KEYS.join(", ")
+                );
+            }
+            if let Some(field) = quoted_after(&message, "missing field `") {
+                return format!("kind {name:?} needs `{field}`");
+            }
+            message
+        };
+        // Keys of another kind are reported; the rest of the entry is still checked.
+        let store = match kind {
+            SinkKind::Mysql => self
+                .section_reading(own_value, explain, true)
+                .map(StoreConfig::Mysql),
+            SinkKind::Sqlite => self
+                .section_reading(own_value, explain, true)
+                .map(StoreConfig::Sqlite),
+            SinkKind::Influx => self
+                .section_reading::<InfluxKeys>(own_value, explain, true)
+                .and_then(|keys| match keys.resolve() {
+                    Ok(c) => Some(StoreConfig::Influx(c)),
+                    Err(e) => {
+                        self.at(&at, e);
+                        None
+                    }
+                }),
+            SinkKind::Parquet => self
+                .section_reading::<ParquetKeys>(own_value, explain, true)
+                .and_then(|keys| match keys.resolve() {
+                    Ok(c) => Some(StoreConfig::Parquet(c)),
+                    Err(stray) => {
+                        for key in stray {
+                            self.at(
+                                &format!("{at}.{key}"),
+                                "only with `upload` (the WebHDFS copy it configures)",
+                            );
+                        }
+                        None
+                    }
+                }),
+        };
+        Some(SinkConfig {
+            common: common?,
+            store: store?,
+        })
     }
 
     fn finish(mut self) -> ConfigErrors {
@@ -352,6 +466,12 @@ fn remove_at(
         }
         _ => false,
     }
+}
+
+/// The text between `prefix` and the next backtick in `message` (serde names fields so).
+fn quoted_after<'m>(message: &'m str, prefix: &str) -> Option<&'m str> {
+    let rest = &message[message.find(prefix)? + prefix.len()..];
+    Some(&rest[..rest.find('`')?])
 }
 
 fn join(prefix: &str, key: &str) -> String {
@@ -472,7 +592,8 @@ fn check_http(http: &HttpConfig, ctx: &mut Ctx<'_>) {
             "is empty (an unset ${VAR}?): an empty token would let anyone in; set it or remove the key",
         );
     }
-    if let Err(e) = crate::http::check_exposure(http.listen, http.token.as_ref(), http.allow_open) {
+    if let Err(e) = crate::config::check_exposure(http.listen, http.token.as_ref(), http.allow_open)
+    {
         ctx.at("http.listen", e);
     }
     for (i, host) in http.allowed_hosts.iter().enumerate() {
@@ -520,169 +641,76 @@ fn check_sinks(sinks: &[(usize, SinkConfig)], ctx: &mut Ctx<'_>) {
     let mut names: Vec<&str> = Vec::new();
     for (i, sink) in sinks {
         let at = |key: &str| format!("sinks[{i}].{key}");
-        let name_ok = !sink.name.is_empty()
-            && sink
+        let common = &sink.common;
+        let name_ok = !common.name.is_empty()
+            && common
                 .name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !name_ok {
             ctx.at(
                 &at("name"),
-                format!("{:?}: use letters, digits, - and _", sink.name),
+                format!("{:?}: use letters, digits, - and _", common.name),
             );
-        } else if names.contains(&sink.name.as_str()) {
+        } else if names.contains(&common.name.as_str()) {
             ctx.at(
                 &at("name"),
-                format!("{:?} is used by another sink", sink.name),
+                format!("{:?} is used by another sink", common.name),
             );
         }
-        names.push(&sink.name);
-        if sink.streams.is_empty() {
+        names.push(&common.name);
+        if common.streams.is_empty() {
             ctx.at(&at("streams"), "list samples, windows or both");
         }
-        if sink
-            .streams
-            .iter()
-            .filter(|s| **s == StreamKind::Samples)
-            .count()
-            > 1
-            || sink
-                .streams
-                .iter()
-                .filter(|s| **s == StreamKind::Windows)
-                .count()
-                > 1
-        {
-            ctx.at(&at("streams"), "a stream is listed twice");
+        for stream in [StreamKind::Samples, StreamKind::Windows] {
+            if common.streams.iter().filter(|s| **s == stream).count() > 1 {
+                ctx.at(&at("streams"), "a stream is listed twice");
+                break;
+            }
         }
-        if sink.queue == 0 {
+        if common.queue == 0 {
             ctx.at(&at("queue"), "must be at least 1");
         }
-        let kind = sink.kind.as_str();
-        let forbid = |ctx: &mut Ctx<'_>, key: &str, present: bool| {
-            if present {
-                ctx.at(&at(key), format!("not used by kind {kind:?}"));
+        let scheme = |ctx: &mut Ctx<'_>, url: &super::SinkUrl, key: &str, schemes: &[&str]| {
+            if !schemes.contains(&url.scheme()) {
+                ctx.at(
+                    &at(key),
+                    format!("scheme {:?} is not {}", url.scheme(), schemes.join(" or ")),
+                );
+                return false;
             }
+            true
         };
-        let url_scheme = |ctx: &mut Ctx<'_>, schemes: &[&str]| -> Option<url::Url> {
-            let Some(text) = &sink.url else {
-                ctx.at(&format!("sinks[{i}]"), format!("kind {kind:?} needs `url`"));
-                return None;
-            };
-            match url::Url::parse(text) {
-                Ok(u) if schemes.contains(&u.scheme()) => Some(u),
-                Ok(u) => {
-                    ctx.at(
-                        &at("url"),
-                        format!("scheme {:?} is not {}", u.scheme(), schemes.join(" or ")),
-                    );
-                    None
-                }
-                Err(e) => {
-                    ctx.at(
-                        &at("url"),
-                        format!("bad URL {:?}: {e}", super::broker::redact(text)),
-                    );
-                    None
-                }
-            }
-        };
-        if sink.kind != SinkKind::Parquet {
-            forbid(ctx, "upload", sink.upload.is_some());
-            forbid(ctx, "upload_retries", sink.upload_retries.is_some());
-            forbid(ctx, "closed_after", sink.closed_after.is_some());
-            forbid(ctx, "roll_rows", sink.roll_rows.is_some());
-            forbid(ctx, "roll_age", sink.roll_age.is_some());
-            forbid(ctx, "writer_id", sink.writer_id.is_some());
-        } else {
-            forbid(ctx, "batch_rows", sink.batch_rows.is_some());
-            forbid(ctx, "linger", sink.linger.is_some());
-        }
-        let influx_keys = [
-            ("database", sink.database.is_some()),
-            ("org", sink.org.is_some()),
-            ("bucket", sink.bucket.is_some()),
-            ("token", sink.token.is_some()),
-        ];
-        match sink.kind {
-            SinkKind::Mysql => {
-                if let Some(u) = url_scheme(ctx, &["mysql", "mariadb"])
-                    && u.path().trim_start_matches('/').is_empty()
+        match &sink.store {
+            StoreConfig::Mysql(m) => {
+                if scheme(ctx, &m.url, "url", &["mysql", "mariadb"])
+                    && m.url.url.path().trim_start_matches('/').is_empty()
                 {
                     ctx.at(
                         &at("url"),
                         "name the database: mysql://user@host:3306/<database>",
                     );
                 }
-                for (key, present) in influx_keys {
-                    forbid(ctx, key, present);
-                }
-                forbid(ctx, "dir", sink.dir.is_some());
             }
-            SinkKind::Sqlite => {
-                url_scheme(ctx, &["sqlite"]);
-                for (key, present) in influx_keys {
-                    forbid(ctx, key, present);
-                }
-                forbid(ctx, "dir", sink.dir.is_some());
-                forbid(ctx, "username", sink.username.is_some());
-                forbid(ctx, "password", sink.password.is_some());
+            StoreConfig::Sqlite(s) => {
+                scheme(ctx, &s.url, "url", &["sqlite"]);
             }
-            SinkKind::Influx => {
-                url_scheme(ctx, &["http", "https"]);
-                forbid(ctx, "dir", sink.dir.is_some());
-                let v1 = sink.database.is_some();
-                let v2 = sink.org.is_some() || sink.bucket.is_some() || sink.token.is_some();
-                if v1 && v2 {
-                    ctx.at(
-                        &format!("sinks[{i}]"),
-                        "give either `database` (InfluxDB 1.x) or `org`, `bucket` and `token` (2.x/3.x/Cloud), not both",
-                    );
-                } else if v2
-                    && !(sink.org.is_some() && sink.bucket.is_some() && sink.token.is_some())
-                {
-                    ctx.at(
-                        &format!("sinks[{i}]"),
-                        "InfluxDB 2.x needs `org`, `bucket` and `token`",
-                    );
-                } else if !v1 && !v2 {
-                    ctx.at(
-                        &format!("sinks[{i}]"),
-                        "give `database` (InfluxDB 1.x) or `org`, `bucket` and `token` (2.x/3.x/Cloud)",
-                    );
-                }
+            StoreConfig::Influx(f) => {
+                scheme(ctx, &f.url, "url", &["http", "https"]);
             }
-            SinkKind::Parquet => {
-                if sink.dir.is_none() {
-                    ctx.at(&format!("sinks[{i}]"), "kind \"parquet\" needs `dir`");
-                }
-                forbid(ctx, "url", sink.url.is_some());
-                for (key, present) in influx_keys {
-                    forbid(ctx, key, present);
-                }
-                forbid(ctx, "password", sink.password.is_some());
-                match &sink.upload {
-                    Some(text) => match url::Url::parse(text) {
-                        Ok(u) if !["webhdfs", "swebhdfs"].contains(&u.scheme()) => ctx.at(
-                            &at("upload"),
-                            format!("scheme {:?} is not webhdfs or swebhdfs", u.scheme()),
-                        ),
-                        Ok(u) if u.host_str().is_none_or(str::is_empty) => ctx.at(
+            StoreConfig::Parquet(p) => {
+                if let Some(upload) = &p.upload {
+                    if scheme(ctx, &upload.url, "upload", &["webhdfs", "swebhdfs"])
+                        && upload.url.url.host_str().is_none_or(str::is_empty)
+                    {
+                        ctx.at(
                             &at("upload"),
                             "name the namenode: webhdfs://namenode:9870/path",
-                        ),
-                        Ok(_) => {}
-                        Err(e) => ctx.at(&at("upload"), format!("bad URL {text:?}: {e}")),
-                    },
-                    None => {
-                        // The WebHDFS user: only with an upload.
-                        forbid(ctx, "username", sink.username.is_some());
-                        forbid(ctx, "upload_retries", sink.upload_retries.is_some());
-                        forbid(ctx, "closed_after", sink.closed_after.is_some());
+                        );
                     }
-                }
-                if sink.upload_retries == Some(0) {
-                    ctx.at(&at("upload_retries"), "must be at least 1");
+                    if upload.retries == Some(0) {
+                        ctx.at(&at("upload_retries"), "must be at least 1");
+                    }
                 }
             }
         }
@@ -752,14 +780,20 @@ dir = "millstream-data/lake"
         assert_eq!(c.windows.tumbling.len(), 3);
         assert_eq!(c.windows.sliding[0].every.as_millis(), 10_000);
         assert_eq!(c.sinks.len(), 4);
+        let StoreConfig::Mysql(mysql) = &c.sinks[0].store else {
+            panic!("{:?}", c.sinks[0])
+        };
+        assert_eq!(mysql.url.as_str(), "mysql://root@127.0.0.1:3306/mqtt_data");
+        let StoreConfig::Influx(cloud) = &c.sinks[2].store else {
+            panic!("{:?}", c.sinks[2])
+        };
+        let crate::config::InfluxApi::V2 { token, .. } = &cloud.api else {
+            panic!("{cloud:?}")
+        };
+        assert_eq!(token.expose(), "s3cr3t-token");
+        assert_eq!(cloud.url.as_str(), "https://cloud.example.com");
         assert_eq!(
-            c.sinks[0].url.as_deref(),
-            Some("mysql://root@127.0.0.1:3306/mqtt_data")
-        );
-        assert_eq!(c.sinks[2].token.as_ref().unwrap().expose(), "s3cr3t-token");
-        assert_eq!(c.sinks[2].url.as_deref(), Some("https://cloud.example.com"));
-        assert_eq!(
-            c.sinks[3].streams,
+            c.sinks[3].common.streams,
             vec![StreamKind::Samples, StreamKind::Windows]
         );
         assert!(!format!("{c:?}").contains("s3cr3t"), "secrets never print");
@@ -893,6 +927,77 @@ dir = "x"
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }
         assert!(!text.contains("hunter2"));
+    }
+
+    #[test]
+    fn each_sink_kind_takes_its_own_keys_and_says_which_it_lacks() {
+        let text = r#"
+[source]
+url = "mqtt://127.0.0.1:1883"
+
+[[sinks]]
+name = "db"
+kind = "sqlite"
+url = "sqlite://x.db"
+password = "p"
+
+[[sinks]]
+name = "edge"
+kind = "influx"
+url = "http://127.0.0.1:8086"
+database = "d"
+org = "o"
+
+[[sinks]]
+name = "cloud"
+kind = "influx"
+url = "ftp://127.0.0.1"
+org = "o"
+
+[[sinks]]
+name = "v2"
+kind = "influx"
+url = "https://127.0.0.1"
+org = "o"
+bucket = "b"
+token = "t"
+username = "u"
+
+[[sinks]]
+name = "lake"
+kind = "parquet"
+dir = "lake"
+username = "hdfs"
+colour = "red"
+
+[[sinks]]
+name = "sql"
+kind = "mysql"
+
+[[sinks]]
+name = "odd"
+kind = "oracle"
+"#;
+        let errors = load_str(text, "k.toml", env).unwrap_err().to_string();
+        for needle in [
+            "k.toml:9: sinks[0].password: not used by kind \"sqlite\"",
+            "sinks[1]: give either `database` (InfluxDB 1.x) or `org`, `bucket` and `token` (2.x/3.x/Cloud), not both",
+            "sinks[2]: InfluxDB 2.x needs `org`, `bucket` and `token`",
+            "sinks[3]: `username` and `password` are InfluxDB 1.x's",
+            "k.toml:38: sinks[4].colour: unknown key `colour` (kind \"parquet\" takes dir,",
+            "sinks[4].username: only with `upload`",
+            "sinks[5]: kind \"mysql\" needs `url`",
+            "k.toml:46: sinks[6].kind: unknown variant `oracle`",
+        ] {
+            assert!(errors.contains(needle), "missing {needle:?} in\n{errors}");
+        }
+        // A URL whose scheme is wrong is reported when the API is known.
+        let text = "[source]\nurl = \"mqtt://h\"\n[[sinks]]\nname = \"e\"\nkind = \"influx\"\nurl = \"ftp://h\"\ndatabase = \"d\"\n";
+        let errors = load_str(text, "u.toml", env).unwrap_err().to_string();
+        assert!(
+            errors.contains("u.toml:6: sinks[0].url: scheme \"ftp\" is not http or https"),
+            "{errors}"
+        );
     }
 
     #[test]

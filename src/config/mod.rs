@@ -1,19 +1,21 @@
 //! The pipeline configuration (`dataflows/*.toml`, DESIGN.md §4): typed sections, their
 //! defaults, and the checks that span several keys.
 //!
-//! Loading ([`load`]) reports every problem it can find at once, each naming the file, line and
+//! Loading ([`load()`]) reports every problem it can find at once, each naming the file, line and
 //! key, before anything starts.
 //!
 //! Layout:
 //! - this file: the sections and their fields (every field documented; unknown keys rejected).
+//! - [`sinks`]: `[[sinks]]`, one struct per store kind, each taking only its own keys.
 //! - [`load`](mod@load): TOML → `${VAR}` expansion → sections → cross-key checks, with positions.
-//! - [`duration`], [`size`], [`secret`], [`broker`], [`env`]: value types.
+//! - [`duration`], [`size`], [`secret`], [`broker`], [`env`](mod@env): value types.
 
 pub mod broker;
 pub mod duration;
 pub mod env;
 pub mod load;
 pub mod secret;
+pub mod sinks;
 pub mod size;
 
 use std::net::SocketAddr;
@@ -25,6 +27,10 @@ pub use broker::BrokerUrl;
 pub use duration::HumanDuration;
 pub use load::{ConfigError, ConfigErrors, load, load_str};
 pub use secret::{Secret, redact_secrets};
+pub use sinks::{
+    InfluxApi, InfluxConfig, MysqlConfig, ParquetConfig, SinkCommon, SinkConfig, SinkKind, SinkUrl,
+    SqliteConfig, StoreConfig, StreamKind, UploadConfig,
+};
 pub use size::ByteSize;
 
 /// Deserializes a value written as a string through its `FromStr`, whose error becomes the
@@ -389,161 +395,21 @@ fn default_sse_clients() -> usize {
     64
 }
 
-impl HttpConfig {
-    /// The checks every request passes (`crate::http::guard`).
-    pub fn guard(&self) -> crate::http::Guard {
-        crate::http::Guard {
-            allowed_hosts: self.allowed_hosts.clone(),
-            token: self.token.clone(),
-            open: self.allow_open && self.token.is_none(),
-        }
+/// Refuses to expose the API beyond loopback without a token, unless told to.
+pub fn check_exposure(
+    listen: SocketAddr,
+    token: Option<&Secret>,
+    allow_open: bool,
+) -> Result<(), String> {
+    if listen.ip().is_loopback() || token.is_some() || allow_open {
+        return Ok(());
     }
-}
-
-/// The kind of a sink.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SinkKind {
-    Mysql,
-    Sqlite,
-    Influx,
-    Parquet,
-}
-
-impl SinkKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SinkKind::Mysql => "mysql",
-            SinkKind::Sqlite => "sqlite",
-            SinkKind::Influx => "influx",
-            SinkKind::Parquet => "parquet",
-        }
-    }
-}
-
-/// What a sink receives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StreamKind {
-    /// Every raw sample.
-    Samples,
-    /// Closed window aggregates.
-    Windows,
-}
-
-/// `[[sinks]]`: one destination. Which keys apply depends on `kind` (checked on load).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SinkConfig {
-    /// Unique name (letters, digits, `-`, `_`), used in status, metrics and the spool directory.
-    pub name: String,
-    /// `mysql`, `sqlite`, `influx` or `parquet`.
-    pub kind: SinkKind,
-    /// `mysql://user@host:port/db`, `sqlite://path.db`, or the InfluxDB base URL `http(s)://host:port`.
-    #[serde(default)]
-    pub url: Option<String>,
-    /// Which streams to write (default both).
-    #[serde(default = "default_streams")]
-    pub streams: Vec<StreamKind>,
-    /// InfluxDB 1.x database (`POST /write`).
-    #[serde(default)]
-    pub database: Option<String>,
-    /// InfluxDB 2.x/3.x/Cloud organisation (`POST /api/v2/write`).
-    #[serde(default)]
-    pub org: Option<String>,
-    /// InfluxDB 2.x/3.x/Cloud bucket.
-    #[serde(default)]
-    pub bucket: Option<String>,
-    /// InfluxDB 2.x/3.x/Cloud token. Use `${VAR}`.
-    #[serde(default)]
-    pub token: Option<Secret>,
-    /// User name (MySQL, InfluxDB 1.x), overriding one in the URL.
-    #[serde(default)]
-    pub username: Option<String>,
-    /// Password (MySQL, InfluxDB 1.x). Use `${VAR}`.
-    #[serde(default)]
-    pub password: Option<Secret>,
-    /// Parquet lake directory.
-    #[serde(default)]
-    pub dir: Option<PathBuf>,
-    /// Batches the sink's in-memory queue holds; beyond them batches spool to disk.
-    #[serde(default = "default_queue")]
-    pub queue: usize,
-    /// Most bytes spooled to disk (`state_dir/spool/<name>`) while the sink is behind; beyond
-    /// it the oldest spooled data is dropped (counted, logged as an error).
-    #[serde(default = "default_spool_limit")]
-    pub spool_limit: ByteSize,
-    /// Parquet: complete a file after this many rows (default 1,000,000).
-    #[serde(default)]
-    pub roll_rows: Option<u64>,
-    /// Parquet: complete a file after this long (default 1m).
-    #[serde(default)]
-    pub roll_age: Option<HumanDuration>,
-    /// Parquet: this writer's part of file names (default: unique per process run).
-    #[serde(default)]
-    pub writer_id: Option<String>,
-    /// SQL and InfluxDB: rows per write (SQLite 100,000; MySQL 20,000; InfluxDB 5,000).
-    #[serde(default)]
-    pub batch_rows: Option<usize>,
-    /// SQL and InfluxDB: longest a row waits for its batch to fill (default 1s).
-    #[serde(default)]
-    pub linger: Option<HumanDuration>,
-    /// Parquet: copy closed partitions here, `webhdfs://namenode:9870/path` (`swebhdfs://` for
-    /// TLS); `username` is the WebHDFS user.
-    #[serde(default)]
-    pub upload: Option<String>,
-    /// Parquet uploads: attempts per request before the partition waits for the next round
-    /// (default 5).
-    #[serde(default)]
-    pub upload_retries: Option<u32>,
-    /// Parquet uploads: a partition is closed this long after its time range ended (default 1h).
-    #[serde(default)]
-    pub closed_after: Option<HumanDuration>,
-    /// Set by `millstream replay`, not in files. No live source to keep up with: a full queue
-    /// makes the sender wait instead of spooling. The data may be held already: the SQL and
-    /// Influx sinks keep one row per key anyway; the Parquet lake skips rows its partitions
-    /// held before.
-    #[serde(skip)]
-    pub replay: bool,
-}
-
-impl SinkConfig {
-    /// A sink of `kind` named `name` with every default.
-    pub fn new(name: &str, kind: SinkKind) -> SinkConfig {
-        SinkConfig {
-            name: name.to_string(),
-            kind,
-            url: None,
-            streams: default_streams(),
-            database: None,
-            org: None,
-            bucket: None,
-            token: None,
-            username: None,
-            password: None,
-            dir: None,
-            queue: default_queue(),
-            spool_limit: default_spool_limit(),
-            roll_rows: None,
-            roll_age: None,
-            writer_id: None,
-            batch_rows: None,
-            linger: None,
-            upload: None,
-            upload_retries: None,
-            closed_after: None,
-            replay: false,
-        }
-    }
-}
-
-fn default_queue() -> usize {
-    // Batches of up to 16,384 samples: 16 bounds a sink's queue near 16 MB; the spool takes
-    // the rest.
-    16
-}
-fn default_spool_limit() -> ByteSize {
-    ByteSize::mib(1024)
+    Err(format!(
+        "http.listen {listen} is reachable beyond this machine, and http.token is not set: \
+         anyone who can reach it could switch the broker and query machines. Set http.token \
+         (e.g. token = \"${{MILLSTREAM_TOKEN}}\"), listen on 127.0.0.1, or set \
+         http.allow_open = true to serve reading only (POST endpoints then refuse every request)"
+    ))
 }
 
 /// `[wal]`: the write-ahead log that makes an acknowledged message survive a crash
@@ -643,9 +509,6 @@ fn default_allowed_lateness() -> HumanDuration {
 }
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
-}
-fn default_streams() -> Vec<StreamKind> {
-    vec![StreamKind::Samples, StreamKind::Windows]
 }
 fn default_dl_payload() -> ByteSize {
     ByteSize::kib(64)

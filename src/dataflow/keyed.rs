@@ -35,8 +35,8 @@ use timely::dataflow::operators::generic::Operator;
 use super::input::SharedBatch;
 use super::{DataflowOptions, Observer, key_hash};
 use crate::id::Id;
+use crate::live::views::{ItemKey, LatestValue};
 use crate::sample::{Sample, now_ms};
-use crate::views::{ItemKey, LatestValue};
 use crate::window::{ClosedWindow, KeyWindows, WindowRow, WindowSpec};
 
 /// How often idle keys are checked.

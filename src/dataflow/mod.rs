@@ -48,9 +48,9 @@ pub use hold::{Hold, Holds};
 pub use input::{ARRIVAL_STEP, Arrival, DataflowInput, EpochMarker, InputClosed, Progress};
 
 use crate::id::Id;
+use crate::live::views::{ItemKey, LatestValue};
 use crate::nclink::status::MachineState;
 use crate::sample::Sample;
-use crate::views::{ItemKey, LatestValue};
 use crate::window::{WindowRow, WindowSpec};
 
 /// What the dataflow computes, and how.

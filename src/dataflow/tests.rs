@@ -17,7 +17,7 @@ pub(crate) struct Collect {
     pub samples: Mutex<Vec<Sample>>,
     pub windows: Mutex<Vec<WindowRow>>,
     pub late: Mutex<u64>,
-    pub views: crate::views::LiveViews,
+    pub views: crate::live::views::LiveViews,
 }
 
 impl Observer for Collect {

@@ -16,8 +16,8 @@ use timely::dataflow::operators::{Exchange, Inspect};
 use super::Observer;
 use super::keyed::Update;
 use crate::id::Id;
+use crate::live::views::{ItemKey, LatestValue};
 use crate::nclink::status::{MachineState, STATUS_ITEM};
-use crate::views::{ItemKey, LatestValue};
 
 /// The differential views over the per-key operator's changes.
 pub(super) fn views<'scope>(

@@ -22,9 +22,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::ingest::SourceControl;
 use crate::dataflow::{EpochMarker, Progress};
 use crate::sinks::{Barrier, SinkHandle, SinkMessage};
+use crate::source::control::SourceControl;
 use crate::wal::Wal;
 
 /// Segments cut at one point, waiting to be deleted.

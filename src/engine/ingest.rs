@@ -5,16 +5,17 @@
 
 use std::sync::{Arc, RwLock};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
-use super::events::Bus;
-use crate::config::{BrokerUrl, PollConfig};
-use crate::dataflow::{DataflowInput, EpochMarker};
+use crate::config::PollConfig;
+use crate::dataflow::DataflowInput;
+use crate::live::bus::Bus;
+use crate::live::registry::Registry;
 use crate::metrics::Metrics;
-use crate::registry::Registry;
 use crate::replay::{ReplayHandle, ReplaySource};
 use crate::sample::Sample;
 use crate::source::ack::Ack;
+use crate::source::control::{ControlError, SourceCommand, SourceControl};
 use crate::source::{self, SourceEvent, SourceHandle, SourceOptions};
 use crate::wal::Wal;
 
@@ -25,19 +26,23 @@ enum Upstream {
 }
 
 impl Upstream {
-    async fn query(&self, device: &str, items: Vec<String>) -> Result<String, String> {
+    async fn query(&self, device: &str, items: Vec<String>) -> Result<String, ControlError> {
         match self {
-            Upstream::Broker(handle) => {
-                handle.query(device, items).await.map_err(|e| e.to_string())
-            }
-            Upstream::Replay(_) => Err("replaying: there are no devices to ask".into()),
+            Upstream::Broker(handle) => handle
+                .query(device, items)
+                .await
+                .map_err(|e| ControlError::Source(e.to_string())),
+            Upstream::Replay(_) => Err(ControlError::Replaying("there are no devices to ask")),
         }
     }
 
-    async fn set_poll(&self, poll: Option<PollConfig>) -> Result<(), String> {
+    async fn set_poll(&self, poll: Option<PollConfig>) -> Result<(), ControlError> {
         match self {
-            Upstream::Broker(handle) => handle.set_poll(poll).await.map_err(|e| e.to_string()),
-            Upstream::Replay(_) => Err("replaying: there are no devices to poll".into()),
+            Upstream::Broker(handle) => handle
+                .set_poll(poll)
+                .await
+                .map_err(|e| ControlError::Source(e.to_string())),
+            Upstream::Replay(_) => Err(ControlError::Replaying("there are no devices to poll")),
         }
     }
 
@@ -51,107 +56,6 @@ impl Upstream {
 
 /// Most samples put in one dataflow batch.
 const MAX_BATCH: usize = 16_384;
-
-/// A request to the ingest task.
-pub enum SourceCommand {
-    Reconnect {
-        url: BrokerUrl,
-        reply: oneshot::Sender<Result<(), String>>,
-    },
-    Query {
-        device: String,
-        items: Vec<String>,
-        reply: oneshot::Sender<Result<String, String>>,
-    },
-    /// Replace the polling settings (`None` stops polling).
-    SetPoll {
-        poll: Option<PollConfig>,
-        reply: oneshot::Sender<Result<(), String>>,
-    },
-    /// Cut the write-ahead log and the dataflow's input at the same point (a checkpoint).
-    Cut {
-        reply: oneshot::Sender<(Vec<u64>, Option<Arc<EpochMarker>>)>,
-    },
-}
-
-/// The API's handle on the source.
-#[derive(Clone)]
-pub struct SourceControl {
-    commands: mpsc::Sender<SourceCommand>,
-    /// The broker in use (passwords hidden).
-    pub broker: Arc<RwLock<String>>,
-    /// The polling settings in force.
-    pub poll: Arc<RwLock<Option<PollConfig>>>,
-}
-
-impl SourceControl {
-    pub async fn reconnect(&self, url: BrokerUrl) -> Result<(), String> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(SourceCommand::Reconnect { url, reply })
-            .await
-            .map_err(|_| "the source is stopping".to_string())?;
-        answer
-            .await
-            .map_err(|_| "the source is stopping".to_string())?
-    }
-
-    pub async fn query(&self, device: String, items: Vec<String>) -> Result<String, String> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(SourceCommand::Query {
-                device,
-                items,
-                reply,
-            })
-            .await
-            .map_err(|_| "the source is stopping".to_string())?;
-        answer
-            .await
-            .map_err(|_| "the source is stopping".to_string())?
-    }
-
-    /// Replaces the polling settings of the running source (and of any it reconnects with).
-    pub async fn set_poll(&self, poll: Option<PollConfig>) -> Result<(), String> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(SourceCommand::SetPoll { poll, reply })
-            .await
-            .map_err(|_| "the source is stopping".to_string())?;
-        answer
-            .await
-            .map_err(|_| "the source is stopping".to_string())?
-    }
-
-    pub fn poll(&self) -> Option<PollConfig> {
-        self.poll.read().expect("poll lock").clone()
-    }
-
-    /// Cuts the write-ahead log and marks the dataflow's input at the same point: the segments
-    /// cut (those that held anything) and the marker telling when the dataflow has passed
-    /// them. `None` when the source is stopping.
-    pub async fn cut(&self) -> Option<(Vec<u64>, Option<Arc<EpochMarker>>)> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(SourceCommand::Cut { reply })
-            .await
-            .ok()?;
-        answer.await.ok()
-    }
-
-    pub fn broker(&self) -> String {
-        self.broker.read().expect("broker lock").clone()
-    }
-
-    /// A control with no source behind it (every command fails), for API tests.
-    pub fn detached(broker: &str) -> SourceControl {
-        SourceControl {
-            commands: mpsc::channel(1).0,
-            broker: Arc::new(RwLock::new(broker.to_string())),
-            poll: Arc::default(),
-        }
-    }
-}
 
 pub(super) struct Ingest {
     pub options: SourceOptions,
@@ -213,11 +117,7 @@ impl Ingest {
             }
         };
         let (commands_tx, commands) = mpsc::channel(16);
-        let control = SourceControl {
-            commands: commands_tx,
-            broker: Arc::new(RwLock::new(name)),
-            poll: Arc::new(RwLock::new(self.options.config.poll.clone())),
-        };
+        let control = SourceControl::new(commands_tx, name, self.options.config.poll.clone());
         let broker = control.broker.clone();
         let poll = control.poll.clone();
         let task = tokio::spawn(self.run(handle, events, commands, stop, broker, poll));
@@ -267,16 +167,18 @@ impl Ingest {
                         let _ = reply.send(result);
                     }
                     SourceCommand::Reconnect { reply, .. } if matches!(handle, Upstream::Replay(_)) => {
-                        let _ = reply.send(Err("replaying: there is no broker to switch".into()));
+                        let _ = reply.send(Err(ControlError::Replaying("there is no broker to switch")));
                     }
                     SourceCommand::Reconnect { url, reply } => {
                         let result = match source::switched(&self.configured, &self.options.config, url.clone()) {
                             Ok(config) => {
                                 let mut options = self.options.clone();
                                 options.config = config;
-                                self.switch(options, &mut handle, &mut events, &mut pending).await
+                                self.switch(options, &mut handle, &mut events, &mut pending)
+                                    .await
+                                    .map_err(ControlError::Source)
                             }
-                            Err(e) => Err(e),
+                            Err(e) => Err(ControlError::Refused(e)),
                         };
                         if result.is_ok() {
                             *broker.write().expect("broker lock") = url.to_string();

@@ -4,14 +4,12 @@
 //! hold (Parquet files are completed), and only then does `shutdown` return.
 //!
 //! Layout:
-//! - this file: start and shutdown, and the state the API reads ([`AppState`]).
+//! - this file: start and shutdown.
 //! - [`ingest`]: the source, batching into the dataflow, source commands.
 //! - [`observer`]: where dataflow outputs go.
-//! - [`events`]: live events for SSE.
 //! - [`checkpoint`]: when write-ahead log segments may be deleted.
 
 pub mod checkpoint;
-pub mod events;
 pub mod ingest;
 mod observer;
 
@@ -23,37 +21,15 @@ use tokio::sync::{oneshot, watch};
 
 use crate::config::Config;
 use crate::dataflow::{self, Dataflow, DataflowOptions};
+use crate::http::AppState;
+use crate::live::registry::Registry;
+use crate::live::views::LiveViews;
+use crate::live::window_store::WindowStore;
 use crate::metrics::Metrics;
-use crate::registry::Registry;
-use crate::sinks::{SinkMonitor, Sinks};
+use crate::sinks::Sinks;
 use crate::source::SourceOptions;
-use crate::views::LiveViews;
+use crate::source::control::SourceControl;
 use crate::window::WindowSpec;
-use crate::window_store::WindowStore;
-pub use events::{Bus, LiveEvent};
-pub use ingest::SourceControl;
-
-/// What the HTTP API reads.
-pub struct AppState {
-    pub metrics: Arc<Metrics>,
-    pub views: Arc<LiveViews>,
-    pub registry: Arc<Registry>,
-    pub windows: Arc<WindowStore>,
-    pub bus: Bus,
-    pub source: SourceControl,
-    pub sinks: Vec<SinkMonitor>,
-    /// Who may talk to the API (hosts, pages, token).
-    pub guard: crate::http::Guard,
-    /// Most Server-Sent Events clients at once.
-    pub sse_clients: usize,
-    /// Window sizes computed, in ms.
-    pub window_sizes: Vec<i64>,
-    pub started: Instant,
-    /// The write-ahead log's counters (`None`: the log is off).
-    pub wal: Option<Arc<crate::wal::WalStats>>,
-    /// The Parquet lake history is read from (the first parquet sink's directory).
-    pub lake: Option<std::path::PathBuf>,
-}
 
 /// How to run the engine beyond the pipeline file.
 #[derive(Debug, Clone)]
@@ -110,6 +86,77 @@ pub fn dataflow_options(config: &Config, workers: usize) -> DataflowOptions {
     }
 }
 
+/// How this engine runs: alone, or as one process of a cluster (DESIGN.md §10). Every
+/// difference between the two is a method here, named for what it changes.
+#[derive(Debug, Clone)]
+pub enum RunMode {
+    Alone,
+    Cluster(crate::cluster::Cluster),
+}
+
+impl RunMode {
+    fn cluster(&self) -> Option<&crate::cluster::Cluster> {
+        match self {
+            RunMode::Alone => None,
+            RunMode::Cluster(c) => Some(c),
+        }
+    }
+
+    /// Batches enter the dataflow at their receive time (each process's input must agree on
+    /// the cluster's time), and checkpoints count their horizon in epochs.
+    fn by_arrival(&self) -> bool {
+        matches!(self, RunMode::Cluster(_))
+    }
+
+    /// Process 0 sees only its share of raw samples: SSE `sample` events come from the
+    /// cluster-wide latest values instead of from ingest.
+    fn samples_from_latest(&self) -> bool {
+        matches!(self, RunMode::Cluster(_))
+    }
+
+    /// Whether this process serves the whole API (the others only health and metrics).
+    fn serves_api(&self) -> bool {
+        self.cluster().is_none_or(|c| c.serves_api())
+    }
+}
+
+/// What the engine keeps up to date for readers (`crate::live`), and its counters.
+#[derive(Clone, Default)]
+struct Shared {
+    metrics: Arc<Metrics>,
+    views: Arc<LiveViews>,
+    registry: Arc<Registry>,
+    windows: Arc<WindowStore>,
+    bus: crate::live::Bus,
+}
+
+/// The dataflow started: its input, the running workers, and what the rest needs to know.
+struct StartedDataflow {
+    input: dataflow::DataflowInput,
+    dataflow: Dataflow,
+    /// Window sizes computed, in ms, shortest first.
+    window_sizes: Vec<i64>,
+    /// How long after a batch entered the dataflow its windows are sure to have closed.
+    horizon: Duration,
+    /// Keeps the cluster's time from moving until the log is replayed (cluster mode).
+    startup: Option<Arc<dataflow::Hold>>,
+}
+
+/// The write-ahead log opened and what a previous run left in it replayed.
+struct RecoveredLog {
+    wal: Option<crate::wal::Wal>,
+    cuts: Vec<checkpoint::Cut>,
+    /// Message ids of the replayed batches, to recognise redeliveries.
+    replayed: Arc<std::sync::Mutex<std::collections::HashSet<crate::source::ack::MessageId>>>,
+}
+
+/// The HTTP server running.
+struct Serving {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
 /// A running engine.
 pub struct Engine {
     pub state: Arc<AppState>,
@@ -127,103 +174,34 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// Starts, in order: the sinks, the dataflow, the replay of the write-ahead log, the
+    /// ingest (source or replay), checkpoints, and the HTTP API.
     pub async fn start(mut config: Config, settings: EngineSettings) -> Result<Engine, String> {
-        let metrics = Arc::new(Metrics::default());
-        let views = Arc::new(LiveViews::default());
-        let registry = Arc::new(Registry::default());
-        let windows = Arc::new(WindowStore::default());
-        let bus = Bus::default();
-
+        let mode = settings
+            .cluster
+            .clone()
+            .map_or(RunMode::Alone, RunMode::Cluster);
+        let shared = Shared::default();
         if settings.replay.is_some() {
-            config.sinks.iter_mut().for_each(|s| s.replay = true);
+            config.sinks.iter_mut().for_each(|s| s.common.replay = true);
         }
         let sinks = Sinks::start(&config.sinks, &config.state_dir).await?;
-        let mut options = dataflow_options(&config, settings.workers);
-        if settings
-            .replay
-            .as_ref()
-            .is_some_and(|r| r.speed == crate::replay::Speed::Max)
-        {
-            // Recorded time runs far ahead of the wall clock: closing quiet keys' windows by
-            // the wall clock would depend on how fast this machine is. The end of the input
-            // closes every window instead.
-            options.idle_timeout_ms = None;
-        }
-        let mut window_sizes: Vec<i64> = options.windows.families.iter().map(|f| f.size).collect();
-        window_sizes.sort();
-        window_sizes.dedup();
-        let cluster = settings.cluster.clone();
-        options.cluster = cluster.clone();
-        let observer = Arc::new(observer::EngineObserver {
-            sinks: sinks.handles.clone(),
-            views: views.clone(),
-            windows: windows.clone(),
-            bus: bus.clone(),
-            metrics: metrics.clone(),
-            samples_from_latest: cluster.is_some(),
-        });
-        let horizon = Duration::from_millis(
-            window_sizes.last().copied().unwrap_or(0).max(0) as u64
-                + options.allowed_lateness_ms.max(0) as u64
-                + options.idle_timeout_ms.unwrap_or(0).max(0) as u64
-                + 1_000,
-        );
-        if let Some(c) = &cluster {
-            tracing::info!(
-                process = c.shard.process,
-                processes = c.shard.processes,
-                peers = ?c.addresses,
-                "joining the cluster (waiting for every process to connect)"
-            );
-        }
-        // A cluster process keeps the cluster's time from moving until its write-ahead log is
-        // replayed, so that every process's replay is absorbed in event-time order with the
-        // others' (`dataflow::hold`).
-        let startup = cluster.as_ref().map(|_| options.holds.hold(0));
-        // Joining a cluster blocks until every peer is connected.
-        let (input, dataflow) =
-            tokio::task::spawn_blocking(move || dataflow::start(options, observer))
-                .await
-                .map_err(|e| format!("dataflow: {e}"))??;
-        if cluster.is_some() {
-            tracing::info!("every process of the cluster is connected");
-        }
-        let replayed = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
-        let (wal, cuts) = if config.wal.enabled {
-            let (wal, recovered) = crate::wal::Wal::open(&config.state_dir.join("wal"))?;
-            let cuts = recover(&wal, recovered, &input, &replayed, startup.clone()).await?;
-            (Some(wal), cuts)
-        } else {
-            (None, Vec::new())
-        };
-
-        drop(startup);
-        let mut source_options = SourceOptions::new(config.source.clone(), &config.state_dir);
-        source_options.dead_letters = config.dead_letters.clone();
-        source_options.replayed = replayed;
-        if let Some(c) = &cluster {
-            source_options.shard = c.shard;
-            source_options.holds = Some(input.holds().clone());
-        }
+        let flow = start_dataflow(&config, &settings, &mode, &shared, &sinks).await?;
+        let log = recover_log(&config, &flow.input, flow.startup.clone()).await?;
+        drop(flow.startup);
         let (stop, stop_rx) = watch::channel(false);
-        let ingest = ingest::Ingest {
-            options: source_options,
-            metrics: metrics.clone(),
-            input,
-            registry: registry.clone(),
-            bus: bus.clone(),
-            wal: wal.clone(),
-            acks: Vec::new(),
-            holds: Vec::new(),
-            by_arrival: cluster.is_some(),
-            first_received: None,
-            sse_samples: cluster.is_none(),
-            log_only: Default::default(),
-            configured: config.source.clone(),
-        };
-        let progress = ingest.input.progress();
-        let (source, ingest) = ingest.start(settings.replay.clone(), stop_rx)?;
-        let checkpoints = wal.clone().map(|wal| {
+        let progress = flow.input.progress();
+        let (source, ingest) = start_ingest(
+            &config,
+            &mode,
+            &shared,
+            flow.input,
+            log.wal.clone(),
+            log.replayed,
+            settings.replay.clone(),
+            stop_rx,
+        )?;
+        let checkpoints = log.wal.clone().map(|wal| {
             tokio::spawn(
                 checkpoint::Checkpoints {
                     wal,
@@ -231,76 +209,45 @@ impl Engine {
                     progress,
                     sinks: sinks.handles.clone(),
                     interval: config.wal.checkpoint.get(),
-                    horizon,
-                    horizon_in_epochs: cluster.is_some(),
-                    cuts,
+                    horizon: flow.horizon,
+                    horizon_in_epochs: mode.by_arrival(),
+                    cuts: log.cuts,
                 }
                 .run(),
             )
         });
-
-        let tick_handles = sinks.handles.clone();
-        let ticker = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                tick_handles.iter().for_each(|h| h.tick());
-            }
-        });
-
+        let ticker = tick_sinks(&sinks);
         let state = Arc::new(AppState {
-            metrics,
-            views,
-            registry,
-            windows,
-            bus,
+            metrics: shared.metrics,
+            views: shared.views,
+            registry: shared.registry,
+            windows: shared.windows,
+            bus: shared.bus,
             source,
             sinks: sinks.handles.iter().map(|h| h.monitor()).collect(),
-            guard: config.http.guard(),
+            guard: crate::http::Guard::from(&config.http),
             sse_clients: config.http.sse_clients,
-            window_sizes,
+            window_sizes: flow.window_sizes,
             started: Instant::now(),
-            wal: wal.as_ref().map(|w| w.stats.clone()),
+            wal: log.wal.as_ref().map(|w| w.stats.clone()),
             lake: config
                 .sinks
                 .iter()
-                .find(|s| s.kind == crate::config::SinkKind::Parquet)
-                .and_then(|s| s.dir.clone()),
+                .find_map(|s| s.lake_dir().map(|d| d.to_path_buf())),
         });
-        let listen = settings.listen.unwrap_or(config.http.listen);
-        crate::http::check_exposure(listen, config.http.token.as_ref(), config.http.allow_open)?;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-        let http_addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let (http_stop, http_stopped) = oneshot::channel::<()>();
-        let app = match &cluster {
-            Some(c) if !c.serves_api() => crate::http::peer_app(state.clone(), c.shard.process),
-            _ => crate::http::app(state.clone()),
-        };
-        let http = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = http_stopped.await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        });
-        tracing::info!(%http_addr, "HTTP API listening");
+        let http = serve_http(&config, &settings, &mode, state.clone()).await?;
         Ok(Engine {
             state,
-            http_addr,
+            http_addr: http.addr,
             stop,
             ingest: Some(ingest),
-            dataflow,
+            dataflow: flow.dataflow,
             sinks,
             ticker,
             checkpoints,
-            wal,
-            http_stop,
-            http,
+            wal: log.wal,
+            http_stop: http.stop,
+            http: http.task,
         })
     }
 
@@ -350,6 +297,176 @@ impl Engine {
         }
         joined
     }
+}
+
+/// Starts the dataflow with the pipeline's windows; its outputs go to the sinks, the live
+/// views and the event bus. Joining a cluster blocks until every peer is connected.
+async fn start_dataflow(
+    config: &Config,
+    settings: &EngineSettings,
+    mode: &RunMode,
+    shared: &Shared,
+    sinks: &Sinks,
+) -> Result<StartedDataflow, String> {
+    let mut options = dataflow_options(config, settings.workers);
+    if settings
+        .replay
+        .as_ref()
+        .is_some_and(|r| r.speed == crate::replay::Speed::Max)
+    {
+        // Recorded time runs far ahead of the wall clock: closing quiet keys' windows by
+        // the wall clock would depend on how fast this machine is. The end of the input
+        // closes every window instead.
+        options.idle_timeout_ms = None;
+    }
+    let mut window_sizes: Vec<i64> = options.windows.families.iter().map(|f| f.size).collect();
+    window_sizes.sort();
+    window_sizes.dedup();
+    options.cluster = mode.cluster().cloned();
+    let observer = Arc::new(observer::EngineObserver {
+        sinks: sinks.handles.clone(),
+        views: shared.views.clone(),
+        windows: shared.windows.clone(),
+        bus: shared.bus.clone(),
+        metrics: shared.metrics.clone(),
+        samples_from_latest: mode.samples_from_latest(),
+    });
+    let horizon = Duration::from_millis(
+        window_sizes.last().copied().unwrap_or(0).max(0) as u64
+            + options.allowed_lateness_ms.max(0) as u64
+            + options.idle_timeout_ms.unwrap_or(0).max(0) as u64
+            + 1_000,
+    );
+    if let Some(c) = mode.cluster() {
+        tracing::info!(
+            process = c.shard.process,
+            processes = c.shard.processes,
+            peers = ?c.addresses,
+            "joining the cluster (waiting for every process to connect)"
+        );
+    }
+    // A cluster process keeps the cluster's time from moving until its write-ahead log is
+    // replayed, so that every process's replay is absorbed in event-time order with the
+    // others' (`dataflow::hold`).
+    let startup = mode.cluster().map(|_| options.holds.hold(0));
+    let (input, dataflow) = tokio::task::spawn_blocking(move || dataflow::start(options, observer))
+        .await
+        .map_err(|e| format!("dataflow: {e}"))??;
+    if mode.cluster().is_some() {
+        tracing::info!("every process of the cluster is connected");
+    }
+    Ok(StartedDataflow {
+        input,
+        dataflow,
+        window_sizes,
+        horizon,
+        startup,
+    })
+}
+
+/// Opens the write-ahead log (when enabled) and replays what a previous run left in it.
+async fn recover_log(
+    config: &Config,
+    input: &dataflow::DataflowInput,
+    startup: Option<Arc<dataflow::Hold>>,
+) -> Result<RecoveredLog, String> {
+    let replayed = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    if !config.wal.enabled {
+        return Ok(RecoveredLog {
+            wal: None,
+            cuts: Vec::new(),
+            replayed,
+        });
+    }
+    let (wal, recovered) = crate::wal::Wal::open(&config.state_dir.join("wal"))?;
+    let cuts = recover(&wal, recovered, input, &replayed, startup).await?;
+    Ok(RecoveredLog {
+        wal: Some(wal),
+        cuts,
+        replayed,
+    })
+}
+
+/// Starts the ingest: the MQTT source (or the replay in its place) into the dataflow.
+#[allow(clippy::too_many_arguments)]
+fn start_ingest(
+    config: &Config,
+    mode: &RunMode,
+    shared: &Shared,
+    input: dataflow::DataflowInput,
+    wal: Option<crate::wal::Wal>,
+    replayed: Arc<std::sync::Mutex<std::collections::HashSet<crate::source::ack::MessageId>>>,
+    replay: Option<crate::replay::ReplaySource>,
+    stop: watch::Receiver<bool>,
+) -> Result<(SourceControl, tokio::task::JoinHandle<()>), String> {
+    let mut source_options = SourceOptions::new(config.source.clone(), &config.state_dir);
+    source_options.dead_letters = config.dead_letters.clone();
+    source_options.replayed = replayed;
+    if let Some(c) = mode.cluster() {
+        source_options.shard = c.shard;
+        source_options.holds = Some(input.holds().clone());
+    }
+    ingest::Ingest {
+        options: source_options,
+        metrics: shared.metrics.clone(),
+        input,
+        registry: shared.registry.clone(),
+        bus: shared.bus.clone(),
+        wal,
+        acks: Vec::new(),
+        holds: Vec::new(),
+        by_arrival: mode.by_arrival(),
+        first_received: None,
+        sse_samples: !mode.samples_from_latest(),
+        log_only: Default::default(),
+        configured: config.source.clone(),
+    }
+    .start(replay, stop)
+}
+
+/// Ticks every sink once a second, so they roll files and flush by time while no data comes.
+fn tick_sinks(sinks: &Sinks) -> tokio::task::JoinHandle<()> {
+    let handles = sinks.handles.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            handles.iter().for_each(|h| h.tick());
+        }
+    })
+}
+
+/// Listens (refusing an exposed address without a token) and serves the API: all of it, or
+/// on a cluster process other than 0 only health and metrics.
+async fn serve_http(
+    config: &Config,
+    settings: &EngineSettings,
+    mode: &RunMode,
+    state: Arc<AppState>,
+) -> Result<Serving, String> {
+    let listen = settings.listen.unwrap_or(config.http.listen);
+    crate::config::check_exposure(listen, config.http.token.as_ref(), config.http.allow_open)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let app = match mode.cluster() {
+        Some(c) if !mode.serves_api() => crate::http::peer_app(state, c.shard.process),
+        _ => crate::http::app(state),
+    };
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    tracing::info!(http_addr = %addr, "HTTP API listening");
+    Ok(Serving { addr, stop, task })
 }
 
 /// Damaged segments kept in `wal/corrupt/` for inspection, newest first; older ones go.

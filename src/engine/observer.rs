@@ -6,17 +6,17 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::events::Bus;
 use crate::config::StreamKind;
 use crate::dataflow::Observer;
 use crate::id::Id;
+use crate::live::bus::Bus;
+use crate::live::views::{ItemKey, LatestValue, LiveViews};
+use crate::live::window_store::WindowStore;
 use crate::metrics::Metrics;
 use crate::nclink::status::MachineState;
 use crate::sample::Sample;
 use crate::sinks::{SinkHandle, SinkMessage};
-use crate::views::{ItemKey, LatestValue, LiveViews};
 use crate::window::WindowRow;
-use crate::window_store::WindowStore;
 
 pub(super) struct EngineObserver {
     pub sinks: Vec<SinkHandle>,

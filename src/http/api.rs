@@ -6,18 +6,18 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{ApiError, WindowJson};
+use super::ApiError;
 use crate::config::{BrokerUrl, HumanDuration};
-use crate::engine::AppState;
+use crate::http::AppState;
 use crate::id::Id;
+use crate::live::views::LatestValue;
 use crate::nclink::status::{MachineState, STATUS_ITEM};
 use crate::sample::now_ms;
 use crate::time::parse_time;
-use crate::views::LatestValue;
+use crate::window::WindowJson;
 
 /// Most windows one request returns.
 pub const MAX_LIMIT: usize = 10_000;
@@ -226,46 +226,44 @@ pub async fn fleet(State(state): State<Arc<AppState>>) -> Json<Value> {
 }
 
 pub async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let s = state.metrics.source.snapshot();
-    let engine = &state.metrics.engine;
-    let late = engine
-        .late_samples
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let windows: BTreeMap<String, u64> = engine
-        .windows_emitted
-        .lock()
-        .expect("metrics lock")
-        .iter()
-        .map(|(size, n)| (HumanDuration::from_millis(*size as u64).to_string(), *n))
-        .collect();
-    Json(json!({
-        "source": {
-            "connected": s.connected,
-            "broker": state.source.broker(),
-            "messages": s.messages,
-            "samples": s.samples,
-            "late_samples": late,
-            "dead_letters": s.dead_letters,
-            "devices": s.devices,
-            "models": s.models,
-            "query_requests": s.query_requests,
-            "query_answers": s.query_answers,
-            "query_timeouts": s.query_timeouts,
-            "connects": s.connects,
-            "connection_errors": s.connection_errors,
-        },
-        "watermark": engine.watermark(),
-        "windows_emitted": windows,
-        "window_sizes": state
-            .window_sizes
-            .iter()
-            .map(|ms| HumanDuration::from_millis(*ms as u64).to_string())
-            .collect::<Vec<_>>(),
-        "sinks": state.sinks.iter().map(|s| s.status()).collect::<Vec<_>>(),
-        "wal": state.wal.as_ref().map(|w| w.status()),
-        "uptime_ms": state.started.elapsed().as_millis() as u64,
-        "now": now_ms(),
-    }))
+    Json(status_json(&state))
+}
+
+/// The status document: the same metric lists `/metrics` renders, by key.
+pub(super) fn status_json(state: &AppState) -> Value {
+    let mut source = crate::metrics::json_object(&state.metrics.source_metrics());
+    source.insert("broker".into(), state.source.broker().into());
+    let mut top = crate::metrics::json_object(&state.metrics.engine_metrics());
+    top.insert("source".into(), source.into());
+    top.insert("watermark".into(), json!(state.metrics.engine.watermark()));
+    top.insert(
+        "window_sizes".into(),
+        json!(
+            state
+                .window_sizes
+                .iter()
+                .map(|ms| HumanDuration::from_millis(*ms as u64).to_string())
+                .collect::<Vec<_>>()
+        ),
+    );
+    top.insert(
+        "sinks".into(),
+        state.sinks.iter().map(|s| s.status().json()).collect(),
+    );
+    top.insert(
+        "wal".into(),
+        state.wal.as_ref().map_or(Value::Null, |w| {
+            let mut wal = crate::metrics::json_object(&w.metrics());
+            wal.insert("enabled".into(), true.into());
+            wal.into()
+        }),
+    );
+    top.insert(
+        "uptime_ms".into(),
+        (state.started.elapsed().as_millis() as u64).into(),
+    );
+    top.insert("now".into(), now_ms().into());
+    top.into()
 }
 
 pub(super) fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
@@ -289,7 +287,7 @@ pub async fn reconnect(
         .source
         .reconnect(url.clone())
         .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e))?;
+        .map_err(ApiError::from)?;
     Ok(Json(json!({ "broker": url.to_string() })))
 }
 
@@ -320,6 +318,6 @@ pub async fn query(
         .source
         .query(request.device, request.items)
         .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e))?;
+        .map_err(ApiError::from)?;
     Ok(Json(json!({ "request_id": request_id })))
 }

@@ -13,10 +13,10 @@
 //!   read. Programs (curl, scripts) send neither header and are judged by the token alone.
 //! - **Token.** With `http.token`, state-changing requests need `Authorization: Bearer
 //!   <token>` (scheme in any case), compared in constant time. Listening beyond loopback
-//!   without a token is refused at start ([`check_exposure`]) unless `http.allow_open`, and
+//!   without a token is refused at start ([`crate::config::check_exposure`]) unless `http.allow_open`, and
 //!   then state-changing requests are still refused: only reading is open.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -26,7 +26,7 @@ use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
 use super::ApiError;
-use crate::config::Secret;
+use crate::config::{HttpConfig, Secret};
 use crate::nclink::limits::shown;
 
 /// What the guard checks requests against.
@@ -42,21 +42,14 @@ pub struct Guard {
     pub open: bool,
 }
 
-/// Refuses to expose the API beyond loopback without a token, unless told to.
-pub fn check_exposure(
-    listen: SocketAddr,
-    token: Option<&Secret>,
-    allow_open: bool,
-) -> Result<(), String> {
-    if listen.ip().is_loopback() || token.is_some() || allow_open {
-        return Ok(());
+impl From<&HttpConfig> for Guard {
+    fn from(http: &HttpConfig) -> Guard {
+        Guard {
+            allowed_hosts: http.allowed_hosts.clone(),
+            token: http.token.clone(),
+            open: http.allow_open && http.token.is_none(),
+        }
     }
-    Err(format!(
-        "http.listen {listen} is reachable beyond this machine, and http.token is not set: \
-         anyone who can reach it could switch the broker and query machines. Set http.token \
-         (e.g. token = \"${{MILLSTREAM_TOKEN}}\"), listen on 127.0.0.1, or set \
-         http.allow_open = true to serve reading only (POST endpoints then refuse every request)"
-    ))
 }
 
 impl Guard {
@@ -222,6 +215,8 @@ fn host_name(host: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::check_exposure;
+    use std::net::SocketAddr;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();

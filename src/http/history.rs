@@ -12,12 +12,13 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
+use super::ApiError;
 use super::api::{Params, required, time_param};
-use super::{ApiError, WindowJson};
 use crate::config::HumanDuration;
-use crate::engine::AppState;
+use crate::http::AppState;
 use crate::lake::analyze::{self, Selection};
 use crate::sample::now_ms;
+use crate::window::WindowJson;
 
 /// Longest time range one request may cover.
 pub const MAX_RANGE_MS: i64 = 31 * 86_400_000;
@@ -89,7 +90,13 @@ pub async fn history(
     let analysis =
         tokio::task::spawn_blocking(move || analyze::windows(&lake, &selection, every_ms, &mut ()))
             .await
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("history: {e}")))?
+            .map_err(|e| {
+                tracing::error!(error = %e, "the history query failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the history query failed",
+                )
+            })?
             .map_err(|e| match e {
                 // No lake yet (nothing written): no history, not an error.
                 analyze::AnalyzeError::Listing { error, .. }
@@ -97,10 +104,14 @@ pub async fn history(
                 {
                     None
                 }
-                e => Some(ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    e.to_string(),
-                )),
+                // The error names the lake's files: they go to the log, not to the caller.
+                e => {
+                    tracing::error!(error = %e, "cannot read the lake for a history query");
+                    Some(ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "cannot read the lake (the engine's log says why)",
+                    ))
+                }
             });
     let (rows, skipped) = match analysis {
         Ok(a) => (a.rows, a.skipped.len()),

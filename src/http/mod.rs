@@ -4,8 +4,10 @@
 //!
 //! Errors are `{"error": "…"}`: 400 for a bad parameter or body (with the reason), 401 for a
 //! missing or wrong token on POST endpoints (when `http.token` is set), 403 for a foreign host
-//! or page ([`guard`]), 404 for an unknown device, 502 when the broker cannot be reached, 503
-//! when too many event streams are open.
+//! or page ([`guard`]), 404 for an unknown device, 409 for a command to devices while a replay
+//! runs in the source's place, 502 when the broker or device cannot be reached or does not
+//! answer, 503 when too many event streams are open or the engine is stopping. The status of
+//! a failed source command comes from its type (`ControlError`); no answer names a file path.
 //!
 //! Layout: [`guard`] (who may talk to the API, security headers), [`api`] (JSON endpoints),
 //! [`history`] (windows from the lake), [`poll`] (polling settings), [`sse`] (events),
@@ -18,6 +20,7 @@ mod history;
 mod poll;
 mod prometheus;
 mod sse;
+mod state;
 
 use std::sync::Arc;
 
@@ -25,13 +28,9 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Serialize;
 
-pub use guard::{Guard, check_exposure};
-
-use crate::engine::AppState;
-use crate::id::Id;
-use crate::window::WindowRow;
+pub use guard::Guard;
+pub use state::AppState;
 
 /// The router.
 pub fn app(state: Arc<AppState>) -> Router {
@@ -105,6 +104,21 @@ impl ApiError {
     }
 }
 
+/// Each reason a source command fails has its status: replaying 409, stopping 503, a request
+/// refused as given 400, the broker or device (or no source at all) 502.
+impl From<crate::source::control::ControlError> for ApiError {
+    fn from(e: crate::source::control::ControlError) -> ApiError {
+        use crate::source::control::ControlError as E;
+        let status = match &e {
+            E::Replaying(_) => StatusCode::CONFLICT,
+            E::Stopping => StatusCode::SERVICE_UNAVAILABLE,
+            E::Refused(_) => StatusCode::BAD_REQUEST,
+            E::Detached | E::Source(_) => StatusCode::BAD_GATEWAY,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
@@ -112,59 +126,6 @@ impl IntoResponse for ApiError {
             axum::Json(serde_json::json!({ "error": self.reason })),
         )
             .into_response()
-    }
-}
-
-/// A window as the API shows it (DESIGN.md §8).
-#[derive(Debug, Clone, Serialize)]
-pub struct WindowJson {
-    pub item: Id,
-    pub size_ms: i64,
-    pub start: i64,
-    pub end: i64,
-    pub count: u64,
-    pub min: Option<f64>,
-    pub max: Option<f64>,
-    pub mean: Option<f64>,
-    pub stddev: Option<f64>,
-    pub p50: Option<f64>,
-    pub p95: Option<f64>,
-    pub p99: Option<f64>,
-    pub first: Option<f64>,
-    pub last: Option<f64>,
-}
-
-impl From<&WindowRow> for WindowJson {
-    fn from(w: &WindowRow) -> WindowJson {
-        let f = |v: f64| v.is_finite().then_some(v);
-        WindowJson {
-            item: w.item.clone(),
-            size_ms: w.size_ms,
-            start: w.start,
-            end: w.end,
-            count: w.count,
-            min: f(w.min),
-            max: f(w.max),
-            mean: f(w.mean),
-            stddev: w.stddev.and_then(f),
-            p50: f(w.p50),
-            p95: f(w.p95),
-            p99: f(w.p99),
-            first: f(w.first),
-            last: f(w.last),
-        }
-    }
-}
-
-impl WindowJson {
-    /// The row as `/windows` and `/history` list it: their answer names the item and size once.
-    pub fn row(w: &WindowRow) -> serde_json::Value {
-        let mut v = serde_json::to_value(WindowJson::from(w)).expect("serializable");
-        if let Some(o) = v.as_object_mut() {
-            o.remove("item");
-            o.remove("size_ms");
-        }
-        v
     }
 }
 

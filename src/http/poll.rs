@@ -8,14 +8,13 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiError;
 use super::api::body;
 use crate::config::{HumanDuration, PollConfig};
-use crate::engine::AppState;
+use crate::http::AppState;
 
 /// Shortest polling interval accepted.
 const MIN_INTERVAL_MS: u64 = 100;
@@ -105,6 +104,6 @@ pub async fn set(
         .source
         .set_poll(poll.clone())
         .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e))?;
+        .map_err(ApiError::from)?;
     Ok(Json(poll_json(&poll)))
 }

@@ -1,7 +1,7 @@
 //! `GET /api/v1/events[?device=D]`: live `sample` and `window` events. Each client reads from
 //! the bounded broadcast; one that falls behind skips what it missed (told by a `lagged` event
 //! with the count) instead of holding memory. Events are bounded in bytes
-//! ([`crate::engine::events::MAX_EVENT_BYTES`]) and clients in number (`http.sse_clients`;
+//! ([`crate::live::bus::MAX_EVENT_BYTES`]) and clients in number (`http.sse_clients`;
 //! more get 503), so the memory all streams hold together is bounded.
 
 use std::collections::HashMap;
@@ -18,7 +18,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::ApiError;
-use crate::engine::AppState;
+use crate::http::AppState;
 use axum::http::StatusCode;
 
 pub async fn events(

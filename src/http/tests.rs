@@ -8,14 +8,16 @@ use axum::http::{Request, StatusCode};
 use tower::ServiceExt;
 
 use crate::config::Secret;
-use crate::engine::{AppState, Bus, SourceControl};
+use crate::http::AppState;
 use crate::id::Id;
+use crate::live::Bus;
+use crate::live::registry::Registry;
+use crate::live::views::{LatestValue, LiveViews};
+use crate::live::window_store::WindowStore;
 use crate::metrics::Metrics;
 use crate::nclink::model::DeviceModel;
-use crate::registry::Registry;
-use crate::views::{LatestValue, LiveViews};
+use crate::source::control::SourceControl;
 use crate::window::WindowRow;
-use crate::window_store::WindowStore;
 
 fn state(token: Option<&str>) -> Arc<AppState> {
     let views = LiveViews::default();
@@ -389,4 +391,197 @@ async fn polling_settings_are_validated_and_need_the_token() {
     )
     .await;
     assert!(v["poll"].is_null());
+}
+
+/// Every number `/api/v1/status` shows is on `/metrics` too, with the same value: each
+/// counter is set to a value of its own, then looked for among the Prometheus lines.
+#[tokio::test]
+async fn status_and_metrics_show_the_same_counters() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    let mut next = 1_000u64;
+    let mut set = |c: &AtomicU64| {
+        next += 1;
+        c.store(next, Relaxed);
+    };
+    let metrics = Metrics::default();
+    let src = &metrics.source;
+    for c in [
+        &src.connects,
+        &src.connection_errors,
+        &src.messages,
+        &src.bytes,
+        &src.samples,
+        &src.not_ok_items,
+        &src.dead_letter_write_errors,
+        &src.dead_letters_unacknowledged,
+        &src.devices,
+        &src.models,
+        &src.probe_requests,
+        &src.query_requests,
+        &src.query_answers,
+        &src.query_timeouts,
+        &src.publish_failures,
+        &src.ack_failures,
+        &src.pending_messages,
+        &src.buffered_bytes,
+    ] {
+        set(c);
+    }
+    src.dead_letters.iter().for_each(&mut set);
+    let e = &metrics.engine;
+    for c in [
+        &e.dataflow_samples,
+        &e.late_samples,
+        &e.sse_clients,
+        &e.sse_lagged,
+    ] {
+        set(c);
+    }
+    e.windows_emitted.lock().unwrap().insert(10_000, 4_321);
+    let wal = crate::wal::WalStats::default();
+    for c in [
+        &wal.bytes,
+        &wal.segments,
+        &wal.appended_samples,
+        &wal.syncs,
+        &wal.recovered_samples,
+        &wal.checkpoints,
+        &wal.write_errors,
+        &wal.torn_records,
+        &wal.corrupt_records,
+    ] {
+        set(c);
+    }
+    let stats = crate::sinks::SinkStats {
+        healthy: AtomicBool::new(true),
+        ..Default::default()
+    };
+    for c in [
+        &stats.written,
+        &stats.failed,
+        &stats.dropped,
+        &stats.skipped,
+        &stats.retries,
+        &stats.queued,
+        &stats.spooled_bytes,
+    ] {
+        set(c);
+    }
+    let base = state(None);
+    let state = Arc::new(AppState {
+        metrics: Arc::new(metrics),
+        wal: Some(Arc::new(wal)),
+        sinks: vec![crate::sinks::SinkMonitor {
+            name: "store".into(),
+            kind: crate::config::SinkKind::Mysql,
+            stats: Arc::new(stats),
+        }],
+        views: base.views.clone(),
+        registry: base.registry.clone(),
+        windows: base.windows.clone(),
+        bus: Bus::default(),
+        source: SourceControl::detached("mqtt://127.0.0.1:1883"),
+        guard: Default::default(),
+        sse_clients: 4,
+        window_sizes: vec![10_000],
+        started: Instant::now(),
+        lake: None,
+    });
+    let status = super::api::status_json(&state);
+    let page = super::prometheus::render(&state);
+    let values: Vec<(&str, f64)> = page
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name, value.parse().ok()?))
+        })
+        .collect();
+    // Not counters: what the status says about itself.
+    let not_metrics = [
+        "broker",
+        "watermark",
+        "window_sizes",
+        "uptime_ms",
+        "now",
+        "name",
+        "kind",
+        "last_error",
+        "enabled",
+    ];
+    let mut checked = 0;
+    let mut leaves = vec![(String::new(), &status)];
+    while let Some((path, v)) = leaves.pop() {
+        match v {
+            serde_json::Value::Object(o) => {
+                for (k, v) in o {
+                    if !not_metrics.contains(&k.as_str()) {
+                        leaves.push((format!("{path}.{k}"), v));
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => {
+                leaves.extend(a.iter().map(|v| (format!("{path}[]"), v)));
+            }
+            serde_json::Value::Number(n) => {
+                let n = n.as_f64().unwrap();
+                assert!(
+                    values.iter().any(|(_, v)| *v == n),
+                    "status {path} = {n} is not on /metrics:\n{page}"
+                );
+                checked += 1;
+            }
+            serde_json::Value::Bool(b) => {
+                let key = path.rsplit('.').next().unwrap();
+                assert!(
+                    values
+                        .iter()
+                        .any(|(name, v)| name.contains(key) && *v == f64::from(u8::from(*b))),
+                    "status {path} = {b} is not on /metrics:\n{page}"
+                );
+                checked += 1;
+            }
+            other => panic!("status {path} is {other}, neither a number nor a flag"),
+        }
+    }
+    // Source 19 + dead letters by reason, engine 3 + windows by size, log 9, sink 9.
+    assert!(checked >= 40, "only {checked} numbers in the status");
+    // And the other way: every family on /metrics is in the status (the lag is the
+    // status's watermark, seen from now).
+    for line in page.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let name = line.split(' ').nth(2).unwrap();
+        if name == "millstream_watermark_lag_seconds" {
+            continue;
+        }
+        let (_, value) = values
+            .iter()
+            .find(|(n, _)| n.split('{').next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} has no value"));
+        assert!(
+            status.to_string().contains(&format!(":{value}"))
+                || (*value == 1.0 && status.to_string().contains(":true"))
+                || (*value == 0.0 && status.to_string().contains(":false")),
+            "{name} = {value} is not in the status: {status}"
+        );
+    }
+}
+
+/// A failed source command's status comes from why it failed.
+#[test]
+fn source_command_failures_have_their_own_status() {
+    use crate::source::control::ControlError as E;
+    for (error, status) in [
+        (
+            E::Replaying("there are no devices to ask"),
+            StatusCode::CONFLICT,
+        ),
+        (E::Stopping, StatusCode::SERVICE_UNAVAILABLE),
+        (E::Refused("no downgrade".into()), StatusCode::BAD_REQUEST),
+        (E::Source("no answer".into()), StatusCode::BAD_GATEWAY),
+        (E::Detached, StatusCode::BAD_GATEWAY),
+    ] {
+        let reason = error.to_string();
+        let response = axum::response::IntoResponse::into_response(super::ApiError::from(error));
+        assert_eq!(response.status(), status, "{reason}");
+    }
 }

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::layout::{is_data_file, partitions};
 use super::row_set::RowSet;
-use crate::sinks::parquet::writer_properties;
+use crate::lake::writer::writer_properties;
 
 const JOURNAL: &str = "_COMPACTING";
 const SUCCESS: &str = "_SUCCESS";
@@ -220,7 +220,7 @@ fn merge_partition(
         group.push((name, bytes));
     }
     groups.push(group);
-    let stamp = crate::sinks::parquet::default_writer_id();
+    let stamp = crate::lake::writer::default_writer_id();
     for (n, group) in groups.into_iter().enumerate() {
         if group.len() < 2 {
             continue;
@@ -341,9 +341,9 @@ fn merge(
 mod tests {
     use super::*;
     use crate::id::Id;
+    use crate::lake::writer::{Lake, LakeOptions};
     use crate::nclink::intern::Interner;
     use crate::sample::Sample;
-    use crate::sinks::parquet::{Lake, LakeOptions};
     use std::time::Duration;
 
     const HOUR: i64 = 3_600_000;

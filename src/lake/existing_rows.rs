@@ -156,8 +156,8 @@ impl ExistingRows {
 mod tests {
     use super::*;
     use crate::id::Id;
+    use crate::lake::writer::{Lake, LakeOptions};
     use crate::sample::Sample;
-    use crate::sinks::parquet::{Lake, LakeOptions};
     use std::time::Duration;
 
     /// A lake writer `writer` that wrote `samples` and finished.

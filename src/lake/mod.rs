@@ -1,8 +1,10 @@
-//! The Parquet lake read back (DESIGN.md §5): finding complete files by partition, reading raw
-//! samples out of them, and the historical questions asked of it. The writing side is
-//! `crate::sinks::parquet`.
+//! The Parquet lake (DESIGN.md §5), which owns its format: writing files ([`writer`]: schemas,
+//! writer properties, file and partition names), finding complete files by partition, reading
+//! raw samples out of them, and the historical questions asked of it. The parquet sink
+//! (`crate::sinks::parquet`) only feeds [`writer::Lake`] from its queue.
 //!
 //! Layout:
+//! - [`writer`]: the lake's files written: schemas, partitions, hidden-then-renamed files.
 //! - [`layout`]: partitions and complete files within a time range.
 //! - [`sample_reader`]: raw samples out of one file, with clear errors for files that are not
 //!   the lake's Parquet.
@@ -20,3 +22,4 @@ pub mod row_set;
 pub mod sample_reader;
 pub mod upload;
 pub mod webhdfs;
+pub mod writer;

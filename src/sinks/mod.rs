@@ -6,28 +6,36 @@
 //!
 //! Layout:
 //! - this file: what a sink receives ([`SinkMessage`]), its queue and counters ([`SinkHandle`],
-//!   [`SinkStats`]), and starting the configured sinks.
-//! - [`parquet`]: the Parquet lake (Hive layout, hidden until complete).
-//! - [`sqlite`]: SQLite through sqlx, idempotent batched inserts.
-//! - [`mysql`]: MySQL/MariaDB through sqlx, idempotent batched inserts.
-//! - [`influx`]: InfluxDB 1.x and 2.x/3.x/Cloud, line protocol over HTTP.
+//!   [`SinkStats`]), starting the configured sinks, and their health checks.
+//! - one folder per store, each with the same rooms: `mod.rs` (spawn: configuration to a
+//!   running writer task), `config.rs` (what the configuration becomes for the store, and the
+//!   health check `millstream check` runs), `writer.rs` (the one write and which of its errors
+//!   may pass): [`mysql`] and [`sqlite`] through sqlx (idempotent batched inserts), [`influx`]
+//!   (1.x and 2.x/3.x/Cloud, line protocol over HTTP), [`parquet`] (a thin adapter: the lake's
+//!   format is `crate::lake`'s).
+//! - [`sql`]: what the SQL sinks share (placeholders, text width).
 //! - [`writer`]: the batching, retry and rejection loop of the network sinks.
 //! - [`spool`]: where batches go when a sink's queue is full, so the dataflow never waits.
+//!
+//! A new store is a new folder of that shape, a variant of `crate::config::StoreConfig`, and
+//! one arm in [`Sinks::start`] and [`healthcheck`].
 
 pub mod influx;
 pub mod mysql;
 pub mod parquet;
 pub mod spool;
+pub mod sql;
 pub mod sqlite;
 pub mod writer;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::config::{SinkConfig, SinkKind, StreamKind};
+use crate::codec::Rows;
+use crate::config::{SinkConfig, SinkKind, StoreConfig, StreamKind};
+use crate::metrics::Metric;
 use crate::sample::Sample;
 use crate::window::WindowRow;
 
@@ -41,6 +49,26 @@ pub enum SinkMessage {
     /// The write-ahead log's checkpoint: make everything received before it durable, then
     /// mark it done.
     Barrier(Barrier),
+}
+
+impl SinkMessage {
+    /// The rows it carries, as the spool records them (`None`: not data).
+    pub fn rows(&self) -> Option<Rows> {
+        match self {
+            SinkMessage::Samples(s) => Some(Rows::Samples(s.clone())),
+            SinkMessage::Windows(w) => Some(Rows::Windows(w.clone())),
+            SinkMessage::Tick | SinkMessage::Barrier(_) => None,
+        }
+    }
+}
+
+impl From<Rows> for SinkMessage {
+    fn from(rows: Rows) -> SinkMessage {
+        match rows {
+            Rows::Samples(s) => SinkMessage::Samples(s),
+            Rows::Windows(w) => SinkMessage::Windows(w),
+        }
+    }
 }
 
 /// A checkpoint's request to one sink: done once everything the sink received before it is
@@ -99,7 +127,7 @@ impl SinkStats {
 }
 
 /// A point-in-time view of a sink (DESIGN.md §8 `/api/v1/status`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct SinkStatus {
     pub name: String,
     pub kind: &'static str,
@@ -110,7 +138,73 @@ pub struct SinkStatus {
     pub failed: u64,
     pub retries: u64,
     pub dropped: u64,
+    pub skipped: u64,
     pub last_error: Option<String>,
+}
+
+impl SinkStatus {
+    /// The sink's metrics (`/metrics` labels them with `sink`).
+    pub fn metrics(&self) -> Vec<Metric> {
+        vec![
+            Metric::flag(
+                "healthy",
+                "millstream_sink_healthy",
+                "1 while the sink's last write succeeded.",
+                self.healthy,
+            ),
+            Metric::gauge(
+                "queued",
+                "millstream_sink_queued",
+                "Batches waiting in the sink's queue.",
+                self.queued as u64,
+            ),
+            Metric::gauge(
+                "spooled_bytes",
+                "millstream_sink_spooled_bytes",
+                "Bytes spooled to disk, per sink.",
+                self.spooled_bytes,
+            ),
+            Metric::counter(
+                "written",
+                "millstream_sink_written_total",
+                "Rows written, per sink.",
+                self.written,
+            ),
+            Metric::counter(
+                "failed",
+                "millstream_sink_failed_total",
+                "Rows that failed to write, per sink.",
+                self.failed,
+            ),
+            Metric::counter(
+                "retries",
+                "millstream_sink_retries_total",
+                "Write attempts retried after a transient failure, per sink.",
+                self.retries,
+            ),
+            Metric::counter(
+                "dropped",
+                "millstream_sink_dropped_total",
+                "Rows given up, per sink.",
+                self.dropped,
+            ),
+            Metric::counter(
+                "skipped",
+                "millstream_sink_skipped_total",
+                "Rows not written again because the store held them already (the lake, in a replay).",
+                self.skipped,
+            ),
+        ]
+    }
+
+    /// As `/api/v1/status` lists it: name, kind, last error and every metric.
+    pub fn json(&self) -> serde_json::Value {
+        let mut object = crate::metrics::json_object(&self.metrics());
+        object.insert("name".into(), self.name.clone().into());
+        object.insert("kind".into(), self.kind.into());
+        object.insert("last_error".into(), self.last_error.clone().into());
+        object.into()
+    }
 }
 
 /// The sending side of a running sink.
@@ -174,7 +268,7 @@ impl SinkHandle {
                 }
             }
             Err(e) => {
-                let rows = spool::codec::rows(&message);
+                let rows = message.rows().map_or(0, |r| r.len());
                 if !self.stats.lost.swap(true, Ordering::Relaxed) {
                     tracing::error!(sink = %self.name, error = %e, "cannot spool; the write-ahead log keeps what is lost for the next start");
                 }
@@ -226,6 +320,7 @@ impl SinkMonitor {
             failed: s.failed.load(Ordering::Relaxed),
             retries: s.retries.load(Ordering::Relaxed),
             dropped: s.dropped.load(Ordering::Relaxed),
+            skipped: s.skipped.load(Ordering::Relaxed),
             last_error: s.last_error.lock().expect("stats lock").clone(),
         }
     }
@@ -339,7 +434,7 @@ impl SinkQueue {
                     self.stats.dropped.fetch_add(dropped, Ordering::Relaxed);
                 }
                 Err(e) => {
-                    let rows = spool::codec::rows(message);
+                    let rows = message.rows().map_or(0, |r| r.len());
                     self.stats.lost.store(true, Ordering::Relaxed);
                     tracing::error!(rows, error = %e, "cannot spool at shutdown; the write-ahead log keeps these rows for the next start");
                     self.stats.dropped.fetch_add(rows, Ordering::Relaxed);
@@ -387,19 +482,19 @@ impl Sinks {
         let mut handles = Vec::new();
         let mut tasks = Vec::new();
         for config in configs {
-            let (sender, receiver) = mpsc::channel(config.queue.max(1));
+            let (sender, receiver) = mpsc::channel(config.common.queue.max(1));
             let stats = Arc::new(SinkStats::default());
             stats.healthy.store(true, Ordering::Relaxed);
-            let dir = state_dir.join("spool").join(&config.name);
-            let spool = spool::Spool::open(&dir, config.spool_limit.0).map_err(|e| {
+            let dir = state_dir.join("spool").join(&config.common.name);
+            let spool = spool::Spool::open(&dir, config.common.spool_limit.0).map_err(|e| {
                 format!(
                     "sink {:?}: cannot open its spool {}: {e}",
-                    config.name,
+                    config.common.name,
                     dir.display()
                 )
             })?;
             if !spool.is_empty() {
-                tracing::info!(sink = %config.name, bytes = spool.bytes(), "writing the backlog spooled by a previous run first");
+                tracing::info!(sink = %config.common.name, bytes = spool.bytes(), "writing the backlog spooled by a previous run first");
             }
             stats.spooled_bytes.store(spool.bytes(), Ordering::Relaxed);
             let spool = Arc::new(std::sync::Mutex::new(spool));
@@ -409,20 +504,25 @@ impl Sinks {
                 stats: stats.clone(),
                 drain_until: None,
             };
-            let task = match config.kind {
-                SinkKind::Parquet => parquet::spawn(config, queue, stats.clone())?,
-                SinkKind::Sqlite => sqlite::spawn(config, queue, stats.clone(), state_dir).await?,
-                SinkKind::Mysql => mysql::spawn(config, queue, stats.clone(), state_dir)?,
-                SinkKind::Influx => influx::spawn(config, queue, stats.clone(), state_dir)?,
+            let common = &config.common;
+            let task = match &config.store {
+                StoreConfig::Parquet(c) => parquet::spawn(common, c, queue, stats.clone())?,
+                StoreConfig::Sqlite(c) => {
+                    sqlite::spawn(common, c, queue, stats.clone(), state_dir).await?
+                }
+                StoreConfig::Mysql(c) => mysql::spawn(common, c, queue, stats.clone(), state_dir)?,
+                StoreConfig::Influx(c) => {
+                    influx::spawn(common, c, queue, stats.clone(), state_dir)?
+                }
             };
             handles.push(SinkHandle {
-                name: config.name.clone(),
-                kind: config.kind,
-                streams: config.streams.clone(),
+                name: common.name.clone(),
+                kind: config.kind(),
+                streams: common.streams.clone(),
                 sender,
                 spool,
                 stats,
-                backpressure: config.replay,
+                backpressure: common.replay,
             });
             tasks.push(task);
         }
@@ -439,6 +539,36 @@ impl Sinks {
         }
         durable
     }
+}
+
+/// Whether the sink's store can be reached and written (`millstream check`), within
+/// `timeout` for a store across the network.
+pub async fn healthcheck(config: &SinkConfig, timeout: std::time::Duration) -> Result<(), String> {
+    match &config.store {
+        StoreConfig::Mysql(c) => mysql::healthcheck(c, timeout).await,
+        StoreConfig::Influx(c) => influx::healthcheck(c, timeout).await,
+        StoreConfig::Sqlite(c) => sqlite::healthcheck(c),
+        StoreConfig::Parquet(c) => parquet::healthcheck(c),
+    }
+}
+
+/// Whether files can be created in `dir` (or, if it does not exist yet, in its nearest existing
+/// ancestor, where millstream would create it). Creates nothing that stays.
+pub(crate) fn writable(dir: &std::path::Path) -> Result<(), String> {
+    use std::path::Path;
+    let existing = dir
+        .ancestors()
+        .find(|a| a.as_os_str().is_empty() || a.is_dir())
+        .unwrap_or(Path::new("."));
+    let existing = if existing.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        existing
+    };
+    let probe = existing.join(format!(".millstream-check-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! - [`platform`]: the NC-Link platform logic (discovery, probe, poll, decode), free of I/O.
 //! - [`pending`]: Sample messages waiting for their device's model.
 //! - [`event`]: what the source emits.
+//! - [`control`]: the API's handle on the running source (commands to the engine's ingest).
 //! - this file: the driver task that joins them, performs the platform's actions, writes dead
 //!   letters and acknowledges each message to the broker once its events were handed on.
 //!
@@ -15,6 +16,7 @@
 
 pub mod ack;
 pub mod connection;
+pub mod control;
 pub mod event;
 pub mod pending;
 pub mod platform;

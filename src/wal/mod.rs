@@ -28,9 +28,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::metrics::Metric;
 use crate::sample::Sample;
 use crate::source::ack::Ack;
 
@@ -58,11 +58,10 @@ pub struct WalStats {
     pub corrupt_records: AtomicU64,
 }
 
-/// A point-in-time view of the log.
-#[derive(Debug, Clone, Serialize)]
+/// A point-in-time copy of the log's counters, for programs (the API renders
+/// [`WalStats::metrics`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WalStatus {
-    /// Always true where a status exists (`/api/v1/status` shows `null` when the log is off).
-    pub enabled: bool,
     pub bytes: u64,
     pub segments: u64,
     pub appended_samples: u64,
@@ -78,7 +77,6 @@ impl WalStats {
     pub fn status(&self) -> WalStatus {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         WalStatus {
-            enabled: true,
             bytes: get(&self.bytes),
             segments: get(&self.segments),
             appended_samples: get(&self.appended_samples),
@@ -89,6 +87,67 @@ impl WalStats {
             torn_records: get(&self.torn_records),
             corrupt_records: get(&self.corrupt_records),
         }
+    }
+
+    /// The log's metrics (`/api/v1/status` shows them under `wal`, with `"enabled": true`).
+    pub fn metrics(&self) -> Vec<Metric> {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        vec![
+            Metric::gauge(
+                "bytes",
+                "millstream_wal_bytes",
+                "Bytes in write-ahead log segments on disk.",
+                get(&self.bytes),
+            ),
+            Metric::gauge(
+                "segments",
+                "millstream_wal_segments",
+                "Write-ahead log segments on disk.",
+                get(&self.segments),
+            ),
+            Metric::counter(
+                "appended_samples",
+                "millstream_wal_appended_samples_total",
+                "Samples written to the write-ahead log.",
+                get(&self.appended_samples),
+            ),
+            Metric::counter(
+                "syncs",
+                "millstream_wal_syncs_total",
+                "Group commits of the write-ahead log (fdatasync calls).",
+                get(&self.syncs),
+            ),
+            Metric::counter(
+                "recovered_samples",
+                "millstream_wal_recovered_samples_total",
+                "Samples replayed from the write-ahead log at start-up.",
+                get(&self.recovered_samples),
+            ),
+            Metric::counter(
+                "checkpoints",
+                "millstream_wal_checkpoints_total",
+                "Write-ahead log segments deleted after a checkpoint.",
+                get(&self.checkpoints),
+            ),
+            Metric::counter(
+                "write_errors",
+                "millstream_wal_write_errors_total",
+                "Failed write-ahead log writes or syncs (messages left unacknowledged).",
+                get(&self.write_errors),
+            ),
+            Metric::counter(
+                "torn_records",
+                "millstream_wal_torn_records_total",
+                "Write-ahead log records found cut short by a crash at replay.",
+                get(&self.torn_records),
+            ),
+            Metric::counter(
+                "corrupt_records",
+                "millstream_wal_corrupt_records_total",
+                "Write-ahead log records found corrupt (skipped) at replay.",
+                get(&self.corrupt_records),
+            ),
+        ]
     }
 }
 

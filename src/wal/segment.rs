@@ -21,10 +21,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::WalStats;
+use crate::codec::{self, Rows};
 use crate::frame::{self, Damage, FileMagic};
 use crate::sample::Sample;
-use crate::sinks::SinkMessage;
-use crate::sinks::spool::codec;
 use crate::source::ack::MessageId;
 
 /// The first bytes of a segment: "MSWAL", format 2.
@@ -69,7 +68,7 @@ pub fn read(
             .ok_or_else(|| "malformed message ids".to_string())
             .and_then(|(ids, payload)| codec::decode(payload).map(|m| (ids, m)));
         match decoded {
-            Ok((ids, SinkMessage::Samples(rows))) => {
+            Ok((ids, Rows::Samples(rows))) => {
                 report.samples += rows.len() as u64;
                 batch(rows.to_vec(), ids);
             }
@@ -190,9 +189,8 @@ impl Writer {
     /// Buffers one record (written to disk by the next [`Writer::sync`]); false when it could
     /// not be written (the group fails: see [`Writer::sync`]).
     pub fn append(&mut self, samples: &Arc<[Sample]>, ids: &[MessageId]) -> bool {
-        let encoded = match codec::encode(&SinkMessage::Samples(samples.clone())) {
-            Ok(Some(encoded)) => encoded,
-            Ok(None) => return true,
+        let encoded = match codec::encode(&Rows::Samples(samples.clone())) {
+            Ok(encoded) => encoded,
             Err(e) => {
                 tracing::error!(error = %e, "a batch cannot be logged; its messages stay unacknowledged");
                 self.failed = true;

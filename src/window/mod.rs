@@ -4,6 +4,7 @@
 //! `crate::dataflow` runs this inside timely; tests run it directly against a reference.
 
 pub mod aggregate;
+pub mod json;
 pub mod key_windows;
 pub mod sketch;
 pub mod spec;
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::id::Id;
 
+pub use json::WindowJson;
 pub use key_windows::{ClosedWindow, KeyWindows};
 pub use spec::WindowSpec;
 

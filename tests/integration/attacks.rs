@@ -1147,9 +1147,9 @@ linger = "200ms"
     // From a lake file (the engine's own format, which anyone with the directory can write):
     // one batch with rows each store takes, and rows only one of them can.
     let lake = dir.path().join("crafted-lake");
-    let mut writer = millstream::sinks::parquet::Lake::new(
+    let mut writer = millstream::lake::writer::Lake::new(
         lake.clone(),
-        millstream::sinks::parquet::LakeOptions {
+        millstream::lake::writer::LakeOptions {
             roll_rows: 1_000_000,
             roll_age: Duration::from_secs(3_600),
             writer: "crafted".into(),

@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::post;
-use millstream::config::{Secret, SinkConfig, SinkKind};
+use millstream::config::{InfluxApi, Secret, SinkConfig};
 use millstream::id::Id;
 use millstream::sample::Sample;
 use millstream::sinks::writer::{Batch, BatchWriter};
@@ -140,10 +140,17 @@ async fn a_server_asking_to_slow_down_is_retried_after_its_retry_after() {
         );
     let base = serve(router).await;
     let state = tempfile::tempdir().unwrap();
-    let mut config = SinkConfig::new("edge", SinkKind::Influx);
-    config.url = Some(base);
-    config.database = Some("db".into());
-    config.linger = Some("10ms".parse().unwrap());
+    let config = SinkConfig::influx(
+        "edge",
+        &base,
+        InfluxApi::V1 {
+            database: "db".into(),
+            username: None,
+            password: None,
+        },
+    )
+    .unwrap()
+    .with_batching(None, Some("10ms".parse().unwrap()));
     let sinks = Sinks::start(&[config], state.path()).await.unwrap();
     let d: Id = Id::from("D");
     sinks.handles[0].send(SinkMessage::Samples(

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use millstream::config::{SinkConfig, SinkKind};
+use millstream::config::SinkConfig;
 use millstream::id::Id;
 use millstream::sample::Sample;
 use millstream::sinks::{SinkMessage, Sinks};
@@ -87,12 +87,12 @@ async fn mysql_sink_writes_over_tls_and_a_plain_connection_is_refused() {
         ca.display()
     );
     let plain = format!("mysql://root@127.0.0.1:{port}/tls_db?ssl-mode=disabled");
-    let mut tls = SinkConfig::new("tls", SinkKind::Mysql);
-    tls.url = Some(secure.clone());
-    tls.linger = Some("50ms".parse().unwrap());
-    let mut refused = tls.clone();
-    refused.name = "plain".into();
-    refused.url = Some(plain);
+    let tls = SinkConfig::mysql("tls", &secure)
+        .unwrap()
+        .with_batching(None, Some("50ms".parse().unwrap()));
+    let refused = SinkConfig::mysql("plain", &plain)
+        .unwrap()
+        .with_batching(None, Some("50ms".parse().unwrap()));
     let sinks = Sinks::start(&[tls, refused], dir.path()).await.unwrap();
     let d: Id = Id::from("D");
     let batch: Vec<Sample> = (0..100)

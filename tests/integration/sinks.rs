@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use millstream::config::{ByteSize, Secret, SinkConfig, SinkKind};
+use millstream::config::{ByteSize, InfluxApi, Secret, SinkConfig, StoreConfig};
 use millstream::id::Id;
 use millstream::sample::Sample;
 use millstream::sinks::writer::{Batch, BatchWriter};
@@ -39,9 +39,11 @@ fn window(device: &str, item: &str, start: i64, count: u64, mean: f64) -> Window
 async fn mysql_rows_are_exact_and_writes_idempotent() {
     let db = database("exact");
     let pool = mysql(&db).await;
-    let mut config = SinkConfig::new("mysql", SinkKind::Mysql);
-    config.url = Some(format!("{}/{db}", mysql_server()));
-    let options = millstream::sinks::mysql::connect_options(&config).unwrap();
+    let config = SinkConfig::mysql("mysql", &format!("{}/{db}", mysql_server())).unwrap();
+    let StoreConfig::Mysql(mysql_config) = &config.store else {
+        unreachable!()
+    };
+    let options = millstream::sinks::mysql::connect_options(mysql_config).unwrap();
     let mut writer = millstream::sinks::mysql::MySqlWriter::new(options);
 
     let d: Id = Id::from("机床-A 1");
@@ -263,15 +265,18 @@ async fn refused_credentials_are_a_clear_permanent_error_not_a_retry_storm() {
     let db = database("auth");
     let state = tempfile::tempdir().unwrap();
     let wrong = format!("{password}-but-wrong");
-    let mut bad = SinkConfig::new("cloud", SinkKind::Influx);
-    bad.url = Some(base.clone());
-    bad.database = Some(db.clone());
-    bad.username = Some(user.clone());
-    bad.password = Some(Secret::new(wrong.clone()));
-    bad.linger = Some("50ms".parse().unwrap());
-    let mut good = bad.clone();
-    good.name = "cloud-ok".into();
-    good.password = Some(Secret::new(password.clone()));
+    let v1 = |password: &str| InfluxApi::V1 {
+        database: db.clone(),
+        username: Some(user.clone()),
+        password: Some(Secret::new(password)),
+    };
+    let linger = Some("50ms".parse().unwrap());
+    let bad = SinkConfig::influx("cloud", &base, v1(&wrong))
+        .unwrap()
+        .with_batching(None, linger);
+    let good = SinkConfig::influx("cloud-ok", &base, v1(&password))
+        .unwrap()
+        .with_batching(None, linger);
     let sinks = Sinks::start(&[bad, good], state.path()).await.unwrap();
     for k in 0..3 {
         for handle in &sinks.handles {
@@ -334,13 +339,19 @@ async fn a_dead_store_with_a_tiny_spool_drops_counted_and_logged_rows_only() {
     let logs = capture_logs();
     let state = tempfile::tempdir().unwrap();
     let dead_port = free_port();
-    let mut dead = SinkConfig::new("dead", SinkKind::Mysql);
-    dead.url = Some(format!("mysql://root@127.0.0.1:{dead_port}/nowhere"));
-    dead.queue = 1;
-    dead.batch_rows = Some(1_000);
-    dead.spool_limit = ByteSize::kib(64);
-    let mut alive = SinkConfig::new("alive", SinkKind::Sqlite);
-    alive.url = Some(format!("sqlite://{}/alive.db", state.path().display()));
+    let mut dead = SinkConfig::mysql(
+        "dead",
+        &format!("mysql://root@127.0.0.1:{dead_port}/nowhere"),
+    )
+    .unwrap()
+    .with_batching(Some(1_000), None);
+    dead.common.queue = 1;
+    dead.common.spool_limit = ByteSize::kib(64);
+    let alive = SinkConfig::sqlite(
+        "alive",
+        &format!("sqlite://{}/alive.db", state.path().display()),
+    )
+    .unwrap();
     let sinks = Sinks::start(&[dead, alive], state.path()).await.unwrap();
     let batches = 1_000;
     for k in 0..batches {
@@ -392,7 +403,7 @@ async fn a_dead_store_with_a_tiny_spool_drops_counted_and_logged_rows_only() {
         millstream::sinks::spool::Spool::open(&state.path().join("spool/dead"), 64 << 10).unwrap();
     let mut kept = 0;
     while let Some(m) = spool.pop().unwrap() {
-        kept += millstream::sinks::spool::codec::rows(&m);
+        kept += m.rows().map_or(0, |r| r.len());
     }
     assert_eq!(kept + dead.dropped, batches as u64 * 100);
     let alive = monitors[1].status();

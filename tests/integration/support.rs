@@ -227,7 +227,7 @@ pub struct Collect {
     pub samples: std::sync::Mutex<Vec<millstream::sample::Sample>>,
     pub windows: std::sync::Mutex<Vec<millstream::window::WindowRow>>,
     pub late: std::sync::atomic::AtomicU64,
-    pub views: millstream::views::LiveViews,
+    pub views: millstream::live::views::LiveViews,
 }
 
 impl millstream::dataflow::Observer for Collect {
@@ -244,8 +244,8 @@ impl millstream::dataflow::Observer for Collect {
     fn on_latest(
         &self,
         changes: &[(
-            millstream::views::ItemKey,
-            millstream::views::LatestValue,
+            millstream::live::views::ItemKey,
+            millstream::live::views::LatestValue,
             isize,
         )],
     ) {

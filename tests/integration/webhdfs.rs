@@ -15,8 +15,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use millstream::lake::upload::{MARKER, Uploader};
 use millstream::lake::webhdfs::WebHdfs;
+use millstream::lake::writer::{Lake, LakeOptions};
 use millstream::sample::Sample;
-use millstream::sinks::parquet::{Lake, LakeOptions};
 
 /// (role, path, op, user, body length).
 type Request = (String, String, String, String, usize);

@@ -5,7 +5,7 @@
 //! Design:
 //! - One directory per sink, `state_dir/spool/<sink>/`, holding numbered segment files
 //!   (`<n>.spool`), each starting with [`MAGIC`] and holding records framed by
-//!   [`crate::frame`] (marker, length, CRC-32) around [`codec`]'s encoding of one batch.
+//!   [`crate::frame`] (marker, length, CRC-32) around [`crate::codec`]'s encoding of one batch.
 //! - Order: once one batch is spooled, every later batch is spooled too, until the sink has
 //!   read the spool to its end; the sink reads its queue first (older) and then the spool, so
 //!   batches reach the store in the order they were produced.
@@ -30,9 +30,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::SinkMessage;
+use crate::codec;
 use crate::frame::{self, FileMagic};
-
-pub mod codec;
 
 /// The first bytes of a segment: "MSSPL", format 2.
 pub const MAGIC: FileMagic = *b"MSSPL\0\0\x02";
@@ -158,8 +157,8 @@ impl Spool {
         };
         let payload = match &barrier {
             Some((id, _)) => codec::encode_barrier(*id),
-            None => match codec::encode(message).map_err(io::Error::other)? {
-                Some(payload) => payload,
+            None => match message.rows() {
+                Some(rows) => codec::encode(&rows).map_err(io::Error::other)?,
                 None => return Ok(0),
             },
         };
@@ -170,7 +169,7 @@ impl Spool {
             )));
         }
         let record = frame::encode(&payload);
-        let rows = codec::rows(message);
+        let rows = message.rows().map_or(0, |r| r.len());
         if self.writer.is_none()
             || self
                 .segments
@@ -263,9 +262,9 @@ impl Spool {
             };
             match record {
                 Some(bytes) => match codec::decode_record(&bytes) {
-                    Ok(codec::Record::Message(message)) => {
-                        self.read_rows += codec::rows(&message);
-                        return Ok(Some(message));
+                    Ok(codec::Record::Rows(rows)) => {
+                        self.read_rows += rows.len();
+                        return Ok(Some(SinkMessage::from(rows)));
                     }
                     Ok(codec::Record::Barrier(id)) => {
                         // A barrier of an earlier run has no one waiting for it.
@@ -454,7 +453,6 @@ mod tests {
     use super::*;
     use crate::id::Id;
     use crate::sample::Sample;
-    use crate::window::WindowRow;
 
     fn samples(from: i64, n: i64) -> SinkMessage {
         let d: Id = Id::from("D");
@@ -478,58 +476,6 @@ mod tests {
             SinkMessage::Samples(s) => s[0].ts,
             _ => panic!("not samples"),
         }
-    }
-
-    #[test]
-    fn codec_round_trips() {
-        let m = samples(0, 7);
-        let SinkMessage::Samples(back) =
-            codec::decode(&codec::encode(&m).unwrap().unwrap()).unwrap()
-        else {
-            panic!()
-        };
-        let SinkMessage::Samples(orig) = m else {
-            panic!()
-        };
-        assert_eq!(&*back, &*orig);
-        let w = WindowRow {
-            device: "D".into(),
-            item: "x".into(),
-            size_ms: 10_000,
-            start: 20_000,
-            end: 30_000,
-            count: 1,
-            min: 1.0,
-            max: 1.0,
-            mean: 1.0,
-            stddev: None,
-            p50: 1.0,
-            p95: 1.0,
-            p99: 1.0,
-            first: 1.0,
-            last: 1.0,
-        };
-        let m = SinkMessage::Windows(vec![w.clone()].into());
-        let SinkMessage::Windows(back) =
-            codec::decode(&codec::encode(&m).unwrap().unwrap()).unwrap()
-        else {
-            panic!()
-        };
-        assert_eq!(back[0], w);
-        assert!(
-            codec::decode(&[1, 9, 9]).is_err(),
-            "a cut record is an error, not a panic"
-        );
-        assert!(codec::encode(&SinkMessage::Tick).unwrap().is_none());
-        let long: Id = Id::from("n".repeat(70_000));
-        let refused = codec::encode(&SinkMessage::Samples(
-            vec![Sample::number(long.clone(), long, 0, 1.0)].into(),
-        ));
-        assert!(
-            refused
-                .unwrap_err()
-                .contains("longer than the spool can hold")
-        );
     }
 
     #[test]
@@ -641,7 +587,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut bytes = Vec::new();
         for k in 0..3 {
-            let record = codec::encode(&samples(k * 10, 10)).unwrap().unwrap();
+            let record = codec::encode(&samples(k * 10, 10).rows().unwrap()).unwrap();
             bytes.extend_from_slice(&(record.len() as u32).to_le_bytes());
             bytes.extend_from_slice(&record);
         }

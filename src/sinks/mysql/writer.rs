@@ -1,94 +1,17 @@
-//! MySQL 8 and MariaDB through sqlx (`schemas/mysql.sql`; database and tables created if
-//! missing), the SQL store of the classroom stack.
-//!
-//! Each batch is one transaction of multi-row `INSERT`s ([`ROWS_PER_STATEMENT`] rows each, a
-//! fixed size so the prepared statements are reused), which on one connection is the fastest
-//! path sqlx offers (no `LOAD DATA`). Writes are idempotent on the primary keys: a re-delivered
-//! sample leaves its row as it was (`ON DUPLICATE KEY UPDATE ts = ts`, which unlike `INSERT
-//! IGNORE` still fails on real errors), a recomputed window replaces its row.
-//!
-//! The sink starts even when the server is down (the pool connects lazily): its batches wait
-//! and spool while the writer retries, so a database outage never stops the engine.
+//! The MySQL sink's one write: a batch as one transaction of 1,000-row inserts, the rows
+//! MySQL's types cannot hold set aside first, and which errors may pass.
 
-use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlSslMode};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::{ConnectOptions, Connection};
 
-use super::sqlite::{MAX_TEXT, cut, placeholders};
-use super::writer::{Batch, BatchWriter, WriteError, WriteSettings};
-use super::{SinkQueue, SinkStats};
-use crate::config::{Secret, SinkConfig};
+use super::{ROWS_PER_STATEMENT, SCHEMA};
 use crate::sample::Sample;
+use crate::sinks::sql::{MAX_TEXT, SAMPLE_COLUMNS, WINDOW_COLUMNS, cut, placeholders};
+use crate::sinks::writer::{Batch, BatchWriter, WriteError};
 use crate::time::Utc;
 use crate::window::WindowRow;
-
-/// The DDL, embedded.
-pub const SCHEMA: &str = include_str!("../../schemas/mysql.sql");
-/// Rows per INSERT (5 or 14 parameters each; the protocol allows 65,535 per statement).
-pub const ROWS_PER_STATEMENT: usize = 1_000;
-/// Rows per transaction when not configured.
-pub const DEFAULT_BATCH_ROWS: usize = 20_000;
-/// Longest a row waits for its batch when not configured.
-pub const DEFAULT_LINGER: Duration = Duration::from_secs(1);
-
-/// Checks the configuration and starts the writer task (connecting happens there).
-pub fn spawn(
-    config: &SinkConfig,
-    queue: SinkQueue,
-    stats: Arc<SinkStats>,
-    state_dir: &std::path::Path,
-) -> Result<tokio::task::JoinHandle<bool>, String> {
-    let options = connect_options(config).map_err(|e| format!("sink {:?}: {e}", config.name))?;
-    let writer = MySqlWriter::new(options);
-    let settings = WriteSettings {
-        name: config.name.clone(),
-        batch_rows: config.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS).max(1),
-        linger: config.linger.map_or(DEFAULT_LINGER, |d| d.get()),
-        rejected_dir: state_dir.join("rejected").join(&config.name),
-    };
-    Ok(tokio::spawn(super::writer::run(
-        queue, writer, stats, settings,
-    )))
-}
-
-/// Connection options from the sink's `url` (`mysql://user@host:3306/db?ssl-mode=required`),
-/// `username` and `password`. The password is remembered as a secret, so messages never show it.
-pub fn connect_options(config: &SinkConfig) -> Result<MySqlConnectOptions, String> {
-    let url = config.url.as_deref().ok_or("mysql sink without url")?;
-    let parsed =
-        url::Url::parse(url).map_err(|e| format!("bad MySQL URL {:?}: {e}", redact(url)))?;
-    if let Some(password) = parsed.password() {
-        let _ = Secret::new(password);
-    }
-    let mut options = MySqlConnectOptions::from_str(url)
-        .map_err(|e| format!("bad MySQL URL {:?}: {e}", redact(url)))?;
-    if let Some(user) = &config.username {
-        options = options.username(user);
-    }
-    if let Some(password) = &config.password {
-        options = options.password(password.expose());
-    }
-    if options.get_database().is_none_or(str::is_empty) {
-        return Err("name the database: mysql://user@host:3306/<database>".into());
-    }
-    // A TLS option given in the URL is kept; otherwise TLS is used when the server offers it.
-    if !url.contains("ssl-mode") && !url.contains("sslmode") {
-        options = options.ssl_mode(MySqlSslMode::Preferred);
-    }
-    Ok(options
-        .charset("utf8mb4")
-        .timezone(Some("+00:00".into()))
-        // Batches are 1,000-row statements: logging them (or warning that they are "slow")
-        // would flood the log.
-        .disable_statement_logging())
-}
-
-fn redact(url: &str) -> String {
-    crate::config::redact_secrets(url)
-}
 
 /// The store's side of the sink.
 pub struct MySqlWriter {
@@ -198,7 +121,7 @@ pub async fn write(pool: &MySqlPool, batch: &Batch) -> Result<(), WriteError> {
         let sql = format!(
             "INSERT INTO samples (device, item, ts, value, text) VALUES {} \
              ON DUPLICATE KEY UPDATE ts = ts",
-            placeholders(5, chunk.len())
+            placeholders(SAMPLE_COLUMNS, chunk.len())
         );
         // Only placeholders are formatted into the statement; every value is bound.
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -219,7 +142,7 @@ pub async fn write(pool: &MySqlPool, batch: &Batch) -> Result<(), WriteError> {
              VALUES {} ON DUPLICATE KEY UPDATE count = VALUES(count), min = VALUES(min), \
              max = VALUES(max), mean = VALUES(mean), stddev = VALUES(stddev), p50 = VALUES(p50), \
              p95 = VALUES(p95), p99 = VALUES(p99), first = VALUES(first), last = VALUES(last)",
-            placeholders(14, chunk.len())
+            placeholders(WINDOW_COLUMNS, chunk.len())
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for w in chunk {

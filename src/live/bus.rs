@@ -127,7 +127,7 @@ impl Bus {
         }
         for (device, rows) in by_device {
             let rows = rows.into_iter().map(|row| {
-                serde_json::to_string(&crate::http::WindowJson::from(row)).expect("serializable")
+                serde_json::to_string(&crate::window::WindowJson::from(row)).expect("serializable")
             });
             self.send_rows("window", device, "windows", rows);
         }

@@ -1,4 +1,5 @@
-//! The spool's record format: a compact little-endian binary form of a batch, with the batch's
+//! The record format of a batch on disk, shared by the sinks' spool and the write-ahead log: a
+//! compact little-endian binary form of a batch, with the batch's
 //! device and item names written once (a table) and referred to by index. A batch the format
 //! cannot hold whole (a name over 65,535 bytes, more than 2³² rows) is refused, never cut: a cut
 //! name would be another name, or not UTF-8 at all.
@@ -15,7 +16,6 @@ use std::sync::Arc;
 
 use crate::id::Id;
 use crate::sample::Sample;
-use crate::sinks::SinkMessage;
 use crate::window::WindowRow;
 
 const SAMPLES: u8 = 1;
@@ -23,11 +23,32 @@ const WINDOWS: u8 = 2;
 /// A checkpoint's barrier, in its place among the batches (its id names it in memory).
 const BARRIER: u8 = 3;
 
+/// A batch of rows as a record holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rows {
+    Samples(Arc<[Sample]>),
+    Windows(Arc<[WindowRow]>),
+}
+
+impl Rows {
+    /// Rows in the batch.
+    pub fn len(&self) -> u64 {
+        match self {
+            Rows::Samples(s) => s.len() as u64,
+            Rows::Windows(w) => w.len() as u64,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// What a record holds.
 #[derive(Debug)]
 pub enum Record {
-    Message(SinkMessage),
-    /// A barrier's id.
+    Rows(Rows),
+    /// A checkpoint barrier's id (the spool's; the log has none).
     Barrier(u64),
 }
 
@@ -46,16 +67,7 @@ pub fn decode_record(record: &[u8]) -> Result<Record, String> {
             .map_err(|_| "barrier record of the wrong size")?;
         return Ok(Record::Barrier(u64::from_le_bytes(id)));
     }
-    decode(record).map(Record::Message)
-}
-
-/// Rows in a message.
-pub fn rows(message: &SinkMessage) -> u64 {
-    match message {
-        SinkMessage::Samples(s) => s.len() as u64,
-        SinkMessage::Windows(w) => w.len() as u64,
-        SinkMessage::Tick | SinkMessage::Barrier(_) => 0,
-    }
+    decode(record).map(Record::Rows)
 }
 
 struct Names<'a> {
@@ -99,13 +111,12 @@ fn len32(n: usize, what: &str) -> Result<u32, String> {
     u32::try_from(n).map_err(|_| format!("{n} {what} are more than the spool can hold"))
 }
 
-/// Encodes a batch; `Ok(None)` for messages that are not data (ticks), an error for a batch
-/// the format cannot hold whole.
-pub fn encode(message: &SinkMessage) -> Result<Option<Vec<u8>>, String> {
+/// Encodes a batch; an error for a batch the format cannot hold whole.
+pub fn encode(rows: &Rows) -> Result<Vec<u8>, String> {
     let mut names = Names::new();
     let mut body = Vec::new();
-    let kind = match message {
-        SinkMessage::Samples(samples) => {
+    let kind = match rows {
+        Rows::Samples(samples) => {
             body.extend_from_slice(&len32(samples.len(), "rows")?.to_le_bytes());
             for s in samples.iter() {
                 body.extend_from_slice(&names.id(&s.device).to_le_bytes());
@@ -123,7 +134,7 @@ pub fn encode(message: &SinkMessage) -> Result<Option<Vec<u8>>, String> {
             }
             SAMPLES
         }
-        SinkMessage::Windows(windows) => {
+        Rows::Windows(windows) => {
             body.extend_from_slice(&len32(windows.len(), "rows")?.to_le_bytes());
             for w in windows.iter() {
                 body.extend_from_slice(&names.id(&w.device).to_le_bytes());
@@ -148,13 +159,12 @@ pub fn encode(message: &SinkMessage) -> Result<Option<Vec<u8>>, String> {
             }
             WINDOWS
         }
-        SinkMessage::Tick | SinkMessage::Barrier(_) => return Ok(None),
     };
     let mut out = Vec::with_capacity(body.len() + 64);
     out.push(kind);
     names.write(&mut out)?;
     out.extend_from_slice(&body);
-    Ok(Some(out))
+    Ok(out)
 }
 
 struct Reader<'a> {
@@ -203,7 +213,7 @@ impl Reader<'_> {
 }
 
 /// Decodes a record written by [`encode`].
-pub fn decode(record: &[u8]) -> Result<SinkMessage, String> {
+pub fn decode(record: &[u8]) -> Result<Rows, String> {
     let mut r = Reader {
         data: record,
         at: 0,
@@ -245,7 +255,7 @@ pub fn decode(record: &[u8]) -> Result<SinkMessage, String> {
                     text,
                 });
             }
-            Ok(SinkMessage::Samples(Arc::from(samples)))
+            Ok(Rows::Samples(Arc::from(samples)))
         }
         WINDOWS => {
             let mut windows = Vec::with_capacity(count.min(1 << 20));
@@ -278,8 +288,55 @@ pub fn decode(record: &[u8]) -> Result<SinkMessage, String> {
                     last: v[8],
                 });
             }
-            Ok(SinkMessage::Windows(Arc::from(windows)))
+            Ok(Rows::Windows(Arc::from(windows)))
         }
         other => Err(format!("unknown record kind {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_round_trip_and_what_cannot_be_held_is_refused() {
+        let m = Rows::Samples(
+            (0..7)
+                .map(|i| Sample::number("D".into(), "x".into(), i * 1_000, i as f64))
+                .collect(),
+        );
+        assert_eq!(decode(&encode(&m).unwrap()).unwrap(), m);
+        let w = WindowRow {
+            device: "D".into(),
+            item: "x".into(),
+            size_ms: 10_000,
+            start: 20_000,
+            end: 30_000,
+            count: 1,
+            min: 1.0,
+            max: 1.0,
+            mean: 1.0,
+            stddev: None,
+            p50: 1.0,
+            p95: 1.0,
+            p99: 1.0,
+            first: 1.0,
+            last: 1.0,
+        };
+        let m = Rows::Windows(vec![w].into());
+        assert_eq!(decode(&encode(&m).unwrap()).unwrap(), m);
+        assert!(
+            decode(&[1, 9, 9]).is_err(),
+            "a cut record is an error, not a panic"
+        );
+        let long: Id = Id::from("n".repeat(70_000));
+        let refused = encode(&Rows::Samples(
+            vec![Sample::number(long.clone(), long, 0, 1.0)].into(),
+        ));
+        assert!(
+            refused
+                .unwrap_err()
+                .contains("longer than the spool can hold")
+        );
     }
 }

@@ -1,63 +1,22 @@
-//! SQLite through sqlx (`schemas/sqlite.sql`, created if missing): the embedded default for SQL.
-//!
-//! Rows are buffered and written in one transaction per batch (`batch_rows`, or `linger`) as
-//! multi-row inserts, by the shared write loop ([`super::writer`]: retries, rejected batches). Writes are idempotent on the primary keys: a re-delivered sample is
-//! ignored (`ON CONFLICT DO NOTHING`), a recomputed window replaces its row. Text longer than
-//! the schema's 1024 characters is cut at a character boundary.
+//! The SQLite sink's one write: a batch as one transaction of multi-row inserts, and which
+//! errors may pass (busy, locked, full, I/O) and which are the batch's.
 
 use std::str::FromStr;
-use std::sync::Arc;
 
-use super::writer::{Batch, BatchWriter, WriteError, WriteSettings};
-use super::{SinkQueue, SinkStats};
-use crate::config::SinkConfig;
-use crate::sample::Sample;
-use crate::time::Utc;
-use crate::window::WindowRow;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-/// The DDL, embedded.
-pub const SCHEMA: &str = include_str!("../../schemas/sqlite.sql");
-/// Rows per INSERT statement (5 or 14 parameters each; SQLite allows 32 766).
-const ROWS_PER_STATEMENT: usize = 500;
-/// Rows per transaction when not configured: large transactions touch each B-tree page once
-/// for many rows (5,000-row transactions inserted 220 K rows/s, 200,000-row ones 420 K).
-pub const DEFAULT_BATCH_ROWS: usize = 100_000;
-/// Longest text kept (`VARCHAR(1024)`).
-pub const MAX_TEXT: usize = 1024;
-/// Longest a row waits for its transaction when not configured.
-pub const DEFAULT_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Opens the database (creating file and tables) and starts the writer task.
-pub async fn spawn(
-    config: &SinkConfig,
-    queue: SinkQueue,
-    stats: Arc<SinkStats>,
-    state_dir: &std::path::Path,
-) -> Result<tokio::task::JoinHandle<bool>, String> {
-    let url = config.url.clone().ok_or("sqlite sink without url")?;
-    let pool = open(&url)
-        .await
-        .map_err(|e| format!("sink {:?}: {e}", config.name))?;
-    let settings = WriteSettings {
-        name: config.name.clone(),
-        batch_rows: config.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS).max(1),
-        linger: config.linger.map_or(DEFAULT_LINGER, |d| d.get()),
-        rejected_dir: state_dir.join("rejected").join(&config.name),
-    };
-    Ok(tokio::spawn(async move {
-        let writer = SqliteWriter { pool: pool.clone() };
-        let durable = super::writer::run(queue, writer, stats, settings).await;
-        pool.close().await;
-        durable
-    }))
-}
+use super::{ROWS_PER_STATEMENT, SCHEMA};
+use crate::sample::Sample;
+use crate::sinks::sql::{MAX_TEXT, SAMPLE_COLUMNS, WINDOW_COLUMNS, cut, placeholders};
+use crate::sinks::writer::{Batch, BatchWriter, WriteError};
+use crate::time::Utc;
+use crate::window::WindowRow;
 
 /// The store's side of the SQLite sink.
 pub struct SqliteWriter {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
 }
 
 impl BatchWriter for SqliteWriter {
@@ -132,7 +91,7 @@ pub async fn write(
             // OR IGNORE rather than ON CONFLICT: a statement that cannot abort needs no
             // statement journal, which was a tenth of the insert cost.
             "INSERT OR IGNORE INTO samples (device, item, ts, value, text) VALUES {}",
-            placeholders(5, chunk.len())
+            placeholders(SAMPLE_COLUMNS, chunk.len())
         );
         // Only placeholders are formatted into the statement; every value is bound.
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -150,7 +109,7 @@ pub async fn write(
         let sql = format!(
             "INSERT OR REPLACE INTO window_aggregates \
              (device, item, size_ms, start, count, min, max, mean, stddev, p50, p95, p99, first, last) VALUES {}",
-            placeholders(14, chunk.len())
+            placeholders(WINDOW_COLUMNS, chunk.len())
         );
         // Only placeholders are formatted into the statement; every value is bound.
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -175,18 +134,4 @@ pub async fn write(
         query.execute(&mut *tx).await?;
     }
     tx.commit().await
-}
-
-/// `(?,?,…),(?,?,…)…`: `rows` groups of `columns` placeholders (shared with the MySQL sink).
-pub(super) fn placeholders(columns: usize, rows: usize) -> String {
-    let row = format!("({})", vec!["?"; columns].join(","));
-    vec![row; rows].join(",")
-}
-
-/// The longest prefix of `text` of at most `max` characters.
-pub fn cut(text: &str, max: usize) -> &str {
-    match text.char_indices().nth(max) {
-        Some((i, _)) => &text[..i],
-        None => text,
-    }
 }

@@ -1,0 +1,137 @@
+//! The parquet sink: feeds the lake's writer ([`crate::lake::writer::Lake`]) from its queue,
+//! reports its counters, passes checkpoint barriers once the files holding everything before
+//! them are complete, and starts the WebHDFS upload of closed partitions when configured.
+//!
+//! A file is durable once completed: synced, renamed, and its directory synced. A write that
+//! fails (a full disk) abandons the file it was for; its rows are counted as failed and no
+//! later checkpoint barrier is passed, so the write-ahead log keeps them until the next start,
+//! which writes them again. The sink goes on writing new files as soon as there is room.
+//!
+//! Encoding is CPU work, so the sink runs on its own thread.
+
+mod config;
+
+pub use config::healthcheck;
+
+use std::fs;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::{SinkMessage, SinkQueue, SinkStats};
+use crate::config::{HumanDuration, ParquetConfig, SinkCommon};
+use crate::lake::writer::{
+    Lake, LakeOptions, STALE_MARGIN, default_writer_id, remove_stale_hidden,
+};
+
+/// In a replay, the most rows kept in memory, all partitions together, to recognise rows the
+/// lake holds already (~20 bytes each).
+const REPLAY_MAX_EXISTING_ROWS: u64 = 20_000_000;
+
+/// How often closed partitions are looked for to upload.
+const UPLOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Starts the sink thread.
+pub fn spawn(
+    common: &SinkCommon,
+    config: &ParquetConfig,
+    receiver: SinkQueue,
+    stats: Arc<SinkStats>,
+) -> Result<tokio::task::JoinHandle<bool>, String> {
+    let dir = config.dir.clone();
+    fs::create_dir_all(&dir).map_err(|e| {
+        format!(
+            "sink {:?}: cannot create {}: {e}",
+            common.name,
+            dir.display()
+        )
+    })?;
+    let roll_age = config
+        .roll_age
+        .unwrap_or(HumanDuration::from_millis(60_000))
+        .get();
+    remove_stale_hidden(&dir, roll_age + STALE_MARGIN);
+    let lake = Lake::new(
+        dir,
+        LakeOptions {
+            roll_rows: config.roll_rows.unwrap_or(1_000_000),
+            roll_age: config
+                .roll_age
+                .unwrap_or(HumanDuration::from_millis(60_000))
+                .get(),
+            writer: config.writer_id.clone().unwrap_or_else(default_writer_id),
+            skip_existing: common.replay.then_some(REPLAY_MAX_EXISTING_ROWS),
+        },
+    );
+    if let Some(upload) = &config.upload {
+        let client = crate::lake::webhdfs::WebHdfs::new(
+            upload.url.as_str(),
+            upload.username.clone(),
+            upload.retries.unwrap_or(5),
+        )
+        .map_err(|e| format!("sink {:?}: {e}", common.name))?;
+        // Lives as long as the runtime; an upload cut short is redone (files are overwritten).
+        crate::lake::upload::Uploader {
+            lake: lake.dir().to_path_buf(),
+            client,
+            closed_after_ms: upload
+                .closed_after
+                .unwrap_or(HumanDuration::from_millis(3_600_000))
+                .as_millis() as i64,
+            target_bytes: 128 << 20,
+        }
+        .spawn(UPLOAD_EVERY);
+    }
+    let name = common.name.clone();
+    Ok(tokio::task::spawn_blocking(move || {
+        run(lake, receiver, stats, &name)
+    }))
+}
+
+/// Returns whether everything ended up in complete files.
+fn run(mut lake: Lake, mut receiver: SinkQueue, stats: Arc<SinkStats>, name: &str) -> bool {
+    // Rows were lost to a failed write: they are only in the write-ahead log now, which must
+    // keep them until the next start writes them again.
+    let mut lost = false;
+    while let Some(message) = receiver.blocking_next() {
+        let rows = message.rows().map_or(0, |r| r.len());
+        let result = match message {
+            SinkMessage::Samples(samples) => lake.write_samples(&samples),
+            SinkMessage::Windows(windows) => lake.write_windows(&windows),
+            SinkMessage::Tick => lake.roll_aged(),
+            // Only complete files are durable: complete the open ones.
+            SinkMessage::Barrier(barrier) => lake.finish().map(|()| {
+                if !lost {
+                    barrier.done();
+                }
+            }),
+        };
+        stats.skipped.store(lake.rows_skipped(), Ordering::Relaxed);
+        let lost_rows = lake.take_lost();
+        match result {
+            Ok(()) => stats.ok(rows),
+            Err(e) => {
+                if !lost {
+                    tracing::error!(sink = name, error = %e, "cannot write the lake; its rows since the last checkpoint stay in the write-ahead log, and the next start writes them again");
+                }
+                lost = true;
+                stats.error(lost_rows, &e);
+            }
+        }
+    }
+    let finished = lake.finish();
+    stats.skipped.store(lake.rows_skipped(), Ordering::Relaxed);
+    if lake.rows_skipped() > 0 {
+        tracing::info!(
+            sink = name,
+            rows = lake.rows_skipped(),
+            "rows the lake held already were not written again"
+        );
+    }
+    if let Err(e) = finished {
+        tracing::error!(sink = name, error = %e, "cannot complete the lake's open files");
+        stats.error(lake.take_lost(), &e);
+        return false;
+    }
+    // Lost rows are still in the write-ahead log: it must stay for the next start.
+    !lost
+}
