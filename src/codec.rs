@@ -9,6 +9,7 @@
 //! names    = count:u32 (len:u16 utf8)*
 //! samples  = count:u32 (device:u32 item:u32 ts:i64 flags:u8 [value:f64] [len:u32 text])*
 //! windows  = count:u32 (device:u32 item:u32 size:i64 start:i64 count:u64 stats:9×f64 flags:u8)*
+//!            (stats in `crate::window::STATS` order; flags bit 0: stddev present)
 //! ```
 
 use std::collections::HashMap;
@@ -142,17 +143,7 @@ pub fn encode(rows: &Rows) -> Result<Vec<u8>, String> {
                 body.extend_from_slice(&w.size_ms.to_le_bytes());
                 body.extend_from_slice(&w.start.to_le_bytes());
                 body.extend_from_slice(&w.count.to_le_bytes());
-                for v in [
-                    w.min,
-                    w.max,
-                    w.mean,
-                    w.stddev.unwrap_or(0.0),
-                    w.p50,
-                    w.p95,
-                    w.p99,
-                    w.first,
-                    w.last,
-                ] {
+                for v in w.stats() {
                     body.extend_from_slice(&v.to_le_bytes());
                 }
                 body.push(u8::from(w.stddev.is_some()));
@@ -270,23 +261,9 @@ pub fn decode(record: &[u8]) -> Result<Rows, String> {
                     *slot = r.f64()?;
                 }
                 let has_stddev = r.u8()? != 0;
-                windows.push(WindowRow {
-                    device,
-                    item,
-                    size_ms,
-                    start,
-                    end: start.saturating_add(size_ms),
-                    count,
-                    min: v[0],
-                    max: v[1],
-                    mean: v[2],
-                    stddev: has_stddev.then_some(v[3]),
-                    p50: v[4],
-                    p95: v[5],
-                    p99: v[6],
-                    first: v[7],
-                    last: v[8],
-                });
+                windows.push(WindowRow::from_stats(
+                    device, item, size_ms, start, count, v, has_stddev,
+                ));
             }
             Ok(Rows::Windows(Arc::from(windows)))
         }

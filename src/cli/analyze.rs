@@ -219,10 +219,13 @@ fn csv(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> std::io::
     Ok(())
 }
 
-const WINDOW_HEADER: [&str; 14] = [
-    "device", "item", "start", "end", "count", "min", "max", "mean", "stddev", "p50", "p95", "p99",
-    "first", "last",
-];
+/// A window's columns: its key, then its statistics in `crate::window::STATS` order.
+static WINDOW_HEADER: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    ["device", "item", "start", "end", "count"]
+        .into_iter()
+        .chain(crate::window::STATS)
+        .collect()
+});
 
 /// How one kind of result prints: its columns (the first `left` aligned left in tables), its
 /// cells as text, and its JSON object.
@@ -262,34 +265,29 @@ fn print_windows(
         &analysis.rows,
         format,
         Layout {
-            header: &WINDOW_HEADER,
+            header: &WINDOW_HEADER[..],
             left: 4,
+            // A statistic that is not a number (no stddev below two values) prints empty.
             cells: |w| {
-                vec![
+                let mut cells = vec![
                     w.device.to_string(),
                     w.item.to_string(),
                     iso(w.start),
                     iso(w.end),
                     w.count.to_string(),
-                    num(w.min),
-                    num(w.max),
-                    num(w.mean),
-                    opt(w.stddev),
-                    num(w.p50),
-                    num(w.p95),
-                    num(w.p99),
-                    num(w.first),
-                    num(w.last),
-                ]
+                ];
+                cells.extend(w.stats().map(num));
+                cells
             },
             json: |w| {
-                serde_json::json!({
+                let mut row = serde_json::json!({
                     "device": &*w.device, "item": &*w.item, "start": w.start, "end": w.end,
-                    "count": w.count, "min": json_num(w.min), "max": json_num(w.max),
-                    "mean": json_num(w.mean), "stddev": w.stddev.map_or(serde_json::Value::Null, json_num),
-                    "p50": json_num(w.p50), "p95": json_num(w.p95), "p99": json_num(w.p99),
-                    "first": json_num(w.first), "last": json_num(w.last),
-                })
+                    "count": w.count,
+                });
+                for (name, v) in crate::window::STATS.into_iter().zip(w.stats()) {
+                    row[name] = json_num(v);
+                }
+                row
             },
         },
     )

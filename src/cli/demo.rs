@@ -30,6 +30,10 @@ pub struct DemoArgs {
     /// Dataflow worker threads (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
+    /// Use this MQTT broker instead of starting one (required when built without the
+    /// `embedded-broker` feature).
+    #[arg(long)]
+    broker: Option<BrokerUrl>,
 }
 
 pub fn run(args: DemoArgs) -> Result<(), Failure> {
@@ -43,12 +47,10 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
         crate::config::check_exposure(listen, None, false)
             .map_err(|e| Failure::Usage(vec![format!("demo --http {listen}: {e}")]))?;
     }
-    let broker_port = free_port(None)
-        .ok_or_else(|| Failure::Runtime("no free loopback port for the broker".into()))?;
-    start_broker(broker_port)?;
-    let url: BrokerUrl = format!("mqtt://127.0.0.1:{broker_port}")
-        .parse()
-        .expect("valid URL");
+    let url = match args.broker.clone() {
+        Some(url) => url,
+        None => embedded_broker()?,
+    };
     let mut config = config::load_str(DEMO_PIPELINE, "dataflows/demo.toml", |_| None)
         .map_err(|e| Failure::Runtime(format!("the embedded demo pipeline is invalid: {e}")))?;
     config.source.url = url.clone();
@@ -77,7 +79,7 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
         let base = format!("http://{}", engine.http_addr);
         let first = device_id(0);
         let banner = format!(
-            "millstream demo: {devices} simulated machine(s) on an embedded broker at {url}\n\n  \
+            "millstream demo: {devices} simulated machine(s) on {which} at {url}\n\n  \
              open {base}/\n\n  \
              curl {base}/api/v1/devices\n  \
              curl '{base}/api/v1/latest?device={first}'\n  \
@@ -86,7 +88,12 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
              curl -N {base}/api/v1/events\n\n  \
              data: ./millstream-data/ (SQLite millstream.db, Parquet lake/)\n  \
              Ctrl-C to stop\n",
-            devices = args.devices
+            devices = args.devices,
+            which = if args.broker.is_some() {
+                "the broker"
+            } else {
+                "an embedded broker"
+            }
         );
         // Whoever reads stdout may stop reading (`| head`): the demo keeps running and still
         // shuts down cleanly, where `println!` would panic on the closed pipe.
@@ -116,7 +123,26 @@ fn free_port(preferred: Option<u16>) -> Option<u16> {
     }
 }
 
+/// Starts the embedded broker on a free loopback port; its URL.
+#[cfg(feature = "embedded-broker")]
+fn embedded_broker() -> Result<BrokerUrl, Failure> {
+    let port = free_port(None)
+        .ok_or_else(|| Failure::Runtime("no free loopback port for the broker".into()))?;
+    start_broker(port)?;
+    Ok(format!("mqtt://127.0.0.1:{port}")
+        .parse()
+        .expect("valid URL"))
+}
+
+#[cfg(not(feature = "embedded-broker"))]
+fn embedded_broker() -> Result<BrokerUrl, Failure> {
+    Err(Failure::Usage(vec![
+        "demo: this millstream is built without the embedded-broker feature; give --broker mqtt://host:port".into(),
+    ]))
+}
+
 /// Starts rumqttd on 127.0.0.1:`port` in its own thread.
+#[cfg(feature = "embedded-broker")]
 fn start_broker(port: u16) -> Result<(), Failure> {
     let settings = serde_json::json!({
         "id": 0,

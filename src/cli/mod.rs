@@ -1,6 +1,7 @@
 //! The `millstream` command line (DESIGN.md §3): flags parsed by clap, validated into options,
 //! then handed to the command. Exit codes: 0 ok, 2 bad usage or config, 1 runtime failure.
 
+#[cfg(feature = "analyze")]
 mod analyze;
 mod check;
 mod demo;
@@ -40,6 +41,7 @@ pub enum Command {
     /// Push a recording (or `lake:DIR`) through a pipeline's dataflow and sinks.
     Replay(replay::ReplayArgs),
     /// Historical statistics over a Parquet lake (polars).
+    #[cfg(feature = "analyze")]
     Analyze(analyze::AnalyzeArgs),
     /// Parquet lake housekeeping (`lake compact DIR`).
     Lake(lake::LakeArgs),
@@ -79,6 +81,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Record(args) => record::run(args),
         Command::Check(args) => check::run(args),
         Command::Replay(args) => replay::run(args),
+        #[cfg(feature = "analyze")]
         Command::Analyze(args) => analyze::run(args),
         Command::Lake(args) => lake::run(args),
     }

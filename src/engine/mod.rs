@@ -171,6 +171,8 @@ pub struct Engine {
     wal: Option<crate::wal::Wal>,
     http_stop: oneshot::Sender<()>,
     http: tokio::task::JoinHandle<()>,
+    /// The lakes' uploads to HDFS; they end with `stop`.
+    uploads: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Engine {
@@ -186,10 +188,11 @@ impl Engine {
             config.sinks.iter_mut().for_each(|s| s.common.replay = true);
         }
         let sinks = Sinks::start(&config.sinks, &config.state_dir).await?;
+        let (stop, stop_rx) = watch::channel(false);
+        let uploads = start_uploads(&config, &stop_rx)?;
         let flow = start_dataflow(&config, &settings, &mode, &shared, &sinks).await?;
         let log = recover_log(&config, &flow.input, flow.startup.clone()).await?;
         drop(flow.startup);
-        let (stop, stop_rx) = watch::channel(false);
         let progress = flow.input.progress();
         let (source, ingest) = start_ingest(
             &config,
@@ -248,6 +251,7 @@ impl Engine {
             wal: log.wal,
             http_stop: http.stop,
             http: http.task,
+            uploads,
         })
     }
 
@@ -287,6 +291,9 @@ impl Engine {
         self.ticker.abort();
         let _ = self.ticker.await;
         let durable = self.sinks.finish().await;
+        for upload in self.uploads {
+            let _ = upload.await;
+        }
         if let Some(wal) = self.wal {
             if durable && joined.is_ok() {
                 // Everything is in the stores: nothing to replay at the next start.
@@ -422,6 +429,23 @@ fn start_ingest(
         configured: config.source.clone(),
     }
     .start(replay, stop)
+}
+
+/// Starts the uploads of the lakes that ask for one (they end when `stop` turns true).
+fn start_uploads(
+    config: &Config,
+    stop: &watch::Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+    let mut uploads = Vec::new();
+    for sink in &config.sinks {
+        if let crate::config::StoreConfig::Parquet(lake) = &sink.store
+            && let Some(uploader) = crate::lake::upload::Uploader::for_sink(lake)
+                .map_err(|e| format!("sink {:?}: {e}", sink.name()))?
+        {
+            uploads.push(uploader.spawn(crate::lake::upload::UPLOAD_EVERY, stop.clone()));
+        }
+    }
+    Ok(uploads)
 }
 
 /// Ticks every sink once a second, so they roll files and flush by time while no data comes.

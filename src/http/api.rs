@@ -12,10 +12,12 @@ use serde_json::{Value, json};
 use super::ApiError;
 use crate::config::{BrokerUrl, HumanDuration};
 use crate::http::AppState;
+use crate::http::state::{Devices, RecentWindows};
 use crate::id::Id;
 use crate::live::views::LatestValue;
 use crate::nclink::status::{MachineState, STATUS_ITEM};
 use crate::sample::now_ms;
+use crate::source::control::SourceControl;
 use crate::time::parse_time;
 use crate::window::WindowJson;
 
@@ -27,10 +29,6 @@ pub(super) type Params = Query<HashMap<String, String>>;
 
 fn last_json(v: &LatestValue) -> Value {
     json!({ "ts": v.ts, "value": v.value().filter(|v| v.is_finite()), "text": v.text.as_deref() })
-}
-
-fn known(state: &AppState, device: &str) -> bool {
-    state.registry.get(device).is_some() || state.views.latest(device).is_some()
 }
 
 pub(super) fn required<'a>(
@@ -75,9 +73,9 @@ struct DeviceJson {
     samples: i64,
 }
 
-pub async fn devices(State(state): State<Arc<AppState>>) -> Json<Value> {
+pub async fn devices(State(known): State<Devices>) -> Json<Value> {
     let mut devices: BTreeMap<Id, DeviceJson> = BTreeMap::new();
-    for (device, info) in state.registry.all() {
+    for (device, info) in known.registry.all() {
         devices.insert(
             device.clone(),
             DeviceJson {
@@ -89,9 +87,9 @@ pub async fn devices(State(state): State<Arc<AppState>>) -> Json<Value> {
             },
         );
     }
-    let counts = state.views.samples_per_device();
-    for device in state.views.devices() {
-        let latest = state.views.latest(&device).unwrap_or_default();
+    let counts = known.views.samples_per_device();
+    for device in known.views.devices() {
+        let latest = known.views.latest(&device).unwrap_or_default();
         let entry = devices.entry(device.clone()).or_insert(DeviceJson {
             device: device.clone(),
             items: 0,
@@ -109,14 +107,14 @@ pub async fn devices(State(state): State<Arc<AppState>>) -> Json<Value> {
 }
 
 pub async fn items(
-    State(state): State<Arc<AppState>>,
+    State(known): State<Devices>,
     Path(device): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    if !known(&state, &device) {
+    if !known.known(&device) {
         return Err(ApiError::not_found(format!("unknown device {device:?}")));
     }
-    let latest = state.views.latest(&device).unwrap_or_default();
-    let model = state.registry.get(&device).and_then(|i| i.model);
+    let latest = known.views.latest(&device).unwrap_or_default();
+    let model = known.registry.get(&device).and_then(|i| i.model);
     let mut out = Vec::new();
     let mut listed = std::collections::HashSet::new();
     if let Some(model) = &model {
@@ -143,14 +141,14 @@ pub async fn items(
 }
 
 pub async fn latest(
-    State(state): State<Arc<AppState>>,
+    State(known): State<Devices>,
     Query(params): Params,
 ) -> Result<Json<Value>, ApiError> {
     let device = required(&params, "device")?;
-    if !known(&state, device) {
+    if !known.known(device) {
         return Err(ApiError::not_found(format!("unknown device {device:?}")));
     }
-    let latest = state.views.latest(device).unwrap_or_default();
+    let latest = known.views.latest(device).unwrap_or_default();
     let items: BTreeMap<&str, Value> = match params.get("item") {
         Some(item) => {
             let value = latest.get(item.as_str()).ok_or_else(|| {
@@ -164,7 +162,8 @@ pub async fn latest(
 }
 
 pub async fn windows(
-    State(state): State<Arc<AppState>>,
+    State(known): State<Devices>,
+    State(recent): State<RecentWindows>,
     Query(params): Params,
 ) -> Result<Json<Value>, ApiError> {
     let device = required(&params, "device")?;
@@ -174,9 +173,9 @@ pub async fn windows(
         .parse()
         .map_err(|e: String| ApiError::bad_request(format!("bad `size`: {e}")))?;
     let size_ms = size.as_millis() as i64;
-    if !state.window_sizes.contains(&size_ms) {
-        let sizes: Vec<String> = state
-            .window_sizes
+    if !recent.sizes.contains(&size_ms) {
+        let sizes: Vec<String> = recent
+            .sizes
             .iter()
             .map(|s| HumanDuration::from_millis(*s as u64).to_string())
             .collect();
@@ -201,11 +200,11 @@ pub async fn windows(
             }
         },
     };
-    if !known(&state, device) {
+    if !known.known(device) {
         return Err(ApiError::not_found(format!("unknown device {device:?}")));
     }
-    let rows: Vec<Value> = state
-        .windows
+    let rows: Vec<Value> = recent
+        .store
         .query(device, item, size_ms, from, to, limit)
         .iter()
         .map(WindowJson::row)
@@ -215,8 +214,8 @@ pub async fn windows(
     ))
 }
 
-pub async fn fleet(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let fleet = state.views.fleet();
+pub async fn fleet(State(known): State<Devices>) -> Json<Value> {
+    let fleet = known.views.fleet();
     Json(json!({
         "running": fleet[&MachineState::Running],
         "free": fleet[&MachineState::Free],
@@ -278,13 +277,12 @@ pub struct SourceBody {
 }
 
 pub async fn reconnect(
-    State(state): State<Arc<AppState>>,
+    State(source): State<SourceControl>,
     payload: Result<Json<SourceBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let request = body(payload)?;
     let url: BrokerUrl = request.url.parse().map_err(ApiError::bad_request)?;
-    state
-        .source
+    source
         .reconnect(url.clone())
         .await
         .map_err(ApiError::from)?;
@@ -299,7 +297,8 @@ pub struct QueryBody {
 }
 
 pub async fn query(
-    State(state): State<Arc<AppState>>,
+    State(known): State<Devices>,
+    State(source): State<SourceControl>,
     payload: Result<Json<QueryBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let request = body(payload)?;
@@ -308,14 +307,13 @@ pub async fn query(
             "`items` must list at least one non-empty NC-Link item id",
         ));
     }
-    if !known(&state, &request.device) {
+    if !known.known(&request.device) {
         return Err(ApiError::not_found(format!(
             "unknown device {:?}",
             request.device
         )));
     }
-    let request_id = state
-        .source
+    let request_id = source
         .query(request.device, request.items)
         .await
         .map_err(ApiError::from)?;

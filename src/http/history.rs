@@ -4,18 +4,16 @@
 //! [`MAX_RANGE_MS`] of event time, at most [`MAX_WINDOWS`] windows, and [`CONCURRENT`] scans at
 //! once (others wait their turn).
 
-use std::sync::{Arc, OnceLock};
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
 
 use super::ApiError;
 use super::api::{Params, required, time_param};
 use crate::config::HumanDuration;
-use crate::http::AppState;
+use crate::http::state::LakeDir;
+#[cfg(feature = "analyze")]
 use crate::lake::analyze::{self, Selection};
 use crate::sample::now_ms;
 use crate::window::WindowJson;
@@ -27,15 +25,17 @@ pub const MAX_WINDOWS: i64 = 10_000;
 /// Range when `from` is not given: the day before `to`.
 const DEFAULT_RANGE_MS: i64 = 86_400_000;
 /// Lake scans running at once.
+#[cfg(feature = "analyze")]
 const CONCURRENT: usize = 2;
 
-fn permits() -> &'static Semaphore {
-    static PERMITS: OnceLock<Semaphore> = OnceLock::new();
-    PERMITS.get_or_init(|| Semaphore::new(CONCURRENT))
+#[cfg(feature = "analyze")]
+fn permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| tokio::sync::Semaphore::new(CONCURRENT))
 }
 
 pub async fn history(
-    State(state): State<Arc<AppState>>,
+    State(LakeDir(lake)): State<LakeDir>,
     axum::extract::Query(params): Params,
 ) -> Result<Json<Value>, ApiError> {
     let device = required(&params, "device")?.to_string();
@@ -70,12 +70,36 @@ pub async fn history(
             "{windows} windows of {every} asked for, at most {MAX_WINDOWS}: use a larger `every` or a shorter range"
         )));
     }
-    let Some(lake) = state.lake.clone() else {
+    let Some(lake) = lake else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "no Parquet lake is configured (a `[[sinks]]` of kind \"parquet\")",
         ));
     };
+    let (rows, skipped) = read(lake, device.clone(), item.clone(), from, to, every_ms).await?;
+    let rows: Vec<Value> = rows.iter().map(WindowJson::row).collect();
+    Ok(Json(json!({
+        "device": device,
+        "item": item,
+        "every_ms": every_ms,
+        "from": from,
+        "to": to,
+        "windows": rows,
+        "skipped_files": skipped,
+    })))
+}
+
+/// The windows of `every_ms` over `[from, to)` of one item, from the lake; and how many of
+/// its files could not be read.
+#[cfg(feature = "analyze")]
+async fn read(
+    lake: std::path::PathBuf,
+    device: String,
+    item: String,
+    from: i64,
+    to: i64,
+    every_ms: i64,
+) -> Result<(Vec<crate::window::WindowRow>, usize), ApiError> {
     let _permit = permits()
         .acquire()
         .await
@@ -113,19 +137,24 @@ pub async fn history(
                     ))
                 }
             });
-    let (rows, skipped) = match analysis {
-        Ok(a) => (a.rows, a.skipped.len()),
-        Err(None) => (Vec::new(), 0),
-        Err(Some(e)) => return Err(e),
-    };
-    let rows: Vec<Value> = rows.iter().map(WindowJson::row).collect();
-    Ok(Json(json!({
-        "device": device,
-        "item": item,
-        "every_ms": every_ms,
-        "from": from,
-        "to": to,
-        "windows": rows,
-        "skipped_files": skipped,
-    })))
+    match analysis {
+        Ok(a) => Ok((a.rows, a.skipped.len())),
+        Err(None) => Ok((Vec::new(), 0)),
+        Err(Some(e)) => Err(e),
+    }
+}
+
+#[cfg(not(feature = "analyze"))]
+async fn read(
+    _lake: std::path::PathBuf,
+    _device: String,
+    _item: String,
+    _from: i64,
+    _to: i64,
+    _every_ms: i64,
+) -> Result<(Vec<crate::window::WindowRow>, usize), ApiError> {
+    Err(ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "this millstream is built without the analyze feature: no history from the lake",
+    ))
 }

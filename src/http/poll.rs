@@ -3,8 +3,6 @@
 //! often, of which devices. A change applies at once and lasts until the next restart (the
 //! pipeline file's `source.poll` is the setting at start).
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
@@ -14,7 +12,7 @@ use serde_json::{Value, json};
 use super::ApiError;
 use super::api::body;
 use crate::config::{HumanDuration, PollConfig};
-use crate::http::AppState;
+use crate::source::control::SourceControl;
 
 /// Shortest polling interval accepted.
 const MIN_INTERVAL_MS: u64 = 100;
@@ -33,8 +31,8 @@ fn poll_json(poll: &Option<PollConfig>) -> Value {
     }
 }
 
-pub async fn get(State(state): State<Arc<AppState>>) -> Json<Value> {
-    Json(poll_json(&state.source.poll()))
+pub async fn get(State(source): State<SourceControl>) -> Json<Value> {
+    Json(poll_json(&source.poll()))
 }
 
 /// `{"interval": "1s", "items": ["…"], "devices": ["STRESS_TEST_*"], "timeout": "2s"}`;
@@ -57,7 +55,7 @@ fn duration(name: &str, text: &str) -> Result<HumanDuration, ApiError> {
 }
 
 pub async fn set(
-    State(state): State<Arc<AppState>>,
+    State(source): State<SourceControl>,
     payload: Result<Json<PollBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let request = body(payload)?;
@@ -100,8 +98,7 @@ pub async fn set(
             })
         }
     };
-    state
-        .source
+    source
         .set_poll(poll.clone())
         .await
         .map_err(ApiError::from)?;

@@ -18,41 +18,34 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::ApiError;
-use crate::http::AppState;
+use crate::http::state::EventStreams;
+use crate::metrics::Metrics;
 use axum::http::StatusCode;
 
 pub async fn events(
-    State(state): State<Arc<AppState>>,
+    State(streams): State<EventStreams>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let device = params.get("device").cloned();
-    let metrics = state.clone();
-    let before = metrics
-        .metrics
-        .engine
-        .sse_clients
-        .fetch_add(1, Ordering::Relaxed);
-    let guard = ClientGuard(state.clone());
-    if before >= state.sse_clients as u64 {
+    let metrics = streams.metrics.clone();
+    let before = metrics.engine.sse_clients.fetch_add(1, Ordering::Relaxed);
+    let guard = ClientGuard(metrics.clone());
+    if before >= streams.max_clients as u64 {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "{} event streams are open already (http.sse_clients); try again later",
-                state.sse_clients
+                streams.max_clients
             ),
         ));
     }
-    let stream = BroadcastStream::new(state.bus.subscribe()).filter_map(move |event| {
+    let stream = BroadcastStream::new(streams.bus.subscribe()).filter_map(move |event| {
         let _keep = &guard;
         let out = match event {
             Ok(event) => (device.as_deref().is_none_or(|d| d == &*event.device))
                 .then(|| Ok(Event::default().event(event.kind).data(event.data.clone()))),
             Err(BroadcastStreamRecvError::Lagged(n)) => {
-                metrics
-                    .metrics
-                    .engine
-                    .sse_lagged
-                    .fetch_add(n, Ordering::Relaxed);
+                metrics.engine.sse_lagged.fetch_add(n, Ordering::Relaxed);
                 Some(Ok(Event::default()
                     .event("lagged")
                     .data(format!("{{\"missed\":{n}}}"))))
@@ -64,14 +57,10 @@ pub async fn events(
 }
 
 /// Counts connected clients.
-struct ClientGuard(Arc<AppState>);
+struct ClientGuard(Arc<Metrics>);
 
 impl Drop for ClientGuard {
     fn drop(&mut self) {
-        self.0
-            .metrics
-            .engine
-            .sse_clients
-            .fetch_sub(1, Ordering::Relaxed);
+        self.0.engine.sse_clients.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -269,8 +269,11 @@ fn append_windows(frame: &DataFrame, every: i64, rows: &mut Vec<WindowRow>) -> P
     let f = |name: &str| -> PolarsResult<Float64Chunked> {
         Ok(frame.column(name)?.cast(&DataType::Float64)?.f64()?.clone())
     };
-    let (min, max, mean, stddev) = (f("min")?, f("max")?, f("mean")?, f("stddev")?);
-    let (p50, p95, p99, first, last) = (f("p50")?, f("p95")?, f("p99")?, f("first")?, f("last")?);
+    // The statistics in `STATS` order, as the aggregation above names them.
+    let stats: Vec<Float64Chunked> = crate::window::STATS
+        .iter()
+        .map(|name| f(name))
+        .collect::<PolarsResult<_>>()?;
     let mut interned: Option<(Id, Id)> = None;
     for i in 0..frame.height() {
         let (Some(d), Some(it), Some(s)) = (device.get(i), item.get(i), start.get(i)) else {
@@ -281,24 +284,16 @@ fn append_windows(frame: &DataFrame, every: i64, rows: &mut Vec<WindowRow>) -> P
             _ => (Id::from(d), Id::from(it)),
         };
         interned = Some(key.clone());
-        let nan = |c: &Float64Chunked| c.get(i).unwrap_or(f64::NAN);
-        rows.push(WindowRow {
-            device: key.0,
-            item: key.1,
-            size_ms: every,
-            start: s,
-            end: s + every,
-            count: count.get(i).unwrap_or(0),
-            min: nan(&min),
-            max: nan(&max),
-            mean: nan(&mean),
-            stddev: stddev.get(i),
-            p50: nan(&p50),
-            p95: nan(&p95),
-            p99: nan(&p99),
-            first: nan(&first),
-            last: nan(&last),
-        });
+        let v: [f64; 9] = std::array::from_fn(|k| stats[k].get(i).unwrap_or(f64::NAN));
+        rows.push(WindowRow::from_stats(
+            key.0,
+            key.1,
+            every,
+            s,
+            count.get(i).unwrap_or(0),
+            v,
+            stats[3].get(i).is_some(),
+        ));
     }
     Ok(())
 }

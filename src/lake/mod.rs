@@ -8,12 +8,14 @@
 //! - [`layout`]: partitions and complete files within a time range.
 //! - [`sample_reader`]: raw samples out of one file, with clear errors for files that are not
 //!   the lake's Parquet.
-//! - [`analyze`]: windowed statistics, descriptions and state durations with polars.
+//! - `analyze`: windowed statistics, descriptions and state durations with polars (the
+//!   default `analyze` feature).
 //! - [`compact`]: merging the small files of closed partitions, `_SUCCESS` markers.
 //! - [`row_set`]: rows recognised by content (copies dropped by compaction and replays).
 //! - [`existing_rows`]: the rows a partition held before a replay wrote to it.
 //! - [`upload`] and [`webhdfs`]: copying closed partitions to HDFS.
 
+#[cfg(feature = "analyze")]
 pub mod analyze;
 pub mod compact;
 pub mod existing_rows;

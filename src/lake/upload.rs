@@ -18,6 +18,9 @@ use super::compact::{compact_partition, is_being_written, mark_success};
 use super::layout::{is_data_file, partitions};
 use super::webhdfs::WebHdfs;
 
+/// How often closed partitions are looked for to upload.
+pub const UPLOAD_EVERY: Duration = Duration::from_secs(60);
+
 /// What a partition holds that is already in HDFS.
 pub const MARKER: &str = "_UPLOADED";
 
@@ -126,13 +129,45 @@ impl Uploader {
     }
 
     /// Runs a round every `every` until the task is dropped.
-    pub fn spawn(self, every: Duration) -> tokio::task::JoinHandle<()> {
+    /// The uploads a parquet sink's configuration asks for (`None`: it asks for none).
+    pub fn for_sink(config: &crate::config::ParquetConfig) -> Result<Option<Uploader>, String> {
+        let Some(upload) = &config.upload else {
+            return Ok(None);
+        };
+        let client = WebHdfs::new(
+            upload.url.as_str(),
+            upload.username.clone(),
+            upload.retries.unwrap_or(5),
+        )?;
+        Ok(Some(Uploader {
+            lake: config.dir.clone(),
+            client,
+            closed_after_ms: upload
+                .closed_after
+                .map_or(3_600_000, |d| d.as_millis() as i64),
+            target_bytes: 128 << 20,
+        }))
+    }
+
+    /// A round every `every` until `stop` turns true. A round cut short by the stop is
+    /// redone next time (files are overwritten, `_SUCCESS` comes last).
+    pub fn spawn(
+        self,
+        every: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
-                self.round(crate::sample::now_ms()).await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                tokio::select! {
+                    _ = self.round(crate::sample::now_ms()) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
             }
         })
     }

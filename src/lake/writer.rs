@@ -158,9 +158,7 @@ pub fn windows_schema() -> SchemaRef {
         Field::new("end", ts, false),
         Field::new("count", DataType::Int64, false),
     ];
-    for name in [
-        "min", "max", "mean", "stddev", "p50", "p95", "p99", "first", "last",
-    ] {
+    for name in crate::window::STATS {
         fields.push(Field::new(name, DataType::Float64, true));
     }
     Arc::new(Schema::new(fields))
@@ -239,19 +237,8 @@ impl Buffer {
             start.append_value(w.start);
             end.append_value(w.end);
             count.append_value(w.count as i64);
-            let values = [
-                Some(w.min),
-                Some(w.max),
-                Some(w.mean),
-                w.stddev,
-                Some(w.p50),
-                Some(w.p95),
-                Some(w.p99),
-                Some(w.first),
-                Some(w.last),
-            ];
-            for (builder, v) in floats.iter_mut().zip(values) {
-                builder.append_option(v.filter(|v| v.is_finite()));
+            for (builder, v) in floats.iter_mut().zip(w.stats()) {
+                builder.append_option(v.is_finite().then_some(v));
             }
         }
     }

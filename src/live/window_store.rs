@@ -31,40 +31,21 @@ impl Stored {
         Stored {
             start: w.start,
             count: w.count,
-            values: [
-                w.min,
-                w.max,
-                w.mean,
-                w.stddev.unwrap_or(0.0),
-                w.p50,
-                w.p95,
-                w.p99,
-                w.first,
-                w.last,
-            ],
+            values: w.stats(),
             has_stddev: w.stddev.is_some(),
         }
     }
 
     fn row(&self, key: &Key) -> WindowRow {
-        let v = self.values;
-        WindowRow {
-            device: key.0.clone(),
-            item: key.1.clone(),
-            size_ms: key.2,
-            start: self.start,
-            end: self.start + key.2,
-            count: self.count,
-            min: v[0],
-            max: v[1],
-            mean: v[2],
-            stddev: self.has_stddev.then_some(v[3]),
-            p50: v[4],
-            p95: v[5],
-            p99: v[6],
-            first: v[7],
-            last: v[8],
-        }
+        WindowRow::from_stats(
+            key.0.clone(),
+            key.1.clone(),
+            key.2,
+            self.start,
+            self.count,
+            self.values,
+            self.has_stddev,
+        )
     }
 }
 

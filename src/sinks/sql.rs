@@ -20,5 +20,52 @@ pub fn cut(text: &str, max: usize) -> &str {
 
 /// The columns of a sample row, in the order both sinks bind them.
 pub const SAMPLE_COLUMNS: usize = 5;
-/// The columns of a window row, in the order both sinks bind them.
-pub const WINDOW_COLUMNS: usize = 14;
+/// The columns of a window row: its key, its count, its statistics.
+pub const WINDOW_COLUMNS: usize = 5 + STATS.len();
+
+use crate::window::STATS;
+
+/// `device, item, size_ms, start, count, min, …`: a window row's columns, in bind order.
+pub fn window_columns() -> String {
+    format!("device, item, size_ms, start, count, {}", STATS.join(", "))
+}
+
+/// `count = VALUES(count), min = VALUES(min), …`: what a recomputed window replaces (MySQL).
+pub fn window_updates() -> String {
+    std::iter::once("count")
+        .chain(STATS)
+        .map(|c| format!("{c} = VALUES({c})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The column names of `window_aggregates` in a schema, in order.
+    fn columns(schema: &str) -> Vec<String> {
+        let table = &schema[schema.find("window_aggregates").expect("the table")..];
+        table
+            .lines()
+            .skip(1)
+            .map(str::trim)
+            .take_while(|l| !l.starts_with("PRIMARY KEY") && !l.starts_with(')'))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(|c| c.trim_matches('`').to_string())
+            .collect()
+    }
+
+    #[test]
+    fn both_schemas_have_the_window_columns_in_bind_order() {
+        let bound: Vec<String> = window_columns().split(", ").map(String::from).collect();
+        assert_eq!(bound.len(), WINDOW_COLUMNS);
+        assert_eq!(columns(crate::sinks::sqlite::SCHEMA), bound);
+        assert_eq!(columns(crate::sinks::mysql::SCHEMA), bound);
+        assert!(window_updates().starts_with("count = VALUES(count), min = VALUES(min)"));
+        assert!(window_updates().ends_with("last = VALUES(last)"));
+        let lake = crate::lake::writer::windows_schema();
+        let names: Vec<&str> = lake.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(&names[names.len() - STATS.len()..], &STATS[..]);
+    }
+}

@@ -403,13 +403,16 @@ impl Rejected {
     }
 }
 
+/// A refused window as the rejected file keeps it (a non-finite statistic is `null`).
 fn window_json(w: &WindowRow) -> serde_json::Value {
-    json!({
+    let mut row = json!({
         "device": &*w.device, "item": &*w.item, "size_ms": w.size_ms, "start": w.start,
-        "end": w.end, "count": w.count, "min": w.min, "max": w.max, "mean": w.mean,
-        "stddev": w.stddev, "p50": w.p50, "p95": w.p95, "p99": w.p99,
-        "first": w.first, "last": w.last,
-    })
+        "end": w.end, "count": w.count,
+    });
+    for (name, v) in crate::window::STATS.into_iter().zip(w.stats()) {
+        row[name] = serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into);
+    }
+    row
 }
 
 #[cfg(test)]

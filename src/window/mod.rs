@@ -40,7 +40,59 @@ pub struct WindowRow {
     pub last: f64,
 }
 
+/// A window's statistics, in the order every store writes them: SQL columns, InfluxDB fields,
+/// Parquet columns, the spool's record, the API's JSON ([`WindowRow::stats`]).
+pub const STATS: [&str; 9] = [
+    "min", "max", "mean", "stddev", "p50", "p95", "p99", "first", "last",
+];
+
 impl WindowRow {
+    /// The statistics in [`STATS`] order; `stddev` is NaN when there is none (below two
+    /// values).
+    pub fn stats(&self) -> [f64; 9] {
+        [
+            self.min,
+            self.max,
+            self.mean,
+            self.stddev.unwrap_or(f64::NAN),
+            self.p50,
+            self.p95,
+            self.p99,
+            self.first,
+            self.last,
+        ]
+    }
+
+    /// A row from its key, count and statistics in [`STATS`] order (`stddev` given apart: a
+    /// stored NaN is not "none").
+    pub fn from_stats(
+        device: Id,
+        item: Id,
+        size_ms: i64,
+        start: i64,
+        count: u64,
+        v: [f64; 9],
+        has_stddev: bool,
+    ) -> WindowRow {
+        WindowRow {
+            device,
+            item,
+            size_ms,
+            start,
+            end: start.saturating_add(size_ms),
+            count,
+            min: v[0],
+            max: v[1],
+            mean: v[2],
+            stddev: has_stddev.then_some(v[3]),
+            p50: v[4],
+            p95: v[5],
+            p99: v[6],
+            first: v[7],
+            last: v[8],
+        }
+    }
+
     pub fn new(device: Id, item: Id, closed: &ClosedWindow) -> WindowRow {
         let a = &closed.aggregate;
         // The sketch's estimate, clamped to the exact extremes: still within the error bound,

@@ -120,17 +120,7 @@ pub fn window(out: &mut String, w: &WindowRow) {
     tag(out, &size);
     let _ = write!(out, " count={}i", w.count);
     let mut first = false;
-    for (key, value) in [
-        ("min", w.min),
-        ("max", w.max),
-        ("mean", w.mean),
-        ("stddev", w.stddev.unwrap_or(f64::NAN)),
-        ("p50", w.p50),
-        ("p95", w.p95),
-        ("p99", w.p99),
-        ("first", w.first),
-        ("last", w.last),
-    ] {
+    for (key, value) in crate::window::STATS.into_iter().zip(w.stats()) {
         float_field(out, &mut first, key, value);
     }
     let _ = writeln!(out, " {}", w.start);

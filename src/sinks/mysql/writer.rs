@@ -8,7 +8,9 @@ use sqlx::{ConnectOptions, Connection};
 
 use super::{ROWS_PER_STATEMENT, SCHEMA};
 use crate::sample::Sample;
-use crate::sinks::sql::{MAX_TEXT, SAMPLE_COLUMNS, WINDOW_COLUMNS, cut, placeholders};
+use crate::sinks::sql::{
+    MAX_TEXT, SAMPLE_COLUMNS, WINDOW_COLUMNS, cut, placeholders, window_columns, window_updates,
+};
 use crate::sinks::writer::{Batch, BatchWriter, WriteError};
 use crate::time::Utc;
 use crate::window::WindowRow;
@@ -137,12 +139,10 @@ pub async fn write(pool: &MySqlPool, batch: &Batch) -> Result<(), WriteError> {
     }
     for chunk in batch.windows.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT INTO window_aggregates \
-             (device, item, size_ms, start, count, min, max, mean, stddev, p50, p95, p99, first, last) \
-             VALUES {} ON DUPLICATE KEY UPDATE count = VALUES(count), min = VALUES(min), \
-             max = VALUES(max), mean = VALUES(mean), stddev = VALUES(stddev), p50 = VALUES(p50), \
-             p95 = VALUES(p95), p99 = VALUES(p99), first = VALUES(first), last = VALUES(last)",
-            placeholders(WINDOW_COLUMNS, chunk.len())
+            "INSERT INTO window_aggregates ({}) VALUES {} ON DUPLICATE KEY UPDATE {}",
+            window_columns(),
+            placeholders(WINDOW_COLUMNS, chunk.len()),
+            window_updates()
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for w in chunk {
@@ -152,16 +152,10 @@ pub async fn write(pool: &MySqlPool, batch: &Batch) -> Result<(), WriteError> {
                 .bind(&*w.item)
                 .bind(w.size_ms)
                 .bind(Utc::from_ms(w.start).sql())
-                .bind(w.count as i64)
-                .bind(finite(w.min))
-                .bind(finite(w.max))
-                .bind(finite(w.mean))
-                .bind(w.stddev.and_then(finite))
-                .bind(finite(w.p50))
-                .bind(finite(w.p95))
-                .bind(finite(w.p99))
-                .bind(finite(w.first))
-                .bind(finite(w.last));
+                .bind(w.count as i64);
+            for v in w.stats() {
+                query = query.bind(finite(v));
+            }
         }
         query.execute(&mut *tx).await.map_err(classify)?;
     }

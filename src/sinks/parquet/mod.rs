@@ -1,6 +1,7 @@
 //! The parquet sink: feeds the lake's writer ([`crate::lake::writer::Lake`]) from its queue,
 //! reports its counters, passes checkpoint barriers once the files holding everything before
-//! them are complete, and starts the WebHDFS upload of closed partitions when configured.
+//! them are complete. (The WebHDFS upload of closed partitions is the engine's to start and
+//! stop: `crate::lake::upload`.)
 //!
 //! A file is durable once completed: synced, renamed, and its directory synced. A write that
 //! fails (a full disk) abandons the file it was for; its rows are counted as failed and no
@@ -26,9 +27,6 @@ use crate::lake::writer::{
 /// In a replay, the most rows kept in memory, all partitions together, to recognise rows the
 /// lake holds already (~20 bytes each).
 const REPLAY_MAX_EXISTING_ROWS: u64 = 20_000_000;
-
-/// How often closed partitions are looked for to upload.
-const UPLOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Starts the sink thread.
 pub fn spawn(
@@ -62,25 +60,6 @@ pub fn spawn(
             skip_existing: common.replay.then_some(REPLAY_MAX_EXISTING_ROWS),
         },
     );
-    if let Some(upload) = &config.upload {
-        let client = crate::lake::webhdfs::WebHdfs::new(
-            upload.url.as_str(),
-            upload.username.clone(),
-            upload.retries.unwrap_or(5),
-        )
-        .map_err(|e| format!("sink {:?}: {e}", common.name))?;
-        // Lives as long as the runtime; an upload cut short is redone (files are overwritten).
-        crate::lake::upload::Uploader {
-            lake: lake.dir().to_path_buf(),
-            client,
-            closed_after_ms: upload
-                .closed_after
-                .unwrap_or(HumanDuration::from_millis(3_600_000))
-                .as_millis() as i64,
-            target_bytes: 128 << 20,
-        }
-        .spawn(UPLOAD_EVERY);
-    }
     let name = common.name.clone();
     Ok(tokio::task::spawn_blocking(move || {
         run(lake, receiver, stats, &name)

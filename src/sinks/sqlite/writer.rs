@@ -9,7 +9,9 @@ use sqlx::sqlite::{
 
 use super::{ROWS_PER_STATEMENT, SCHEMA};
 use crate::sample::Sample;
-use crate::sinks::sql::{MAX_TEXT, SAMPLE_COLUMNS, WINDOW_COLUMNS, cut, placeholders};
+use crate::sinks::sql::{
+    MAX_TEXT, SAMPLE_COLUMNS, WINDOW_COLUMNS, cut, placeholders, window_columns,
+};
 use crate::sinks::writer::{Batch, BatchWriter, WriteError};
 use crate::time::Utc;
 use crate::window::WindowRow;
@@ -107,8 +109,8 @@ pub async fn write(
     }
     for chunk in windows.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT OR REPLACE INTO window_aggregates \
-             (device, item, size_ms, start, count, min, max, mean, stddev, p50, p95, p99, first, last) VALUES {}",
+            "INSERT OR REPLACE INTO window_aggregates ({}) VALUES {}",
+            window_columns(),
             placeholders(WINDOW_COLUMNS, chunk.len())
         );
         // Only placeholders are formatted into the statement; every value is bound.
@@ -120,16 +122,10 @@ pub async fn write(
                 .bind(&*w.item)
                 .bind(w.size_ms)
                 .bind(Utc::from_ms(w.start).sql())
-                .bind(w.count as i64)
-                .bind(finite(w.min))
-                .bind(finite(w.max))
-                .bind(finite(w.mean))
-                .bind(w.stddev.and_then(finite))
-                .bind(finite(w.p50))
-                .bind(finite(w.p95))
-                .bind(finite(w.p99))
-                .bind(finite(w.first))
-                .bind(finite(w.last));
+                .bind(w.count as i64);
+            for v in w.stats() {
+                query = query.bind(finite(v));
+            }
         }
         query.execute(&mut *tx).await?;
     }
