@@ -54,6 +54,10 @@ pub enum Failure {
     Usage(Vec<String>),
     /// Something went wrong while running (exit 1).
     Runtime(String),
+    /// The computation cannot go on (a cluster process was lost): exit 3 at once, without the
+    /// orderly stop (the write-ahead log and the broker's sessions bring back what was not
+    /// stored).
+    Lost(String),
 }
 
 impl Failure {
@@ -61,13 +65,14 @@ impl Failure {
         match self {
             Failure::Usage(_) => ExitCode::from(2),
             Failure::Runtime(_) => ExitCode::from(1),
+            Failure::Lost(_) => ExitCode::from(3),
         }
     }
 
     pub fn report(&self) {
         match self {
             Failure::Usage(lines) => lines.iter().for_each(|l| eprintln!("{l}")),
-            Failure::Runtime(message) => eprintln!("error: {message}"),
+            Failure::Runtime(message) | Failure::Lost(message) => eprintln!("error: {message}"),
         }
     }
 }

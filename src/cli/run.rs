@@ -43,7 +43,8 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             .map_err(|e| Failure::Usage(vec![e]))?;
         settings.cluster = Some(cluster);
     }
-    runtime(None)?.block_on(async move {
+    let runtime = runtime(None)?;
+    let outcome = runtime.block_on(async move {
         let engine = Engine::start(config, settings.clone())
             .await
             .map_err(Failure::Runtime)?;
@@ -61,21 +62,29 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         tokio::select! {
             _ = report_until_interrupted(&engine) => {}
             _ = engine.failed() => {
-                // Timely is fail-stop: the computation cannot go on without a lost peer. Exit
-                // at once; a restart replays the write-ahead log and the broker's session.
-                eprintln!(
-                    "error: the dataflow failed (a cluster process was lost?); exiting: \
-                     restart every process of the cluster, the write-ahead log and the broker's \
-                     persistent sessions bring back what was not stored"
-                );
-                std::process::exit(3);
+                // Timely is fail-stop: the computation cannot go on without a lost peer. No
+                // orderly stop (its workers would never finish): the engine is left as it
+                // is and the process exits; a restart replays the write-ahead log and the
+                // broker's session.
+                std::mem::forget(engine);
+                return Err(Failure::Lost(
+                    "the dataflow failed (a cluster process was lost?); exiting: restart every \
+                     process of the cluster, the write-ahead log and the broker's persistent \
+                     sessions bring back what was not stored"
+                        .into(),
+                ));
             }
         }
         eprintln!("stopping: finishing windows and sink writes…");
         engine.shutdown().await.map_err(Failure::Runtime)?;
         eprintln!("stopped");
         Ok(())
-    })
+    });
+    if matches!(outcome, Err(Failure::Lost(_))) {
+        // Tasks of the abandoned engine never end: do not wait for them.
+        runtime.shutdown_timeout(Duration::from_millis(100));
+    }
+    outcome
 }
 
 /// Logs throughput every 30 s until Ctrl-C or SIGTERM.

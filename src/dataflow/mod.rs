@@ -39,10 +39,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use timely::dataflow::operators::Inspect;
-use timely::dataflow::operators::core::Partition;
-use timely::dataflow::operators::vec::Map;
 
-use keyed::KeyedOut;
+use keyed::{AggregateByKey, Aggregated};
 
 pub use hold::{Hold, Holds};
 pub use input::{ARRIVAL_STEP, Arrival, DataflowInput, EpochMarker, InputClosed, Progress};
@@ -157,6 +155,52 @@ impl Dataflow {
 
 /// Starts the workers; returns the input to feed and the handle to join. In cluster mode this
 /// blocks until every peer process is connected (timely retries each connection every second).
+///
+/// Ten values of one item at 100 ms, through 1 s windows on two workers:
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use millstream::dataflow::{self, DataflowOptions, Observer};
+/// use millstream::live::views::{ItemKey, LatestValue};
+/// use millstream::nclink::status::MachineState;
+/// use millstream::sample::Sample;
+/// use millstream::window::{WindowRow, WindowSpec};
+///
+/// #[derive(Default)]
+/// struct Windows(Mutex<Vec<WindowRow>>);
+///
+/// impl Observer for Windows {
+///     fn on_samples(&self, _: &Arc<[Sample]>) {}
+///     fn on_windows(&self, windows: &[WindowRow]) {
+///         self.0.lock().unwrap().extend_from_slice(windows);
+///     }
+///     fn on_late(&self, _: u64) {}
+///     fn on_latest(&self, _: &[(ItemKey, LatestValue, isize)]) {}
+///     fn on_fleet(&self, _: &[(MachineState, i64, isize)]) {}
+///     fn on_samples_per_device(&self, _: &[(millstream::id::Id, i64, isize)]) {}
+/// }
+///
+/// let windows = Arc::new(Windows::default());
+/// let options = DataflowOptions {
+///     workers: 2,
+///     windows: WindowSpec::new(&[1_000], &[]),
+///     allowed_lateness_ms: 0,
+///     idle_timeout_ms: None,
+///     input_capacity: 4,
+///     cluster: None,
+///     holds: Default::default(),
+/// };
+/// let (input, flow) = dataflow::start(options, windows.clone()).unwrap();
+/// let batch: Vec<Sample> = (0..10)
+///     .map(|i| Sample::number("M1".into(), "speed".into(), 5_000 + i * 100, i as f64))
+///     .collect();
+/// input.blocking_send(batch).unwrap();
+/// input.close(); // the end of the input closes every open window
+/// flow.join().unwrap();
+/// let rows = windows.0.lock().unwrap();
+/// assert_eq!(rows.len(), 1);
+/// assert_eq!((rows[0].start, rows[0].count, rows[0].mean), (5_000, 10, 4.5));
+/// ```
 pub fn start(
     options: DataflowOptions,
     observer: Arc<dyn Observer>,
@@ -212,42 +256,21 @@ pub fn start(
             } else {
                 samples
             };
-            let out = keyed::keyed(samples, &options, observer.clone());
-            let mut parts = out
-                .partition::<timely::container::CapacityContainerBuilder<Vec<KeyedOut>>, _, _>(
-                    3,
-                    |o| match o {
-                        KeyedOut::Window(_) => (0, o),
-                        KeyedOut::Latest(_) => (1, o),
-                        KeyedOut::Count(_) => (2, o),
-                    },
-                );
-            let counts = parts.pop().expect("three parts").flat_map(|o| match o {
-                KeyedOut::Count(u) => Some(u),
-                _ => None,
-            });
-            let latest = parts.pop().expect("three parts").flat_map(|o| match o {
-                KeyedOut::Latest(u) => Some(u),
-                _ => None,
-            });
-            let mut windows = parts.pop().expect("three parts");
+            let Aggregated {
+                mut windows,
+                latest,
+                counts,
+            } = samples.aggregate_by_key(&options, observer.clone());
             if cluster {
                 use timely::dataflow::operators::Exchange;
-                windows = windows.exchange(|_: &KeyedOut| 0);
+                windows = windows.exchange(|_: &WindowRow| 0);
             }
             let o = observer.clone();
             let windows = windows.inspect_core(move |event| {
-                if let Ok((_, outs)) = event {
-                    let rows: Vec<WindowRow> = outs
-                        .iter()
-                        .filter_map(|o| match o {
-                            KeyedOut::Window(w) => Some(w.clone()),
-                            _ => None,
-                        })
-                        .collect();
-                    if !rows.is_empty() {
-                        o.on_windows(&rows);
-                    }
+                if let Ok((_, rows)) = event
+                    && !rows.is_empty()
+                {
+                    o.on_windows(rows);
                 }
             });
             views::views(latest, counts, observer.clone(), cluster);

@@ -997,26 +997,6 @@ async fn influx_points(db: &str, devices: &[String]) -> u64 {
         .count() as u64
 }
 
-/// Rows of `device` set aside in a sink's rejected files (the engine takes every device on
-/// the shared broker: other tests' machines too).
-fn rejected_rows(state: &Path, sink: &str, device: &str) -> Vec<serde_json::Value> {
-    let files =
-        millstream::rotating::list(&state.join("rejected").join(sink), "rejected-", ".jsonl")
-            .unwrap();
-    files
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-                .collect::<Vec<_>>()
-        })
-        .flat_map(|r| r["samples"].as_array().cloned().unwrap_or_default())
-        .filter(|row| row["device"] == device)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Mosquitto, MariaDB and influxd (scripts/test)"]
 async fn odd_ids_and_unstorable_values_in_one_batch_leave_every_good_row_stored() {

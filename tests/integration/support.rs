@@ -447,3 +447,43 @@ pub async fn forget_session(client_id: &str) {
     let _ = client.disconnect().await;
     let _ = tokio::time::timeout(Duration::from_secs(1), events.poll()).await;
 }
+
+/// Sample rows of `device` set aside in a sink's rejected files under `state` (an engine
+/// takes every device on the shared broker: other tests' machines too).
+pub fn rejected_rows(state: &Path, sink: &str, device: &str) -> Vec<serde_json::Value> {
+    rejected(state, sink, device, &["samples"])
+}
+
+/// Rows of `device`, samples and windows, set aside in a sink's rejected files.
+pub fn rejected_samples_and_windows(
+    state: &Path,
+    sink: &str,
+    device: &str,
+) -> Vec<serde_json::Value> {
+    rejected(state, sink, device, &["samples", "windows"])
+}
+
+fn rejected(state: &Path, sink: &str, device: &str, kinds: &[&str]) -> Vec<serde_json::Value> {
+    let Ok(files) =
+        millstream::rotating::list(&state.join("rejected").join(sink), "rejected-", ".jsonl")
+    else {
+        return Vec::new();
+    };
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .flat_map(|r| {
+            kinds
+                .iter()
+                .flat_map(|k| r[*k].as_array().cloned().unwrap_or_default())
+                .collect::<Vec<_>>()
+        })
+        .filter(|row| row["device"] == device)
+        .collect()
+}
