@@ -53,6 +53,27 @@ pub enum Record {
     Barrier(u64),
 }
 
+/// Why a batch cannot be encoded, or a record decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    /// A name longer than a record can hold (it is refused, never cut).
+    #[error("a name of {0} bytes is longer than the spool can hold (65535 bytes)")]
+    NameTooLong(usize),
+    /// More rows, names or text bytes than a 32-bit count holds.
+    #[error("{count} {what} are more than the spool can hold")]
+    TooMany { count: usize, what: &'static str },
+    #[error("record cut short")]
+    CutShort,
+    #[error("a name that is not UTF-8: {0}")]
+    NotUtf8(String),
+    #[error("name {0} out of range")]
+    NameOutOfRange(u32),
+    #[error("unknown record kind {0}")]
+    UnknownKind(u8),
+    #[error("barrier record of the wrong size")]
+    BadBarrier,
+}
+
 /// The record of barrier `id`.
 pub fn encode_barrier(id: u64) -> Vec<u8> {
     let mut out = vec![BARRIER];
@@ -61,11 +82,9 @@ pub fn encode_barrier(id: u64) -> Vec<u8> {
 }
 
 /// Decodes a record written by [`encode`] or [`encode_barrier`].
-pub fn decode_record(record: &[u8]) -> Result<Record, String> {
+pub fn decode_record(record: &[u8]) -> Result<Record, CodecError> {
     if let [BARRIER, id @ ..] = record {
-        let id: [u8; 8] = id
-            .try_into()
-            .map_err(|_| "barrier record of the wrong size")?;
+        let id: [u8; 8] = id.try_into().map_err(|_| CodecError::BadBarrier)?;
         return Ok(Record::Barrier(u64::from_le_bytes(id)));
     }
     decode(record).map(Record::Rows)
@@ -91,16 +110,10 @@ impl<'a> Names<'a> {
         })
     }
 
-    fn write(&self, out: &mut Vec<u8>) -> Result<(), String> {
+    fn write(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
         out.extend_from_slice(&len32(self.list.len(), "names")?.to_le_bytes());
         for name in &self.list {
-            let len = u16::try_from(name.len()).map_err(|_| {
-                format!(
-                    "a name of {} bytes is longer than the spool can hold ({} bytes)",
-                    name.len(),
-                    u16::MAX
-                )
-            })?;
+            let len = u16::try_from(name.len()).map_err(|_| CodecError::NameTooLong(name.len()))?;
             out.extend_from_slice(&len.to_le_bytes());
             out.extend_from_slice(name.as_bytes());
         }
@@ -108,12 +121,12 @@ impl<'a> Names<'a> {
     }
 }
 
-fn len32(n: usize, what: &str) -> Result<u32, String> {
-    u32::try_from(n).map_err(|_| format!("{n} {what} are more than the spool can hold"))
+fn len32(n: usize, what: &'static str) -> Result<u32, CodecError> {
+    u32::try_from(n).map_err(|_| CodecError::TooMany { count: n, what })
 }
 
 /// Encodes a batch; an error for a batch the format cannot hold whole.
-pub fn encode(rows: &Rows) -> Result<Vec<u8>, String> {
+pub fn encode(rows: &Rows) -> Result<Vec<u8>, CodecError> {
     let mut names = Names::new();
     let mut body = Vec::new();
     let kind = match rows {
@@ -164,47 +177,47 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+    fn take(&mut self, n: usize) -> Result<&[u8], CodecError> {
         let end = self
             .at
             .checked_add(n)
             .filter(|e| *e <= self.data.len())
-            .ok_or("record cut short")?;
+            .ok_or(CodecError::CutShort)?;
         let slice = &self.data[self.at..end];
         self.at = end;
         Ok(slice)
     }
-    fn u8(&mut self) -> Result<u8, String> {
+    fn u8(&mut self) -> Result<u8, CodecError> {
         Ok(self.take(1)?[0])
     }
-    fn u16(&mut self) -> Result<u16, String> {
+    fn u16(&mut self) -> Result<u16, CodecError> {
         Ok(u16::from_le_bytes(
             self.take(2)?.try_into().expect("2 bytes"),
         ))
     }
-    fn u32(&mut self) -> Result<u32, String> {
+    fn u32(&mut self) -> Result<u32, CodecError> {
         Ok(u32::from_le_bytes(
             self.take(4)?.try_into().expect("4 bytes"),
         ))
     }
-    fn u64(&mut self) -> Result<u64, String> {
+    fn u64(&mut self) -> Result<u64, CodecError> {
         Ok(u64::from_le_bytes(
             self.take(8)?.try_into().expect("8 bytes"),
         ))
     }
-    fn i64(&mut self) -> Result<i64, String> {
+    fn i64(&mut self) -> Result<i64, CodecError> {
         Ok(self.u64()? as i64)
     }
-    fn f64(&mut self) -> Result<f64, String> {
+    fn f64(&mut self) -> Result<f64, CodecError> {
         Ok(f64::from_bits(self.u64()?))
     }
-    fn str(&mut self, len: usize) -> Result<&str, String> {
-        std::str::from_utf8(self.take(len)?).map_err(|e| e.to_string())
+    fn str(&mut self, len: usize) -> Result<&str, CodecError> {
+        std::str::from_utf8(self.take(len)?).map_err(|e| CodecError::NotUtf8(e.to_string()))
     }
 }
 
 /// Decodes a record written by [`encode`].
-pub fn decode(record: &[u8]) -> Result<Rows, String> {
+pub fn decode(record: &[u8]) -> Result<Rows, CodecError> {
     let mut r = Reader {
         data: record,
         at: 0,
@@ -220,7 +233,7 @@ pub fn decode(record: &[u8]) -> Result<Rows, String> {
         names
             .get(i as usize)
             .cloned()
-            .ok_or_else(|| format!("name {i} out of range"))
+            .ok_or(CodecError::NameOutOfRange(i))
     };
     let count = r.u32()? as usize;
     match kind {
@@ -267,7 +280,7 @@ pub fn decode(record: &[u8]) -> Result<Rows, String> {
             }
             Ok(Rows::Windows(Arc::from(windows)))
         }
-        other => Err(format!("unknown record kind {other}")),
+        other => Err(CodecError::UnknownKind(other)),
     }
 }
 
@@ -310,9 +323,10 @@ mod tests {
         let refused = encode(&Rows::Samples(
             vec![Sample::number(long.clone(), long, 0, 1.0)].into(),
         ));
+        assert_eq!(refused, Err(CodecError::NameTooLong(70_000)));
         assert!(
-            refused
-                .unwrap_err()
+            CodecError::NameTooLong(70_000)
+                .to_string()
                 .contains("longer than the spool can hold")
         );
     }

@@ -66,7 +66,11 @@ pub fn read(
     let mut take = |offset: usize, payload: &[u8], report: &mut ReadReport| {
         let decoded = split_ids(payload)
             .ok_or_else(|| "malformed message ids".to_string())
-            .and_then(|(ids, payload)| codec::decode(payload).map(|m| (ids, m)));
+            .and_then(|(ids, payload)| {
+                codec::decode(payload)
+                    .map(|m| (ids, m))
+                    .map_err(|e| e.to_string())
+            });
         match decoded {
             Ok((ids, Rows::Samples(rows))) => {
                 report.samples += rows.len() as u64;
