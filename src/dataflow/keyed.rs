@@ -243,6 +243,12 @@ impl KeyedOperator {
         }
     }
 
+    /// Whether this worker aggregates a key (its hash names the worker).
+    fn owner(&self) -> impl Fn(&str, &str) -> bool + use<> {
+        let (peers, worker) = (self.peers, self.worker as u64);
+        move |d: &str, i: &str| peers == 1 || key_hash(d, i) % peers == worker
+    }
+
     /// Cluster mode: keeps the batches of `time` to absorb once it is complete (true);
     /// otherwise leaves them to be absorbed now (false).
     fn stash(&mut self, time: u64, batches: &[SharedBatch]) -> bool {
@@ -258,8 +264,7 @@ impl KeyedOperator {
 
     /// Absorbs batches as they come (one process: every worker reads every batch in order).
     fn absorb_batches(&mut self, batches: &[SharedBatch], now: i64) {
-        let (peers, worker) = (self.peers, self.worker);
-        let owns = move |d: &str, i: &str| peers == 1 || key_hash(d, i) % peers == worker as u64;
+        let owns = self.owner();
         for batch in batches.iter() {
             self.late += absorb(
                 &batch.samples,
@@ -300,8 +305,7 @@ impl KeyedOperator {
             .collect();
         ready.sort_by_key(|(h, s)| (*h, s.ts));
         let ready: Vec<Sample> = ready.into_iter().map(|(_, s)| s).collect();
-        let (peers, worker) = (self.peers, self.worker);
-        let owns = move |d: &str, i: &str| peers == 1 || key_hash(d, i) % peers == worker as u64;
+        let owns = self.owner();
         self.late += absorb(
             &ready,
             &mut self.state,

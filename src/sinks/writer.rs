@@ -151,6 +151,25 @@ pub struct WriteSettings {
     pub rejected_dir: PathBuf,
 }
 
+impl WriteSettings {
+    /// The settings of sink `common`: its `batch_rows` and `linger` or the store's defaults,
+    /// its rejected rows under `state_dir/rejected/<name>/`.
+    pub fn new(
+        common: &crate::config::SinkCommon,
+        batch_rows: Option<usize>,
+        linger: Option<crate::config::HumanDuration>,
+        defaults: (usize, Duration),
+        state_dir: &std::path::Path,
+    ) -> WriteSettings {
+        WriteSettings {
+            name: common.name.clone(),
+            batch_rows: batch_rows.unwrap_or(defaults.0).max(1),
+            linger: linger.map_or(defaults.1, |d| d.get()),
+            rejected_dir: state_dir.join("rejected").join(&common.name),
+        }
+    }
+}
+
 /// Runs a sink until its queue closes; returns once everything is written or spooled (and
 /// synced), so always `true`: nothing the sink received is only in memory.
 pub async fn run<W: BatchWriter>(

@@ -47,12 +47,13 @@ pub fn spawn(
 ) -> Result<tokio::task::JoinHandle<bool>, String> {
     let writer =
         InfluxWriter::from_config(config).map_err(|e| format!("sink {:?}: {e}", common.name))?;
-    let settings = WriteSettings {
-        name: common.name.clone(),
-        batch_rows: config.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS).max(1),
-        linger: config.linger.map_or(DEFAULT_LINGER, |d| d.get()),
-        rejected_dir: state_dir.join("rejected").join(&common.name),
-    };
+    let settings = WriteSettings::new(
+        common,
+        config.batch_rows,
+        config.linger,
+        (DEFAULT_BATCH_ROWS, DEFAULT_LINGER),
+        state_dir,
+    );
     Ok(tokio::spawn(super::writer::run(
         queue, writer, stats, settings,
     )))

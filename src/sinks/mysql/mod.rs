@@ -42,12 +42,13 @@ pub fn spawn(
 ) -> Result<tokio::task::JoinHandle<bool>, String> {
     let options = connect_options(config).map_err(|e| format!("sink {:?}: {e}", common.name))?;
     let writer = MySqlWriter::new(options);
-    let settings = WriteSettings {
-        name: common.name.clone(),
-        batch_rows: config.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS).max(1),
-        linger: config.linger.map_or(DEFAULT_LINGER, |d| d.get()),
-        rejected_dir: state_dir.join("rejected").join(&common.name),
-    };
+    let settings = WriteSettings::new(
+        common,
+        config.batch_rows,
+        config.linger,
+        (DEFAULT_BATCH_ROWS, DEFAULT_LINGER),
+        state_dir,
+    );
     Ok(tokio::spawn(super::writer::run(
         queue, writer, stats, settings,
     )))

@@ -38,12 +38,13 @@ pub async fn spawn(
     let pool = open(config.url.as_str())
         .await
         .map_err(|e| format!("sink {:?}: {e}", common.name))?;
-    let settings = WriteSettings {
-        name: common.name.clone(),
-        batch_rows: config.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS).max(1),
-        linger: config.linger.map_or(DEFAULT_LINGER, |d| d.get()),
-        rejected_dir: state_dir.join("rejected").join(&common.name),
-    };
+    let settings = WriteSettings::new(
+        common,
+        config.batch_rows,
+        config.linger,
+        (DEFAULT_BATCH_ROWS, DEFAULT_LINGER),
+        state_dir,
+    );
     Ok(tokio::spawn(async move {
         let writer = SqliteWriter { pool: pool.clone() };
         let durable = super::writer::run(queue, writer, stats, settings).await;
