@@ -12,7 +12,7 @@ use millstream::lake::writer::{Lake, LakeOptions};
 use millstream::sample::Sample;
 
 /// One second of the fleet per batch group: 100 machines × 20 items × 100 samples.
-fn fleet(seconds: i64) -> Vec<Vec<Sample>> {
+fn fleet(seconds: i64) -> Vec<std::sync::Arc<[Sample]>> {
     let devices: Vec<Id> = (0..100)
         .map(|d| Id::from(format!("STRESS_TEST_{d:05}")))
         .collect();
@@ -31,7 +31,7 @@ fn fleet(seconds: i64) -> Vec<Vec<Sample>> {
                     batch.push(Sample::number(device.clone(), item.clone(), ts, v));
                 }
             }
-            batches.push(batch);
+            batches.push(std::sync::Arc::<[Sample]>::from(batch));
         }
     }
     batches

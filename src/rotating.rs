@@ -16,8 +16,8 @@ pub struct RotatingFiles {
     suffix: &'static str,
     max_file_size: u64,
     max_files: usize,
-    /// The file being written and its size.
-    file: Option<(BufWriter<File>, u64)>,
+    /// The file being written, its size, and how much of it reached the OS.
+    file: Option<(BufWriter<File>, u64, u64)>,
 }
 
 impl RotatingFiles {
@@ -44,25 +44,34 @@ impl RotatingFiles {
     }
 
     /// Appends one line (which must end with `\n`); a new file is named after `ts`. After an
-    /// error the next line starts a new file.
+    /// error the next line starts a new file, and what was not flushed is cut off the old one
+    /// (so a full disk leaves no torn line behind).
     pub fn append(&mut self, ts: i64, line: &[u8]) -> io::Result<()> {
         let result = self.try_append(ts, line);
         if result.is_err() {
-            self.file = None;
+            self.discard();
         }
         result
     }
 
+    /// Gives up the file being written, cut back to what was flushed.
+    fn discard(&mut self) {
+        if let Some((writer, _, flushed)) = self.file.take() {
+            let (file, _) = writer.into_parts();
+            let _ = file.set_len(flushed);
+        }
+    }
+
     fn try_append(&mut self, ts: i64, line: &[u8]) -> io::Result<()> {
         let rotate = match &self.file {
-            Some((_, size)) => *size + line.len() as u64 > self.max_file_size && *size > 0,
+            Some((_, size, _)) => *size + line.len() as u64 > self.max_file_size && *size > 0,
             None => true,
         };
         if rotate {
             self.flush()?;
-            self.file = Some((self.open_new(ts)?, 0));
+            self.file = Some((self.open_new(ts)?, 0, 0));
         }
-        let (file, size) = self.file.as_mut().expect("opened above");
+        let (file, size, _) = self.file.as_mut().expect("opened above");
         file.write_all(line)?;
         *size += line.len() as u64;
         Ok(())
@@ -70,11 +79,14 @@ impl RotatingFiles {
 
     /// Pushes buffered lines to the OS.
     pub fn flush(&mut self) -> io::Result<()> {
-        if let Some((file, _)) = &mut self.file
-            && let Err(e) = file.flush()
-        {
-            self.file = None;
-            return Err(e);
+        if let Some((file, size, flushed)) = &mut self.file {
+            match file.flush() {
+                Ok(()) => *flushed = *size,
+                Err(e) => {
+                    self.discard();
+                    return Err(e);
+                }
+            }
         }
         Ok(())
     }
@@ -82,7 +94,7 @@ impl RotatingFiles {
     /// Flushes and syncs the file being written.
     pub fn sync(&mut self) -> io::Result<()> {
         self.flush()?;
-        if let Some((file, _)) = &self.file {
+        if let Some((file, _, _)) = &self.file {
             file.get_ref().sync_data()?;
         }
         Ok(())

@@ -169,7 +169,7 @@ mod tests {
             skip_existing,
         };
         let mut lake = Lake::new(dir.to_path_buf(), options);
-        lake.write_samples(samples).unwrap();
+        lake.write_samples(&samples.into()).unwrap();
         lake.finish().unwrap();
         lake
     }

@@ -15,13 +15,20 @@
 //! millisecond `TIMESTAMP(UTC)`; strings are dictionary-encoded; pages are zstd-compressed.
 //! When the input ends every open file is completed.
 //!
-//! A file is durable once completed: synced, renamed, and its directory synced. A write that
-//! fails (a full disk) abandons the file it was for; its rows are counted as failed and no
-//! later checkpoint barrier is passed, so the write-ahead log keeps them until the next start,
-//! which writes them again. The sink goes on writing new files as soon as there is room.
+//! A file is durable once completed: synced, renamed, and its directory synced. Until then the
+//! lake holds on to the rows it was given for the file (shared with the batches they came
+//! in, not copied). A write that fails (a full disk, an I/O error) abandons the file; its rows
+//! are counted as failed and become *pending*: written again, into new files, when
+//! [`Lake::write_pending`] is called (the sink does so every second and at each checkpoint),
+//! so the lake recovers by itself once there is room. While rows are pending the lake is not
+//! [settled](Lake::is_settled) and the sink passes no checkpoint barrier, so the write-ahead
+//! log keeps them too. Held and pending rows together are bounded ([`MAX_HELD_ROWS`]): the
+//! oldest open file is completed early to stay within it, and pending rows beyond it are
+//! given up to the write-ahead log alone, which the next start replays.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,6 +51,10 @@ use parquet::file::properties::WriterProperties;
 const BATCH_ROWS: usize = 65_536;
 /// Most files open at once; the least recently written is completed beyond this.
 const MAX_OPEN_FILES: usize = 64;
+/// Most rows held for open files and pending after a failed write, together (~56 bytes a
+/// sample): beyond it the oldest open file is completed early, and pending rows are given up
+/// to the write-ahead log.
+pub const MAX_HELD_ROWS: u64 = 2_000_000;
 
 /// A hidden file untouched for its roll age plus this long belongs to no live writer.
 pub const STALE_MARGIN: std::time::Duration = std::time::Duration::from_secs(60);
@@ -288,6 +299,22 @@ impl Buffer {
     }
 }
 
+/// Rows given to an open file, kept until it is complete to write them again if it fails.
+#[derive(Debug, Clone)]
+enum Held {
+    Samples(Arc<[Sample]>, Range<usize>),
+    Window(Box<WindowRow>),
+}
+
+impl Held {
+    fn rows(&self) -> u64 {
+        match self {
+            Held::Samples(_, range) => range.len() as u64,
+            Held::Window(_) => 1,
+        }
+    }
+}
+
 /// One file being written.
 struct OpenFile {
     hidden: PathBuf,
@@ -296,6 +323,10 @@ struct OpenFile {
     schema: SchemaRef,
     buffer: Buffer,
     rows: u64,
+    /// Its rows as given, to write again if the file fails.
+    held: Vec<Held>,
+    /// Of its rows, those written again after an earlier failure (counted as failed then).
+    again: u64,
     /// Rows handed to the Parquet writer.
     written: u64,
     opened: Instant,
@@ -318,23 +349,30 @@ impl OpenFile {
             .map_err(|e| format!("{}: {e}", self.hidden.display()))
     }
 
-    /// Deletes the file: it failed and its rows go with it.
-    fn abandon(self) {
+    /// Deletes the file (it failed); returns the rows it was given.
+    fn abandon(self) -> (Vec<Held>, u64) {
         drop(self.writer);
         if let Err(e) = fs::remove_file(&self.hidden) {
             tracing::warn!(path = %self.hidden.display(), error = %e, "cannot remove an abandoned Parquet file");
         }
+        (self.held, self.again)
     }
 
     /// Finishes the file and makes it visible (`None`: it holds no row and is deleted). A file
-    /// that cannot be finished is deleted.
-    fn complete(self, existing: Option<&mut ExistingRows>) -> Result<Option<PathBuf>, String> {
+    /// that cannot be finished is deleted, and the rows it was given are returned with the
+    /// error.
+    #[allow(clippy::type_complexity)]
+    fn complete(
+        mut self,
+        existing: Option<&mut ExistingRows>,
+    ) -> Result<Option<PathBuf>, (String, Vec<Held>, u64)> {
+        let held = std::mem::take(&mut self.held);
+        let again = self.again;
         let hidden = self.hidden.clone();
-        let result = self.finish(existing);
-        if result.is_err() {
+        self.finish(existing).map_err(|e| {
             let _ = fs::remove_file(&hidden);
-        }
-        result
+            (e, held, again)
+        })
     }
 
     fn finish(mut self, existing: Option<&mut ExistingRows>) -> Result<Option<PathBuf>, String> {
@@ -375,8 +413,14 @@ pub struct Lake {
     existing: Option<ExistingRows>,
     /// Files completed so far (for tests and logs).
     pub completed: Vec<PathBuf>,
-    /// Rows lost to failed writes since last asked ([`Lake::take_lost`]).
+    /// Rows that failed to write since last asked ([`Lake::take_lost`]), each counted once.
     lost_rows: u64,
+    /// Rows of failed files, oldest first, to write again.
+    pending: VecDeque<Held>,
+    pending_rows: u64,
+    /// Rows given up beyond [`MAX_HELD_ROWS`]: only the write-ahead log has them now.
+    gave_up: u64,
+    max_held_rows: u64,
 }
 
 impl Lake {
@@ -396,30 +440,92 @@ impl Lake {
             properties,
             completed: Vec::new(),
             lost_rows: 0,
+            pending: VecDeque::new(),
+            pending_rows: 0,
+            gave_up: 0,
+            max_held_rows: MAX_HELD_ROWS,
         }
     }
 
-    /// Rows lost to failed writes (abandoned files) since the last call.
+    /// Rows that failed to write since the last call (each counted once, however often it
+    /// is written again).
     pub fn take_lost(&mut self) -> u64 {
         std::mem::take(&mut self.lost_rows)
     }
 
-    /// Completes `file`; its rows are lost if that fails.
+    /// Rows of failed files waiting to be written again.
+    pub fn pending_rows(&self) -> u64 {
+        self.pending_rows
+    }
+
+    /// Rows given up beyond [`MAX_HELD_ROWS`] (only the write-ahead log has them).
+    pub fn rows_given_up(&self) -> u64 {
+        self.gave_up
+    }
+
+    /// Whether every row given is in a complete file or an open one: none pending after a
+    /// failure, none given up.
+    pub fn is_settled(&self) -> bool {
+        self.pending.is_empty() && self.gave_up == 0
+    }
+
+    /// Rows of a failed file become pending (counted as failed the first time).
+    fn failed(&mut self, held: Vec<Held>, again: u64) {
+        let rows: u64 = held.iter().map(Held::rows).sum();
+        self.lost_rows += rows.saturating_sub(again);
+        self.pending_rows += rows;
+        self.pending.extend(held);
+        self.bound_pending();
+    }
+
+    /// Gives up the oldest pending rows beyond [`MAX_HELD_ROWS`].
+    fn bound_pending(&mut self) {
+        while self.pending_rows > self.max_held_rows {
+            let oldest = self.pending.pop_front().expect("rows pending");
+            if self.gave_up == 0 {
+                tracing::error!(dir = %self.dir.display(), "the lake cannot write and holds too many rows; the oldest are left to the write-ahead log, which the next start replays");
+            }
+            self.pending_rows -= oldest.rows();
+            self.gave_up += oldest.rows();
+        }
+    }
+
+    /// Completes `file`; its rows become pending if that fails.
     fn complete_file(&mut self, file: OpenFile) -> Result<(), String> {
-        let rows = file.rows;
         match file.complete(self.existing.as_mut()) {
             Ok(path) => {
                 self.completed.extend(path);
                 Ok(())
             }
-            Err(e) => {
-                self.lost_rows += rows;
+            Err((e, held, again)) => {
+                self.failed(held, again);
                 Err(e)
             }
         }
     }
 
-    pub fn write_samples(&mut self, samples: &[Sample]) -> Result<(), String> {
+    /// Writes the rows of failed files again, into new files (which complete as any do). Their
+    /// failing again makes them pending again.
+    pub fn write_pending(&mut self) -> Result<(), String> {
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_rows = 0;
+        let mut first_error = None;
+        for held in pending {
+            let result = match held {
+                Held::Samples(samples, range) => self.write_run(&samples, range, true),
+                Held::Window(w) => self.write_window(w, true),
+            };
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Err(e) = self.bound_held() {
+            first_error.get_or_insert(e);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    pub fn write_samples(&mut self, samples: &Arc<[Sample]>) -> Result<(), String> {
         // Consecutive samples mostly share a partition: look it up once per run.
         let mut i = 0;
         let mut first_error = None;
@@ -429,46 +535,102 @@ impl Lake {
                 .iter()
                 .take_while(|s| s.ts.div_euclid(3_600_000) == hour)
                 .count();
-            let utc = Utc::from_ms(samples[i].ts);
-            let partition = self
-                .dir
-                .join("samples")
-                .join(format!("date={}", utc.date()))
-                .join(format!("hour={:02}", utc.hour));
-            let written = self.file(&partition, samples[i].ts, true).map(|file| {
-                for s in &samples[i..i + run] {
-                    file.buffer.push_sample(s);
-                }
-                file.rows += run as u64;
-            });
-            if let Err(e) = written {
-                self.lost_rows += run as u64;
-                first_error.get_or_insert(e);
-            } else if let Err(e) = self.settle(&partition) {
+            if let Err(e) = self.write_run(samples, i..i + run, false) {
                 first_error.get_or_insert(e);
             }
             i += run;
         }
+        if let Err(e) = self.bound_held() {
+            first_error.get_or_insert(e);
+        }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Writes samples of one hour (`again`: written before, into a file that failed).
+    fn write_run(
+        &mut self,
+        samples: &Arc<[Sample]>,
+        run: Range<usize>,
+        again: bool,
+    ) -> Result<(), String> {
+        let first = &samples[run.start];
+        let utc = Utc::from_ms(first.ts);
+        let partition = self
+            .dir
+            .join("samples")
+            .join(format!("date={}", utc.date()))
+            .join(format!("hour={:02}", utc.hour));
+        let rows = run.len() as u64;
+        let held = Held::Samples(samples.clone(), run.clone());
+        match self.file(&partition, first.ts, true) {
+            Ok(file) => {
+                for s in &samples[run] {
+                    file.buffer.push_sample(s);
+                }
+                file.rows += rows;
+                file.again += if again { rows } else { 0 };
+                file.held.push(held);
+                self.settle(&partition)
+            }
+            Err(e) => {
+                self.failed(vec![held], if again { rows } else { 0 });
+                Err(e)
+            }
+        }
     }
 
     pub fn write_windows(&mut self, windows: &[WindowRow]) -> Result<(), String> {
         let mut first_error = None;
         for w in windows {
-            let size = HumanDuration::from_millis(w.size_ms.max(0) as u64);
-            let partition = self
-                .dir
-                .join("windows")
-                .join(format!("size={size}"))
-                .join(format!("date={}", Utc::from_ms(w.start).date()));
-            let written = self.file(&partition, w.start, false).map(|file| {
-                file.buffer.push_window(w);
-                file.rows += 1;
-            });
-            if let Err(e) = written {
-                self.lost_rows += 1;
+            if let Err(e) = self.write_window(Box::new(w.clone()), false) {
                 first_error.get_or_insert(e);
-            } else if let Err(e) = self.settle(&partition) {
+            }
+        }
+        if let Err(e) = self.bound_held() {
+            first_error.get_or_insert(e);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn write_window(&mut self, w: Box<WindowRow>, again: bool) -> Result<(), String> {
+        let size = HumanDuration::from_millis(w.size_ms.max(0) as u64);
+        let partition = self
+            .dir
+            .join("windows")
+            .join(format!("size={size}"))
+            .join(format!("date={}", Utc::from_ms(w.start).date()));
+        match self.file(&partition, w.start, false) {
+            Ok(file) => {
+                file.buffer.push_window(&w);
+                file.rows += 1;
+                file.again += u64::from(again);
+                file.held.push(Held::Window(w));
+                self.settle(&partition)
+            }
+            Err(e) => {
+                self.failed(vec![Held::Window(w)], u64::from(again));
+                Err(e)
+            }
+        }
+    }
+
+    /// Keeps the rows held for open files and pending within [`MAX_HELD_ROWS`]: completes the
+    /// oldest open files early while there are too many.
+    fn bound_held(&mut self) -> Result<(), String> {
+        let mut first_error = None;
+        loop {
+            let open: u64 = self.open.values().map(|f| f.rows).sum();
+            if open + self.pending_rows <= self.max_held_rows || self.open.is_empty() {
+                break;
+            }
+            let oldest = self
+                .open
+                .iter()
+                .min_by_key(|(_, f)| f.opened)
+                .map(|(p, _)| p.clone())
+                .expect("non-empty");
+            let file = self.open.remove(&oldest).expect("exists");
+            if let Err(e) = self.complete_file(file) {
                 first_error.get_or_insert(e);
             }
         }
@@ -488,8 +650,8 @@ impl Lake {
         {
             // The file cannot be trusted any more: the next write opens a new one.
             let file = self.open.remove(partition).expect("present");
-            self.lost_rows += file.rows;
-            file.abandon();
+            let (held, again) = file.abandon();
+            self.failed(held, again);
             return Err(e);
         }
         Ok(())
@@ -541,6 +703,8 @@ impl Lake {
                     schema,
                     buffer,
                     rows: 0,
+                    held: Vec::new(),
+                    again: 0,
                     written: 0,
                     opened: now,
                     last_write: now,
@@ -596,6 +760,108 @@ impl Lake {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::id::Id;
+
+    fn options() -> LakeOptions {
+        LakeOptions {
+            roll_rows: 1_000_000,
+            roll_age: Duration::from_secs(3_600),
+            writer: "t".into(),
+            skip_existing: None,
+        }
+    }
+
+    const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00Z
+
+    fn batch(from: i64, n: i64) -> Arc<[Sample]> {
+        let (d, i): (Id, Id) = ("D".into(), "I".into());
+        (from..from + n)
+            .map(|k| Sample::number(d.clone(), i.clone(), T0 + k, k as f64))
+            .collect::<Vec<_>>()
+            .into()
+    }
+
+    /// The sample times of every complete file, sorted.
+    fn times(dir: &Path) -> Vec<i64> {
+        let mut out = Vec::new();
+        for found in crate::lake::layout::sample_files(dir, None, None).unwrap() {
+            let file = File::open(&found.path).unwrap();
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .unwrap()
+                    .build()
+                    .unwrap();
+            for batch in reader {
+                let batch = batch.unwrap();
+                let ts = batch
+                    .column_by_name("ts")
+                    .unwrap()
+                    .as_any()
+                    .downcast_ref::<arrow_array::TimestampMillisecondArray>()
+                    .unwrap();
+                out.extend(ts.values().iter().map(|t| t - T0));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn rows_of_a_file_that_fails_are_written_again_once_there_is_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lake = Lake::new(dir.path().to_path_buf(), options());
+        lake.write_samples(&batch(0, 100)).unwrap();
+        // The open file's partition disappears under it: completing it fails (a real failed
+        // rename), and a file cannot be made where the partitions go.
+        fs::remove_dir_all(dir.path().join("samples")).unwrap();
+        fs::write(dir.path().join("samples"), b"not a directory").unwrap();
+        assert!(lake.finish().is_err());
+        assert_eq!(lake.take_lost(), 100);
+        assert_eq!(lake.pending_rows(), 100);
+        assert!(!lake.is_settled());
+        // New rows go on failing (pending too, in order); retries fail and are not counted
+        // as failed again.
+        assert!(lake.write_samples(&batch(100, 50)).is_err());
+        assert!(lake.write_pending().is_err());
+        assert_eq!(lake.take_lost(), 50);
+        assert_eq!(lake.pending_rows(), 150);
+        // Room again.
+        fs::remove_file(dir.path().join("samples")).unwrap();
+        lake.write_pending().unwrap();
+        lake.write_samples(&batch(150, 50)).unwrap();
+        lake.finish().unwrap();
+        assert!(lake.is_settled());
+        assert_eq!(lake.take_lost(), 0);
+        assert_eq!(
+            times(dir.path()),
+            (0..200).collect::<Vec<_>>(),
+            "every row exactly once"
+        );
+    }
+
+    #[test]
+    fn held_rows_are_bounded_and_the_oldest_pending_given_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lake = Lake::new(dir.path().to_path_buf(), options());
+        lake.max_held_rows = 1_000;
+        // Within the bound: open files are completed early, before they reach it.
+        for k in 0..5 {
+            lake.write_samples(&batch(k * 300, 300)).unwrap();
+        }
+        assert!(lake.open.values().map(|f| f.rows).sum::<u64>() <= 1_000);
+        assert!(!lake.completed.is_empty(), "completed early");
+        lake.finish().unwrap();
+        assert_eq!(times(dir.path()), (0..1_500).collect::<Vec<_>>());
+        // Failing: pending rows beyond the bound are given up (the write-ahead log has them).
+        fs::rename(dir.path().join("samples"), dir.path().join("kept")).unwrap();
+        fs::write(dir.path().join("samples"), b"").unwrap();
+        for k in 5..10 {
+            assert!(lake.write_samples(&batch(k * 300, 300)).is_err());
+        }
+        assert_eq!(lake.pending_rows(), 900);
+        assert_eq!(lake.rows_given_up(), 600);
+        assert!(!lake.is_settled(), "rows given up keep the log");
+    }
 
     #[test]
     fn only_stale_incomplete_files_are_removed() {

@@ -400,7 +400,8 @@ impl SinkQueue {
                 "a backlog stays spooled for the next start"
             );
             if let Err(e) = spool.sync() {
-                tracing::error!(error = %e, "cannot sync the spool at shutdown");
+                self.stats.lost.store(true, Ordering::Relaxed);
+                tracing::error!(error = %e, "cannot sync the spool at shutdown; the write-ahead log keeps its rows for the next start");
             }
         }
         None
@@ -442,7 +443,8 @@ impl SinkQueue {
             }
         }
         if let Err(e) = spool.sync() {
-            tracing::error!(error = %e, "cannot sync the spool at shutdown");
+            self.stats.lost.store(true, Ordering::Relaxed);
+            tracing::error!(error = %e, "cannot sync the spool at shutdown; the write-ahead log keeps its rows for the next start");
         }
         self.stats
             .spooled_bytes

@@ -241,8 +241,11 @@ pub async fn run<W: BatchWriter>(
             batch.clear();
             oldest = None;
         }
-        // Rows lost to a local failure are only in the write-ahead log now: keep it.
+        // Refused rows the disk did not take yet, and rows lost to a local failure, are only
+        // in the write-ahead log now: keep it.
+        rejected.retry();
         if let Some(barrier) = barrier
+            && rejected.settled()
             && !stats.lost.load(Ordering::Relaxed)
         {
             barrier.done();
@@ -250,6 +253,10 @@ pub async fn run<W: BatchWriter>(
         if closing {
             break;
         }
+    }
+    if !rejected.settled() {
+        tracing::error!(sink = %settings.name, "rows the store refused could not be written to the rejected files; the write-ahead log keeps them for the next start");
+        stats.lost.store(true, Ordering::Relaxed);
     }
     !stats.lost.load(Ordering::Relaxed)
 }
@@ -361,7 +368,16 @@ async fn write_with_retries<W: BatchWriter>(
 struct Rejected {
     name: String,
     files: RotatingFiles,
+    /// Lines the disk refused (full, an I/O error), oldest first: written before any newer
+    /// one, and until they are, no checkpoint barrier is passed (the write-ahead log keeps
+    /// their rows).
+    pending: std::collections::VecDeque<(i64, Vec<u8>)>,
+    pending_bytes: usize,
 }
+
+/// Most bytes of rejected lines kept in memory while the disk refuses them; beyond it they
+/// are only in the write-ahead log, for the next start.
+const REJECTED_PENDING_BYTES: usize = 16 << 20;
 
 impl Rejected {
     fn new(settings: &WriteSettings) -> Rejected {
@@ -374,6 +390,8 @@ impl Rejected {
                 REJECTED_FILE_BYTES,
                 REJECTED_FILES,
             ),
+            pending: Default::default(),
+            pending_bytes: 0,
         }
     }
 
@@ -406,19 +424,52 @@ impl Rejected {
         });
         let mut line = serde_json::to_vec(&record).expect("serializable");
         line.push(b'\n');
-        match self
-            .files
-            .append(now, &line)
-            .and_then(|()| self.files.flush())
-        {
-            Ok(()) => tracing::warn!(sink = %self.name, rows, error = %shown(message),
-                dir = %self.files.dir().display(), "rows the store refused are kept in the rejected files"),
-            Err(e) => {
-                stats.lost.store(true, Ordering::Relaxed);
-                tracing::error!(sink = %self.name, rows, error = %e,
-                    "cannot keep the rows the store refused; the write-ahead log keeps them for the next start")
+        self.retry();
+        if self.pending.is_empty() {
+            match self.write(now, &line) {
+                Ok(()) => {
+                    tracing::warn!(sink = %self.name, rows, error = %shown(message),
+                        dir = %self.files.dir().display(), "rows the store refused are kept in the rejected files");
+                    return;
+                }
+                Err(e) => tracing::error!(sink = %self.name, error = %e,
+                    "cannot write the rejected files; refused rows are held in memory until the disk takes them"),
             }
         }
+        if self.pending_bytes + line.len() > REJECTED_PENDING_BYTES {
+            stats.lost.store(true, Ordering::Relaxed);
+            tracing::error!(sink = %self.name, rows,
+                "cannot keep the rows the store refused; the write-ahead log keeps them for the next start");
+            return;
+        }
+        self.pending_bytes += line.len();
+        self.pending.push_back((now, line));
+    }
+
+    fn write(&mut self, ts: i64, line: &[u8]) -> std::io::Result<()> {
+        self.files
+            .append(ts, line)
+            .and_then(|()| self.files.flush())
+    }
+
+    /// Writes the lines the disk refused before, oldest first, while it takes them.
+    fn retry(&mut self) {
+        while let Some((ts, line)) = self.pending.pop_front() {
+            if self.write(ts, &line).is_err() {
+                self.pending.push_front((ts, line));
+                return;
+            }
+            self.pending_bytes -= line.len();
+            if self.pending.is_empty() {
+                tracing::info!(sink = %self.name, dir = %self.files.dir().display(),
+                    "the rejected files take the held rows again");
+            }
+        }
+    }
+
+    /// Whether every refused row is in the rejected files.
+    fn settled(&self) -> bool {
+        self.pending.is_empty()
     }
 }
 
@@ -530,5 +581,52 @@ mod tests {
         assert_eq!(set_aside.len(), 3);
         assert!(records.iter().any(|r| r["error"] == "item too long"));
         assert!(records.iter().any(|r| r["error"] == "value 13 refused"));
+    }
+
+    #[tokio::test]
+    async fn refused_rows_the_disk_will_not_take_hold_the_checkpoint_until_it_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let (handle, receiver, spool, stats) =
+            crate::sinks::tests::test_handle(&dir.path().join("spool"), 16, false);
+        let queue = crate::sinks::tests::test_queue(receiver, spool, stats.clone());
+        // The rejected files' directory cannot be made (a file holds its parent's name: a
+        // real ENOTDIR, as a full disk gives ENOSPC).
+        let parent = dir.path().join("rejected");
+        std::fs::write(&parent, b"").unwrap();
+        let settings = WriteSettings {
+            name: "picky".into(),
+            batch_rows: 10_000,
+            linger: Duration::from_millis(10),
+            rejected_dir: parent.join("picky"),
+        };
+        let writer = Picky {
+            written: Default::default(),
+            attempts: Default::default(),
+        };
+        let task = tokio::spawn(run(queue, writer, stats.clone(), settings));
+        let (d, long) = (Id::from("D"), Id::from("much-too-long"));
+        handle.send(SinkMessage::Samples(
+            vec![Sample::number(d.clone(), long.clone(), 1, 1.0)].into(),
+        ));
+        let barrier = crate::sinks::Barrier::default();
+        handle.send(SinkMessage::Barrier(barrier.clone()));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!barrier.is_done(), "a refused row only in memory");
+        // Room again: the next barrier finds it written and passes.
+        std::fs::remove_file(&parent).unwrap();
+        let later = crate::sinks::Barrier::default();
+        handle.send(SinkMessage::Barrier(later.clone()));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(later.is_done());
+        drop(handle);
+        assert!(task.await.unwrap(), "nothing lost");
+        assert!(!stats.lost.load(Ordering::Relaxed));
+        let files = crate::rotating::list(&parent.join("picky"), "rejected-", ".jsonl").unwrap();
+        let text: String = files
+            .iter()
+            .map(|f| std::fs::read_to_string(f).unwrap())
+            .collect();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains("much-too-long"));
     }
 }

@@ -85,6 +85,11 @@ fn log_tail(config: &Path) -> String {
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
+/// The engine's whole log.
+fn log_text(config: &Path) -> String {
+    std::fs::read_to_string(config.with_file_name("engine.log")).unwrap_or_default()
+}
+
 async fn status(base: &str) -> serde_json::Value {
     get_json(&format!("{base}/api/v1/status")).await.1
 }
@@ -887,27 +892,60 @@ async fn a_full_disk_under_the_wal_acknowledges_nothing_undurable_and_recovers_b
     forget_session(&client_id).await;
 }
 
-/// Distinct (device, item, ts) of `devices` in the lake's samples.
-fn lake_distinct(lake: &Path, devices: &[String]) -> u64 {
+/// Rows and distinct (device, item, ts) of `devices` in the lake's samples.
+fn lake_rows(lake: &Path, devices: &[String]) -> (u64, u64) {
     use polars::prelude::*;
     if !lake.join("samples").exists() {
-        return 0;
+        return (0, 0);
     }
     let frame = scan_lake(lake, "samples")
         .group_by([col("device"), col("item"), col("ts")])
         .agg([len().alias("n")])
         .collect()
         .unwrap();
-    let column = frame.column("device").unwrap().str().unwrap().clone();
-    column
+    let device = frame.column("device").unwrap().str().unwrap().clone();
+    let n = frame.column("n").unwrap().u32().unwrap().clone();
+    let mut rows = (0, 0);
+    for (d, n) in device.iter().zip(n.iter()) {
+        if d.is_some_and(|d| devices.iter().any(|w| w == d)) {
+            rows.0 += u64::from(n.unwrap_or(0));
+            rows.1 += 1;
+        }
+    }
+    rows
+}
+
+/// A sink's entry in `/api/v1/status`.
+async fn sink_status(base: &str, name: &str) -> serde_json::Value {
+    status(base).await["sinks"]
+        .as_array()
+        .unwrap()
         .iter()
-        .filter(|d| d.is_some_and(|d| devices.iter().any(|w| w == d)))
-        .count() as u64
+        .find(|s| s["name"] == name)
+        .unwrap()
+        .clone()
+}
+
+/// Waits until the write-ahead log is back to at most `segments` segments (checkpoints let go
+/// of it again).
+async fn wait_for_checkpoints(base: &str, segments: u64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let now = status(base).await["wal"]["segments"].as_u64().unwrap();
+        if now <= segments {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the log still has {now} segments: checkpoints never resumed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Mosquitto and root for a tmpfs (scripts/test)"]
-async fn a_full_disk_under_the_lake_blocks_checkpoints_until_a_restart_writes_it_all() {
+async fn a_full_disk_under_the_lake_holds_its_rows_and_writes_them_once_there_is_room() {
     require_broker(&broker_url());
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
@@ -926,60 +964,128 @@ async fn a_full_disk_under_the_lake_blocks_checkpoints_until_a_restart_writes_it
     let (machines, devices) = Machines::start(23, 2);
     tokio::time::sleep(Duration::from_secs(3)).await;
     disk.fill(0);
-    let lake_failed = || async {
-        status(&base).await["sinks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == "lake")
-            .unwrap()["failed"]
-            .as_u64()
-            .unwrap()
-    };
     let deadline = Instant::now() + Duration::from_secs(20);
-    while lake_failed().await == 0 {
+    while sink_status(&base, "lake").await["failed"].as_u64().unwrap() == 0 {
         assert!(Instant::now() < deadline, "the lake never failed");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // Room again: new files are written, but the rows lost stay in the log, whatever the
-    // checkpoints.
-    disk.free();
+    // While it cannot write, the log keeps everything the lake holds.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let wal_segments = status(&base).await["wal"]["segments"].as_u64().unwrap();
     assert!(
-        wal_segments > 1,
+        wal_segments > 2,
         "the log was let go of: {wal_segments} segments"
     );
+    // Room again, no restart: the held rows are written, and checkpoints let go of the log.
+    disk.free();
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let published = machines.stop().await;
-    let code =
-        tokio::task::block_in_place(|| interrupt_and_wait(&mut engine[0], Duration::from_secs(20)));
-    assert_eq!(code, Some(0));
-    assert!(
-        std::fs::read_dir(dir.path().join("state/wal"))
-            .unwrap()
-            .count()
-            > 0,
-        "a stop with rows lost keeps the log"
-    );
-    // The next start writes them again.
-    engine.0 = vec![start(&config)];
-    wait_for_http(&base, Duration::from_secs(20)).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let n = tokio::task::block_in_place(|| lake_distinct(&lake, &devices));
-        if n == published {
+        let (rows, distinct) = tokio::task::block_in_place(|| lake_rows(&lake, &devices));
+        assert_eq!(rows, distinct, "a row written twice");
+        if distinct == published {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "the lake holds {n} of {published}"
+            "the lake holds {distinct} of {published}"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    wait_for_checkpoints(&base, 2, Duration::from_secs(30)).await;
+    let lake_status = sink_status(&base, "lake").await;
+    assert!(
+        lake_status["retries"].as_u64().unwrap() > 0,
+        "{lake_status}"
+    );
     let code =
         tokio::task::block_in_place(|| interrupt_and_wait(&mut engine[0], Duration::from_secs(20)));
     assert_eq!(code, Some(0));
+    assert!(
+        log_text(&config).contains("every row of the failed files is in complete files"),
+        "{}",
+        log_tail(&config)
+    );
     drop(disk);
+    forget_session(&client_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Mosquitto, MariaDB and root for a tmpfs (scripts/test)"]
+async fn a_full_disk_under_the_spool_during_a_mysql_outage_loses_nothing_and_needs_no_restart() {
+    use crate::stores::*;
+    require_broker(&broker_url());
+    require(&mysql_server(), "MySQL/MariaDB server");
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(dir.path().join("state"), "8m");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client_id = unique("attack-spool-full");
+    let db = database("attack_spool_full");
+    let target = mysql_server()
+        .trim_start_matches("mysql://")
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .to_string();
+    let proxy = Proxy::start(&target).await;
+    let sink = format!(
+        "[[sinks]]\nname = \"mysql\"\nkind = \"mysql\"\nurl = \"mysql://root@127.0.0.1:{}/{db}\"\nqueue = 1\nlinger = \"200ms\"\n[wal]\ncheckpoint = \"1s\"\n",
+        proxy.port
+    );
+    let config = pipeline(dir.path(), port, &client_id, "", &sink);
+    let mut engine = Children(vec![start(&config)]);
+    wait_for_http(&base, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (machines, devices) = Machines::start(24, 3);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // MySQL away: batches spool. Then the spool's disk (the log's too) is full.
+    proxy.cut();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sink_status(&base, "mysql").await["spooled_bytes"]
+        .as_u64()
+        .unwrap()
+        == 0
+    {
+        assert!(Instant::now() < deadline, "nothing spooled");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    disk.fill(0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !log_text(&config).contains("batches are held in memory") {
+        disk.fill(0);
+        assert!(
+            Instant::now() < deadline,
+            "the spool never refused: {}",
+            log_tail(&config)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Room again, MySQL back, no restart: every sample reaches it once, and the log is let go.
+    disk.free();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.restore();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let published = machines.stop().await;
+    wait_for_count(Duration::from_secs(60), "MySQL", published, || {
+        mysql_sample_count(&db, &devices)
+    })
+    .await;
+    wait_for_checkpoints(&base, 2, Duration::from_secs(30)).await;
+    let mysql = sink_status(&base, "mysql").await;
+    assert_eq!(mysql["dropped"].as_u64().unwrap(), 0, "{mysql}");
+    let code =
+        tokio::task::block_in_place(|| interrupt_and_wait(&mut engine[0], Duration::from_secs(30)));
+    assert_eq!(code, Some(0));
+    assert!(
+        log_text(&config).contains("the disk takes the spool again"),
+        "{}",
+        log_tail(&config)
+    );
+    drop(disk);
+    drop_mysql(&db).await;
     forget_session(&client_id).await;
 }
 
@@ -1150,7 +1256,7 @@ linger = "200ms"
     // Not numbers: NULL in MySQL, nothing to write in InfluxDB (skipped, not failed).
     batch.push(Sample::number(d.clone(), Id::from("nan"), t, f64::NAN));
     batch.push(Sample::number(d.clone(), Id::from("inf"), t, f64::INFINITY));
-    writer.write_samples(&batch).unwrap();
+    writer.write_samples(&batch.into()).unwrap();
     writer.finish().unwrap();
     let out = tokio::task::block_in_place(|| {
         millstream()

@@ -90,7 +90,7 @@ async fn datanode(
 const HOUR: i64 = 3_600_000;
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00Z
 
-fn samples(from: i64, n: i64) -> Vec<Sample> {
+fn samples(from: i64, n: i64) -> std::sync::Arc<[Sample]> {
     (0..n)
         .map(|k| Sample::number("D".into(), "I".into(), from + k * 10, k as f64))
         .collect()

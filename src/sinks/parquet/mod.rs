@@ -4,9 +4,10 @@
 //! stop: `crate::lake::upload`.)
 //!
 //! A file is durable once completed: synced, renamed, and its directory synced. A write that
-//! fails (a full disk) abandons the file it was for; its rows are counted as failed and no
-//! later checkpoint barrier is passed, so the write-ahead log keeps them until the next start,
-//! which writes them again. The sink goes on writing new files as soon as there is room.
+//! fails (a full disk) abandons the file it was for; its rows are counted as failed and held
+//! (`crate::lake::writer`), written again every second into new files, and no checkpoint
+//! barrier is passed until they are in complete files — so the write-ahead log keeps them
+//! meanwhile, and the lake recovers by itself, without a restart, once there is room.
 //!
 //! Encoding is CPU work, so the sink runs on its own thread.
 
@@ -66,21 +67,47 @@ pub fn spawn(
     }))
 }
 
+/// How often rows of failed files are written again.
+const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Writes the rows of failed files again, counting them as retried.
+fn retry(lake: &mut Lake, stats: &SinkStats) -> Result<(), String> {
+    if lake.pending_rows() == 0 {
+        return Ok(());
+    }
+    stats
+        .retries
+        .fetch_add(lake.pending_rows(), Ordering::Relaxed);
+    lake.write_pending()
+}
+
 /// Returns whether everything ended up in complete files.
 fn run(mut lake: Lake, mut receiver: SinkQueue, stats: Arc<SinkStats>, name: &str) -> bool {
-    // Rows were lost to a failed write: they are only in the write-ahead log now, which must
-    // keep them until the next start writes them again.
-    let mut lost = false;
+    // Writes are failing: logged once, until a checkpoint finds every row written again.
+    let mut failing = false;
+    let mut last_retry = std::time::Instant::now();
     while let Some(message) = receiver.blocking_next() {
         let rows = message.rows().map_or(0, |r| r.len());
         let result = match message {
             SinkMessage::Samples(samples) => lake.write_samples(&samples),
             SinkMessage::Windows(windows) => lake.write_windows(&windows),
+            SinkMessage::Tick if last_retry.elapsed() >= RETRY_EVERY => {
+                last_retry = std::time::Instant::now();
+                retry(&mut lake, &stats).and(lake.roll_aged())
+            }
             SinkMessage::Tick => lake.roll_aged(),
-            // Only complete files are durable: complete the open ones.
-            SinkMessage::Barrier(barrier) => lake.finish().map(|()| {
-                if !lost {
+            // Only complete files are durable: complete the open ones, rows of failed files
+            // written again among them.
+            SinkMessage::Barrier(barrier) => retry(&mut lake, &stats).and(lake.finish()).map(|()| {
+                if lake.is_settled() {
                     barrier.done();
+                    if failing {
+                        tracing::info!(
+                            sink = name,
+                            "the lake writes again: every row of the failed files is in complete files"
+                        );
+                        failing = false;
+                    }
                 }
             }),
         };
@@ -89,15 +116,15 @@ fn run(mut lake: Lake, mut receiver: SinkQueue, stats: Arc<SinkStats>, name: &st
         match result {
             Ok(()) => stats.ok(rows),
             Err(e) => {
-                if !lost {
-                    tracing::error!(sink = name, error = %e, "cannot write the lake; its rows since the last checkpoint stay in the write-ahead log, and the next start writes them again");
+                if !failing {
+                    tracing::error!(sink = name, error = %e, "cannot write the lake; the rows of the failed files are held and written again every second, and the write-ahead log keeps them until they are");
                 }
-                lost = true;
+                failing = true;
                 stats.error(lost_rows, &e);
             }
         }
     }
-    let finished = lake.finish();
+    let finished = lake.write_pending().and(lake.finish());
     stats.skipped.store(lake.rows_skipped(), Ordering::Relaxed);
     if lake.rows_skipped() > 0 {
         tracing::info!(
@@ -107,10 +134,10 @@ fn run(mut lake: Lake, mut receiver: SinkQueue, stats: Arc<SinkStats>, name: &st
         );
     }
     if let Err(e) = finished {
-        tracing::error!(sink = name, error = %e, "cannot complete the lake's open files");
+        tracing::error!(sink = name, error = %e, "cannot complete the lake's open files; the write-ahead log keeps their rows for the next start");
         stats.error(lake.take_lost(), &e);
         return false;
     }
-    // Lost rows are still in the write-ahead log: it must stay for the next start.
-    !lost
+    // Rows given up are still in the write-ahead log: it must stay for the next start.
+    lake.is_settled()
 }

@@ -17,6 +17,11 @@
 //!   normal end of a `kill -9`, not an error); a corrupt record is skipped and reading goes on
 //!   at the next good one. Either is counted ([`Spool::damaged`]), never a stop of the sink.
 //!   Segments of the format before framing (`<n>.seg`) are read to their first damaged record.
+//! - A disk that refuses a write (full, an I/O error): the batch is *held* in memory, in
+//!   order behind what is on disk, and every later one too until the disk takes them again
+//!   (each push first tries to write what is held). The sink reads held batches after the
+//!   disk's, so it goes on without the disk; nothing is lost while the hold has room
+//!   ([`HOLD_LIMIT`]). Beyond it a push fails: those rows are only in the write-ahead log.
 //! - Durability: each batch is written whole (no buffer that a failure could half-write; a
 //!   failed write is cut back off the file), and the spool is synced at checkpoints
 //!   ([`Spool::sync`]): the write-ahead log lets go of data only once it is synced here or in
@@ -40,6 +45,9 @@ pub const MAGIC: FileMagic = *b"MSSPL\0\0\x02";
 /// the oldest segment then gives up at most a quarter of the spool).
 const SEGMENT_BYTES: u64 = 64 << 20;
 const MIN_SEGMENT_BYTES: u64 = 4 << 10;
+
+/// Most bytes (as encoded) of batches held in memory while the disk refuses them.
+pub const HOLD_LIMIT: u64 = 64 << 20;
 
 /// One segment on disk.
 #[derive(Debug)]
@@ -77,6 +85,11 @@ pub struct Spool {
     /// Barriers spooled in their place, by id, with the segment that holds them.
     barriers: std::collections::BTreeMap<u64, (u64, super::Barrier)>,
     next_barrier: u64,
+    /// Batches the disk refused, oldest first, with their encoded size: newer than
+    /// everything on disk.
+    held: VecDeque<(SinkMessage, u64)>,
+    held_bytes: u64,
+    hold_limit: u64,
 }
 
 /// The file remembering how far the oldest segment was read, so a restart does not write
@@ -134,20 +147,83 @@ impl Spool {
             damaged: 0,
             barriers: Default::default(),
             next_barrier: 0,
+            held: VecDeque::new(),
+            held_bytes: 0,
+            hold_limit: HOLD_LIMIT.min(limit),
         })
     }
 
     pub fn is_empty(&self) -> bool {
-        self.segments.is_empty()
+        self.segments.is_empty() && self.held.is_empty()
     }
 
+    /// Bytes waiting: on disk, and held in memory while the disk refuses them.
     pub fn bytes(&self) -> u64 {
-        self.bytes
+        self.bytes + self.held_bytes
     }
 
-    /// Appends a batch. Returns the rows dropped to stay within the limit (0 normally). An
-    /// error (a full disk, a batch the format cannot hold) leaves the spool as it was.
+    /// Bytes held in memory because the disk refused them.
+    pub fn held_bytes(&self) -> u64 {
+        self.held_bytes
+    }
+
+    /// Appends a batch. Returns the rows dropped to stay within the limit (0 normally). A disk
+    /// that refuses it (full, an I/O error) leaves it held in memory, in order, while the hold
+    /// has room. An error — a batch the format cannot hold, or a refusing disk with the hold
+    /// full — leaves the spool as it was: the batch is not in it.
     pub fn push(&mut self, message: &SinkMessage) -> io::Result<u64> {
+        let payload = match message {
+            SinkMessage::Tick => return Ok(0),
+            SinkMessage::Barrier(_) => None,
+            _ => Some(rows_payload(message)?),
+        };
+        let size = payload.as_ref().map_or(BARRIER_RECORD, |p| p.len() as u64);
+        let dropped = self.write_held();
+        if self.held.is_empty() {
+            match self.write(message, payload) {
+                Ok(n) => return Ok(dropped + n),
+                Err(e) => {
+                    tracing::error!(spool = %self.dir.display(), error = %e, "the disk refuses the spool; batches are held in memory until it takes them again");
+                }
+            }
+        }
+        if self.held_bytes + size > self.hold_limit {
+            return Err(io::Error::other(format!(
+                "the disk refuses the spool and {} bytes are already held in memory",
+                self.held_bytes
+            )));
+        }
+        self.held.push_back((message.clone(), size));
+        self.held_bytes += size;
+        Ok(dropped)
+    }
+
+    /// Writes held batches to disk, oldest first, until the disk refuses one. Returns the rows
+    /// dropped to stay within the limit.
+    fn write_held(&mut self) -> u64 {
+        let mut dropped = 0;
+        while let Some((message, size)) = self.held.front() {
+            let (message, size) = (message.clone(), *size);
+            let payload = match &message {
+                SinkMessage::Barrier(_) => None,
+                _ => Some(rows_payload(&message).expect("encoded when it was held")),
+            };
+            match self.write(&message, payload) {
+                Ok(n) => dropped += n,
+                Err(_) => break,
+            }
+            self.held.pop_front();
+            self.held_bytes -= size;
+            if self.held.is_empty() {
+                tracing::info!(spool = %self.dir.display(), "the disk takes the spool again");
+            }
+        }
+        dropped
+    }
+
+    /// Writes a batch (its encoded rows, `None` for a barrier) to the last segment. Returns
+    /// the rows dropped to stay within the limit. An error leaves the segment as it was.
+    fn write(&mut self, message: &SinkMessage, payload: Option<Vec<u8>>) -> io::Result<u64> {
         let barrier = match message {
             SinkMessage::Barrier(barrier) => {
                 self.next_barrier += 1;
@@ -155,19 +231,11 @@ impl Spool {
             }
             _ => None,
         };
-        let payload = match &barrier {
-            Some((id, _)) => codec::encode_barrier(*id),
-            None => match message.rows() {
-                Some(rows) => codec::encode(&rows).map_err(io::Error::other)?,
-                None => return Ok(0),
-            },
+        let payload = match (&barrier, payload) {
+            (Some((id, _)), _) => codec::encode_barrier(*id),
+            (None, Some(payload)) => payload,
+            (None, None) => return Ok(0),
         };
-        if payload.len() > frame::MAX_RECORD {
-            return Err(io::Error::other(format!(
-                "a batch of {} bytes is larger than a spool record may be",
-                payload.len()
-            )));
-        }
         let record = frame::encode(&payload);
         let rows = message.rows().map_or(0, |r| r.len());
         if self.writer.is_none()
@@ -193,9 +261,17 @@ impl Spool {
             let number = segment_number(&segment.path);
             self.barriers.insert(id, (number, barrier));
         }
+        // The batch is written: a failure to delete an old segment must not make it look
+        // refused (it would be written twice).
         let mut dropped = 0;
         while self.bytes > self.limit && self.segments.len() > 1 {
-            dropped += self.drop_oldest()?;
+            match self.drop_oldest() {
+                Ok(n) => dropped += n,
+                Err(e) => {
+                    tracing::error!(spool = %self.dir.display(), error = %e, "cannot delete the spool's oldest segment");
+                    break;
+                }
+            }
         }
         Ok(dropped)
     }
@@ -218,8 +294,16 @@ impl Spool {
         }
     }
 
-    /// Syncs what was written to disk (for a write-ahead log checkpoint).
+    /// Writes what is held to disk and syncs it (at shutdown). An error when some of it is
+    /// not durable, held batches included.
     pub fn sync(&mut self) -> io::Result<()> {
+        self.write_held();
+        if !self.held.is_empty() {
+            return Err(io::Error::other(format!(
+                "{} batches the disk refused are only in memory",
+                self.held.len()
+            )));
+        }
         self.flush()?;
         if let Some(w) = self.writer.as_ref() {
             w.sync_data()?;
@@ -231,7 +315,7 @@ impl Spool {
     pub fn pop(&mut self) -> io::Result<Option<SinkMessage>> {
         loop {
             let Some(oldest) = self.segments.front() else {
-                return Ok(None);
+                return Ok(self.pop_held());
             };
             let number = segment_number(&oldest.path);
             let (file_len, legacy) = (oldest.bytes, oldest.legacy);
@@ -290,11 +374,18 @@ impl Spool {
                     fs::remove_file(&done.path)?;
                     if self.segments.is_empty() {
                         let _ = fs::remove_file(self.dir.join(POSITION_FILE));
-                        return Ok(None);
+                        return Ok(self.pop_held());
                     }
                 }
             }
         }
+    }
+
+    /// The oldest held batch (everything on disk has been read).
+    fn pop_held(&mut self) -> Option<SinkMessage> {
+        let (message, size) = self.held.pop_front()?;
+        self.held_bytes -= size;
+        Some(message)
     }
 
     /// The next framed record of the segment being read (`None`: it is read to its end),
@@ -445,6 +536,22 @@ fn segment_number(path: &Path) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
+/// What a held barrier counts for in the hold's bound.
+const BARRIER_RECORD: u64 = 32;
+
+/// A batch's rows as a spool record holds them, or why the format cannot hold them.
+fn rows_payload(message: &SinkMessage) -> io::Result<Vec<u8>> {
+    let rows = message.rows().expect("a batch of rows");
+    let payload = codec::encode(&rows).map_err(io::Error::other)?;
+    if payload.len() > frame::MAX_RECORD {
+        return Err(io::Error::other(format!(
+            "a batch of {} bytes is larger than a spool record may be",
+            payload.len()
+        )));
+    }
+    Ok(payload)
+}
+
 /// Shared by the producer (dataflow) and the consumer (sink) of one sink.
 pub type SharedSpool = Arc<std::sync::Mutex<Spool>>;
 
@@ -580,6 +687,74 @@ mod tests {
         std::fs::write(&segment, &bytes).unwrap();
         let mut spool = Spool::open(dir.path(), 1 << 30).unwrap();
         assert_eq!(drain(&mut spool), vec![100, 200, 300, 400]);
+    }
+
+    #[test]
+    fn a_disk_that_refuses_the_spool_holds_batches_in_memory_in_order() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("spool");
+        let mut spool = Spool::open(&dir, 1 << 30).unwrap();
+        spool.push(&samples(0, 10)).unwrap();
+        // The disk refuses: the spool's directory is gone and a file holds its name (a new
+        // segment cannot be made; a real ENOTDIR, as a full disk gives ENOSPC).
+        let refuse = || {
+            fs::remove_dir_all(&dir).unwrap();
+            fs::write(&dir, b"").unwrap();
+        };
+        let allow = || {
+            fs::remove_file(&dir).unwrap();
+            fs::create_dir(&dir).unwrap();
+        };
+        assert_eq!(first_ts(&spool.pop().unwrap().unwrap()), 0);
+        assert!(spool.pop().unwrap().is_none());
+        refuse();
+        spool.push(&samples(10, 10)).unwrap();
+        let barrier = super::super::Barrier::default();
+        spool.push(&SinkMessage::Barrier(barrier.clone())).unwrap();
+        spool.push(&samples(20, 10)).unwrap();
+        assert!(!spool.is_empty());
+        assert!(spool.held_bytes() > 0);
+        assert!(spool.sync().is_err(), "held batches are not durable");
+        // The sink reads them without the disk, in order, the barrier in its place.
+        assert_eq!(first_ts(&spool.pop().unwrap().unwrap()), 10);
+        assert!(matches!(
+            spool.pop().unwrap(),
+            Some(SinkMessage::Barrier(_))
+        ));
+        // Room again: the next push writes what is held first, then itself.
+        allow();
+        spool.push(&samples(30, 10)).unwrap();
+        assert_eq!(spool.held_bytes(), 0);
+        spool.sync().unwrap();
+        assert_eq!(drain(&mut spool), vec![20, 30]);
+        assert!(spool.is_empty());
+        assert_eq!(spool.bytes(), 0);
+    }
+
+    #[test]
+    fn the_memory_hold_is_bounded() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("spool");
+        // A 64 KiB spool holds at most 64 KiB in memory too.
+        let mut spool = Spool::open(&dir, 64 << 10).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        fs::write(&dir, b"").unwrap();
+        let mut held = 0;
+        let refused = loop {
+            match spool.push(&samples(held * 100, 100)) {
+                Ok(_) => held += 1,
+                Err(e) => break e,
+            }
+            assert!(held < 1_000, "never refused");
+        };
+        assert!(refused.to_string().contains("held in memory"), "{refused}");
+        assert!(spool.held_bytes() <= 64 << 10);
+        // What was held is all there.
+        let mut seen = Vec::new();
+        while let Some(m) = spool.pop().unwrap() {
+            seen.push(first_ts(&m));
+        }
+        assert_eq!(seen, (0..held).map(|k| k * 100).collect::<Vec<_>>());
     }
 
     #[test]
