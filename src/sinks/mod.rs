@@ -74,8 +74,9 @@ impl From<Rows> for SinkMessage {
 /// A checkpoint's request to one sink: done once everything the sink received before it is
 /// durable in the store. It travels in order with the data — through the queue, or the spool
 /// when the sink is behind — and the sink marks it done only once it has written everything
-/// it took before it (the SQL and Influx writers: their batch, retries included; the lake:
-/// its open files completed, with no write failed since the last barrier).
+/// it took before it (the SQL and Influx writers: their batch, retries included, and the rows
+/// they refused in the rejected files; the lake: its open files completed, with no row of a
+/// failed file still to be written again).
 #[derive(Debug, Clone, Default)]
 pub struct Barrier(Arc<AtomicBool>);
 
@@ -102,9 +103,9 @@ pub struct SinkStats {
     /// Rows not written again because the store held them already (the lake, in a replay).
     pub skipped: AtomicU64,
     pub retries: AtomicU64,
-    /// Rows this sink received were lost to a local failure (its spool or rejected file could
-    /// not be written): no checkpoint barrier is passed any more, so the write-ahead log keeps
-    /// them for the next start.
+    /// Rows this sink received were lost to a local failure beyond what it holds in memory
+    /// (its spool's or rejected files' disk refused them past the hold's bound): no checkpoint
+    /// barrier is passed any more, so the write-ahead log keeps them for the next start.
     pub lost: AtomicBool,
     /// Messages waiting in the queue (gauge).
     pub queued: AtomicU64,
