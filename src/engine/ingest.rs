@@ -199,7 +199,7 @@ impl Ingest {
                     {
                         last_redelivery = Some(std::time::Instant::now());
                         refused_before = refused;
-                        tracing::warn!("reconnecting to the broker: messages the write-ahead log could not take are to be sent again");
+                        tracing::warn!("reconnecting to the broker: messages not acknowledged because the write-ahead log or the dead letters could not take them are to be sent again");
                         let options = self.options.clone();
                         if let Err(e) = self.switch(options, &mut handle, &mut events, &mut pending).await {
                             tracing::error!(error = %e, "cannot reconnect to the broker");

@@ -892,6 +892,73 @@ async fn a_full_disk_under_the_wal_acknowledges_nothing_undurable_and_recovers_b
     forget_session(&client_id).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Mosquitto and root for a tmpfs (scripts/test)"]
+async fn a_full_disk_under_the_dead_letters_acknowledges_no_refusal_until_it_is_written() {
+    require_broker(&broker_url());
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(dir.path().join("state"), "4m");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client_id = unique("attack-dead-full");
+    let config = pipeline(dir.path(), port, &client_id, "", "");
+    let mut engine = Children(vec![start(&config)]);
+    wait_for_http(&base, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    disk.fill(0);
+    let marker = unique("REFUSED");
+    let mqtt = client("attack-dead-full-pub", |_| {});
+    for k in 0..5 {
+        mqtt.publish(
+            format!("Sample/{marker}/c"),
+            QoS::AtLeastOnce,
+            false,
+            format!("not json {marker} {k}"),
+        )
+        .await
+        .unwrap();
+    }
+    let write_errors = || async {
+        status(&base).await["source"]["dead_letter_write_errors"]
+            .as_u64()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while write_errors().await == 0 {
+        assert!(Instant::now() < deadline, "no dead letter failed to write");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Room again, no restart: the broker sends the refused messages again (the engine
+    // reconnects for them) and each is kept.
+    disk.free();
+    let kept = |k: u32| {
+        let text: String = millstream::dead_letter::list(&dir.path().join("state/dead-letters"))
+            .unwrap_or_default()
+            .iter()
+            .map(|f| std::fs::read_to_string(f).unwrap_or_default())
+            .collect();
+        text.contains(&format!("not json {marker} {k}"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(0..5).all(kept) {
+        assert!(
+            Instant::now() < deadline,
+            "dead letters missing after the disk had room: {}",
+            log_tail(&config)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        log_text(&config).contains("cannot flush dead letters"),
+        "the disk never refused them"
+    );
+    let code =
+        tokio::task::block_in_place(|| interrupt_and_wait(&mut engine[0], Duration::from_secs(20)));
+    assert_eq!(code, Some(0));
+    drop(disk);
+    forget_session(&client_id).await;
+}
+
 /// Rows and distinct (device, item, ts) of `devices` in the lake's samples.
 fn lake_rows(lake: &Path, devices: &[String]) -> (u64, u64) {
     use polars::prelude::*;
