@@ -959,6 +959,99 @@ async fn a_full_disk_under_the_dead_letters_acknowledges_no_refusal_until_it_is_
     forget_session(&client_id).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Mosquitto, InfluxDB and root for a tmpfs (scripts/test)"]
+async fn a_full_disk_under_the_rejected_files_keeps_a_refused_row_and_writes_it_once_there_is_room()
+{
+    use crate::stores::*;
+    require_broker(&broker_url());
+    let edge = influx_edge();
+    require(&edge, "InfluxDB edge");
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(dir.path().join("state"), "4m");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client_id = unique("attack-rejected-full");
+    let influx_db = database("attack_rejected_full");
+    let sink = format!(
+        "[[sinks]]\nname = \"edge\"\nkind = \"influx\"\nurl = \"{edge}\"\ndatabase = \"{influx_db}\"\nlinger = \"200ms\"\n[wal]\ncheckpoint = \"1s\"\n"
+    );
+    let config = pipeline(dir.path(), port, &client_id, "", &sink);
+    let mut engine = Children(vec![start(&config)]);
+    wait_for_http(&base, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    disk.fill(0);
+    // InfluxDB 1.x cannot take a tag ending in a backslash: that row is set aside alone.
+    let device = unique("REJECTFULL");
+    let topic = format!("Sample/{device}/c");
+    let mqtt = client("attack-rejected-full-pub", |_| {});
+    let t = now_ms() - 5_000;
+    for (item, v) in [("ends\\\\", 1.0), ("good", 2.0)] {
+        mqtt.publish(
+            &topic,
+            QoS::AtLeastOnce,
+            false,
+            sample(&t.to_string(), item, &[v]),
+        )
+        .await
+        .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !log_text(&config).contains("refused rows are held in memory") {
+        assert!(
+            Instant::now() < deadline,
+            "the rejected files never failed: {}",
+            log_tail(&config)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Room again, no restart: the refused row is kept once, and checkpoints go on.
+    disk.free();
+    let rejected = dir.path().join("state/rejected/edge");
+    let lines = || -> Vec<String> {
+        millstream::rotating::list(&rejected, "rejected-", ".jsonl")
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|l| l.contains(&device))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lines().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the refused row never reached the rejected files: {}",
+            log_tail(&config)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    wait_for_checkpoints(&base, 2, Duration::from_secs(30)).await;
+    let kept = lines();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let record: serde_json::Value = serde_json::from_str(&kept[0]).unwrap();
+    assert_eq!(record["samples"][0]["item"], "ends\\");
+    let points = influx_query(
+        &edge,
+        None,
+        &influx_db,
+        &format!("SELECT count(value) FROM samples WHERE device = '{device}'"),
+    )
+    .await;
+    assert_eq!(points[0]["count"], 1, "the good row is stored: {points:?}");
+    assert!(log_text(&config).contains("the rejected files take the held rows again"));
+    let code =
+        tokio::task::block_in_place(|| interrupt_and_wait(&mut engine[0], Duration::from_secs(20)));
+    assert_eq!(code, Some(0));
+    drop(disk);
+    forget_session(&client_id).await;
+}
+
 /// Rows and distinct (device, item, ts) of `devices` in the lake's samples.
 fn lake_rows(lake: &Path, devices: &[String]) -> (u64, u64) {
     use polars::prelude::*;
