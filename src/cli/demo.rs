@@ -72,7 +72,7 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
     runtime(None)?.block_on(async move {
         let engine = Engine::start(config, settings)
             .await
-            .map_err(Failure::Runtime)?;
+            .map_err(|e| Failure::Runtime(e.to_string()))?;
         let mut options = SimOptions::new(url.clone(), args.devices);
         options.seed = args.seed;
         let sim = sim::start(options, None).map_err(Failure::Runtime)?;
@@ -105,7 +105,10 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
         report_until_interrupted(&engine).await;
         eprintln!("stopping: machines, then windows and sink writes…");
         sim.shutdown().await;
-        engine.shutdown().await.map_err(Failure::Runtime)?;
+        engine
+            .shutdown()
+            .await
+            .map_err(|e| Failure::Runtime(e.to_string()))?;
         eprintln!("stopped");
         Ok(())
     })

@@ -90,7 +90,7 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
         let started = Instant::now();
         let mut engine = Engine::start(config, settings)
             .await
-            .map_err(Failure::Runtime)?;
+            .map_err(|e| Failure::Runtime(e.to_string()))?;
         eprintln!(
             "replaying {} at speed {} into {} (HTTP API on http://{}/)",
             args.input,
@@ -119,7 +119,10 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
         if interrupted {
             eprintln!("interrupted: finishing windows and sink writes of what was replayed…");
         }
-        engine.shutdown().await.map_err(Failure::Runtime)?;
+        engine
+            .shutdown()
+            .await
+            .map_err(|e| Failure::Runtime(e.to_string()))?;
         print_summary(&state, &progress, started.elapsed(), interrupted);
         if interrupted {
             return Err(Failure::Runtime(

@@ -47,7 +47,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     let outcome = runtime.block_on(async move {
         let engine = Engine::start(config, settings.clone())
             .await
-            .map_err(Failure::Runtime)?;
+            .map_err(|e| Failure::Runtime(e.to_string()))?;
         match &settings.cluster {
             Some(c) if !c.serves_api() => eprintln!(
                 "millstream is running as process {} of {}: http://{}/api/v1/health ; \
@@ -76,7 +76,10 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             }
         }
         eprintln!("stopping: finishing windows and sink writes…");
-        engine.shutdown().await.map_err(Failure::Runtime)?;
+        engine
+            .shutdown()
+            .await
+            .map_err(|e| Failure::Runtime(e.to_string()))?;
         eprintln!("stopped");
         Ok(())
     });

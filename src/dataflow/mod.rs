@@ -21,6 +21,7 @@
 //! - [`views`]: the differential views.
 //! - [`route`]: cluster mode: keys owned by another process travel there.
 //! - [`hold`]: cluster mode: a process keeping samples back holds the cluster's time.
+//! - [`error`]: why it could not start or did not end well.
 //!
 //! In cluster mode (DESIGN.md §10) several processes form one computation: keys ingested by one
 //! process and owned by another are exchanged to it ([`route`]), and every output the HTTP API
@@ -28,6 +29,7 @@
 //! API. Epochs follow the wall clock there, so processes that ingest at different rates still
 //! advance together (the progress of each process's write-ahead log waits for the slowest).
 
+pub mod error;
 pub mod hold;
 pub mod input;
 mod keyed;
@@ -42,6 +44,7 @@ use timely::dataflow::operators::Inspect;
 
 use keyed::{AggregateByKey, Aggregated};
 
+pub use error::DataflowError;
 pub use hold::{Hold, Holds};
 pub use input::{ARRIVAL_STEP, Arrival, DataflowInput, EpochMarker, InputClosed, Progress};
 
@@ -142,12 +145,12 @@ impl Dataflow {
 
     /// Waits until the input is closed and every worker has finished (windows flushed, every
     /// output delivered to the observer).
-    pub fn join(mut self) -> Result<(), String> {
+    pub fn join(mut self) -> Result<(), DataflowError> {
         match self.guards.take() {
             Some(guards) => guards
                 .join()
                 .into_iter()
-                .try_for_each(|r| r.map_err(|e| format!("dataflow worker failed: {e}"))),
+                .try_for_each(|r| r.map_err(DataflowError::Worker)),
             None => Ok(()),
         }
     }
@@ -204,7 +207,7 @@ impl Dataflow {
 pub fn start(
     options: DataflowOptions,
     observer: Arc<dyn Observer>,
-) -> Result<(DataflowInput, Dataflow), String> {
+) -> Result<(DataflowInput, Dataflow), DataflowError> {
     let workers = options.workers.max(1);
     let processed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (input, receivers) = input::channel(
@@ -290,7 +293,7 @@ pub fn start(
             processed.store(u64::MAX, std::sync::atomic::Ordering::Release);
         }
     })
-    .map_err(|e| format!("cannot start the dataflow: {e}"))?;
+    .map_err(DataflowError::Start)?;
     Ok((
         input,
         Dataflow {

@@ -8,8 +8,10 @@
 //! - [`ingest`]: the source, batching into the dataflow, source commands.
 //! - [`observer`]: where dataflow outputs go.
 //! - [`checkpoint`]: when write-ahead log segments may be deleted.
+//! - [`error`]: which step of the start failed.
 
 pub mod checkpoint;
+pub mod error;
 pub mod ingest;
 mod observer;
 
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
 use crate::config::Config;
-use crate::dataflow::{self, Dataflow, DataflowOptions};
+use crate::dataflow::{self, Dataflow, DataflowError, DataflowOptions};
 use crate::http::AppState;
 use crate::live::registry::Registry;
 use crate::live::views::LiveViews;
@@ -30,6 +32,7 @@ use crate::sinks::Sinks;
 use crate::source::SourceOptions;
 use crate::source::control::SourceControl;
 use crate::window::WindowSpec;
+pub use error::StartError;
 
 /// How to run the engine beyond the pipeline file.
 #[derive(Debug, Clone)]
@@ -178,7 +181,7 @@ pub struct Engine {
 impl Engine {
     /// Starts, in order: the sinks, the dataflow, the replay of the write-ahead log, the
     /// ingest (source or replay), checkpoints, and the HTTP API.
-    pub async fn start(mut config: Config, settings: EngineSettings) -> Result<Engine, String> {
+    pub async fn start(mut config: Config, settings: EngineSettings) -> Result<Engine, StartError> {
         let mode = settings
             .cluster
             .clone()
@@ -187,7 +190,9 @@ impl Engine {
         if settings.replay.is_some() {
             config.sinks.iter_mut().for_each(|s| s.common.replay = true);
         }
-        let sinks = Sinks::start(&config.sinks, &config.state_dir).await?;
+        let sinks = Sinks::start(&config.sinks, &config.state_dir)
+            .await
+            .map_err(StartError::Sinks)?;
         let (stop, stop_rx) = watch::channel(false);
         let uploads = start_uploads(&config, &stop_rx)?;
         let flow = start_dataflow(&config, &settings, &mode, &shared, &sinks).await?;
@@ -271,7 +276,7 @@ impl Engine {
     }
 
     /// Stops everything in order; returns when every sink has written what it held.
-    pub async fn shutdown(self) -> Result<(), String> {
+    pub async fn shutdown(self) -> Result<(), DataflowError> {
         let _ = self.http_stop.send(());
         // Open SSE streams would keep the server waiting: give it a moment, then move on.
         let _ = tokio::time::timeout(Duration::from_secs(2), self.http).await;
@@ -287,7 +292,7 @@ impl Engine {
         let dataflow = self.dataflow;
         let joined = tokio::task::spawn_blocking(move || dataflow.join())
             .await
-            .map_err(|e| format!("dataflow: {e}"))?;
+            .map_err(|e| DataflowError::Worker(e.to_string()))?;
         self.ticker.abort();
         let _ = self.ticker.await;
         let durable = self.sinks.finish().await;
@@ -314,7 +319,7 @@ async fn start_dataflow(
     mode: &RunMode,
     shared: &Shared,
     sinks: &Sinks,
-) -> Result<StartedDataflow, String> {
+) -> Result<StartedDataflow, StartError> {
     let mut options = dataflow_options(config, settings.workers);
     if settings
         .replay
@@ -358,7 +363,7 @@ async fn start_dataflow(
     let startup = mode.cluster().map(|_| options.holds.hold(0));
     let (input, dataflow) = tokio::task::spawn_blocking(move || dataflow::start(options, observer))
         .await
-        .map_err(|e| format!("dataflow: {e}"))??;
+        .map_err(|e| DataflowError::Worker(e.to_string()))??;
     if mode.cluster().is_some() {
         tracing::info!("every process of the cluster is connected");
     }
@@ -376,7 +381,7 @@ async fn recover_log(
     config: &Config,
     input: &dataflow::DataflowInput,
     startup: Option<Arc<dataflow::Hold>>,
-) -> Result<RecoveredLog, String> {
+) -> Result<RecoveredLog, StartError> {
     let replayed = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
     if !config.wal.enabled {
         return Ok(RecoveredLog {
@@ -385,8 +390,11 @@ async fn recover_log(
             replayed,
         });
     }
-    let (wal, recovered) = crate::wal::Wal::open(&config.state_dir.join("wal"))?;
-    let cuts = recover(&wal, recovered, input, &replayed, startup).await?;
+    let (wal, recovered) =
+        crate::wal::Wal::open(&config.state_dir.join("wal")).map_err(StartError::Log)?;
+    let cuts = recover(&wal, recovered, input, &replayed, startup)
+        .await
+        .map_err(StartError::Log)?;
     Ok(RecoveredLog {
         wal: Some(wal),
         cuts,
@@ -405,7 +413,7 @@ fn start_ingest(
     replayed: Arc<std::sync::Mutex<std::collections::HashSet<crate::source::ack::MessageId>>>,
     replay: Option<crate::replay::ReplaySource>,
     stop: watch::Receiver<bool>,
-) -> Result<(SourceControl, tokio::task::JoinHandle<()>), String> {
+) -> Result<(SourceControl, tokio::task::JoinHandle<()>), StartError> {
     let mut source_options = SourceOptions::new(config.source.clone(), &config.state_dir);
     source_options.dead_letters = config.dead_letters.clone();
     source_options.replayed = replayed;
@@ -429,18 +437,19 @@ fn start_ingest(
         configured: config.source.clone(),
     }
     .start(replay, stop)
+    .map_err(StartError::Ingest)
 }
 
 /// Starts the uploads of the lakes that ask for one (they end when `stop` turns true).
 fn start_uploads(
     config: &Config,
     stop: &watch::Receiver<bool>,
-) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+) -> Result<Vec<tokio::task::JoinHandle<()>>, StartError> {
     let mut uploads = Vec::new();
     for sink in &config.sinks {
         if let crate::config::StoreConfig::Parquet(lake) = &sink.store
             && let Some(uploader) = crate::lake::upload::Uploader::for_sink(lake)
-                .map_err(|e| format!("sink {:?}: {e}", sink.name()))?
+                .map_err(|e| StartError::Upload(format!("sink {:?}: {e}", sink.name())))?
         {
             uploads.push(uploader.spawn(crate::lake::upload::UPLOAD_EVERY, stop.clone()));
         }
@@ -467,13 +476,16 @@ async fn serve_http(
     settings: &EngineSettings,
     mode: &RunMode,
     state: Arc<AppState>,
-) -> Result<Serving, String> {
+) -> Result<Serving, StartError> {
     let listen = settings.listen.unwrap_or(config.http.listen);
-    crate::config::check_exposure(listen, config.http.token.as_ref(), config.http.allow_open)?;
+    crate::config::check_exposure(listen, config.http.token.as_ref(), config.http.allow_open)
+        .map_err(StartError::Http)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|e| StartError::Http(format!("cannot listen on {listen}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Http(e.to_string()))?;
     let (stop, stopped) = oneshot::channel::<()>();
     let app = match mode.cluster() {
         Some(c) if !mode.serves_api() => crate::http::peer_app(state, c.shard.process),

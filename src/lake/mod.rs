@@ -4,7 +4,8 @@
 //! (`crate::sinks::parquet`) only feeds [`writer::Lake`] from its queue.
 //!
 //! Layout:
-//! - [`writer`]: the lake's files written: schemas, partitions, hidden-then-renamed files.
+//! - [`writer`]: the lake's files written: schemas, partitions, hidden-then-renamed files;
+//!   [`error`]: what can go wrong doing so.
 //! - [`layout`]: partitions and complete files within a time range.
 //! - [`sample_reader`]: raw samples out of one file, with clear errors for files that are not
 //!   the lake's Parquet.
@@ -18,6 +19,7 @@
 #[cfg(feature = "analyze")]
 pub mod analyze;
 pub mod compact;
+pub mod error;
 pub mod existing_rows;
 pub mod layout;
 pub mod row_set;

@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::HumanDuration;
+use crate::lake::error::LakeError;
 use crate::lake::existing_rows::ExistingRows;
 use crate::sample::Sample;
 use crate::time::Utc;
@@ -261,7 +262,7 @@ impl Buffer {
         }
     }
 
-    fn take(&mut self, schema: &SchemaRef) -> Result<RecordBatch, String> {
+    fn take(&mut self, schema: &SchemaRef) -> Result<RecordBatch, LakeError> {
         let columns: Vec<ArrayRef> = match self {
             Buffer::Samples {
                 device,
@@ -295,7 +296,7 @@ impl Buffer {
                 columns
             }
         };
-        RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
+        Ok(RecordBatch::try_new(schema.clone(), columns)?)
     }
 }
 
@@ -334,7 +335,7 @@ struct OpenFile {
 }
 
 impl OpenFile {
-    fn flush_buffer(&mut self, existing: Option<&mut ExistingRows>) -> Result<(), String> {
+    fn flush_buffer(&mut self, existing: Option<&mut ExistingRows>) -> Result<(), LakeError> {
         if self.buffer.len() == 0 {
             return Ok(());
         }
@@ -346,7 +347,7 @@ impl OpenFile {
         self.written += batch.num_rows() as u64;
         self.writer
             .write(&batch)
-            .map_err(|e| format!("{}: {e}", self.hidden.display()))
+            .map_err(LakeError::parquet(&self.hidden))
     }
 
     /// Deletes the file (it failed); returns the rows it was given.
@@ -365,7 +366,7 @@ impl OpenFile {
     fn complete(
         mut self,
         existing: Option<&mut ExistingRows>,
-    ) -> Result<Option<PathBuf>, (String, Vec<Held>, u64)> {
+    ) -> Result<Option<PathBuf>, (LakeError, Vec<Held>, u64)> {
         let held = std::mem::take(&mut self.held);
         let again = self.again;
         let hidden = self.hidden.clone();
@@ -375,27 +376,25 @@ impl OpenFile {
         })
     }
 
-    fn finish(mut self, existing: Option<&mut ExistingRows>) -> Result<Option<PathBuf>, String> {
+    fn finish(mut self, existing: Option<&mut ExistingRows>) -> Result<Option<PathBuf>, LakeError> {
         self.flush_buffer(existing)?;
         if self.written == 0 {
             drop(self.writer);
-            fs::remove_file(&self.hidden)
-                .map_err(|e| format!("removing {}: {e}", self.hidden.display()))?;
+            fs::remove_file(&self.hidden).map_err(LakeError::io("removing ", &self.hidden))?;
             return Ok(None);
         }
         let file = self
             .writer
             .into_inner()
-            .map_err(|e| format!("{}: {e}", self.hidden.display()))?;
-        file.sync_all()
-            .map_err(|e| format!("{}: {e}", self.hidden.display()))?;
+            .map_err(LakeError::parquet(&self.hidden))?;
+        file.sync_all().map_err(LakeError::io("", &self.hidden))?;
         fs::rename(&self.hidden, &self.visible)
-            .map_err(|e| format!("renaming {}: {e}", self.hidden.display()))?;
+            .map_err(LakeError::io("renaming ", &self.hidden))?;
         // The new name must survive a crash too.
         let partition = self.visible.parent().expect("a file in a partition");
         File::open(partition)
             .and_then(|dir| dir.sync_all())
-            .map_err(|e| format!("syncing {}: {e}", partition.display()))?;
+            .map_err(LakeError::io("syncing ", partition))?;
         Ok(Some(self.visible))
     }
 }
@@ -491,7 +490,7 @@ impl Lake {
     }
 
     /// Completes `file`; its rows become pending if that fails.
-    fn complete_file(&mut self, file: OpenFile) -> Result<(), String> {
+    fn complete_file(&mut self, file: OpenFile) -> Result<(), LakeError> {
         match file.complete(self.existing.as_mut()) {
             Ok(path) => {
                 self.completed.extend(path);
@@ -506,7 +505,7 @@ impl Lake {
 
     /// Writes the rows of failed files again, into new files (which complete as any do). Their
     /// failing again makes them pending again.
-    pub fn write_pending(&mut self) -> Result<(), String> {
+    pub fn write_pending(&mut self) -> Result<(), LakeError> {
         let pending = std::mem::take(&mut self.pending);
         self.pending_rows = 0;
         let mut first_error = None;
@@ -525,7 +524,7 @@ impl Lake {
         first_error.map_or(Ok(()), Err)
     }
 
-    pub fn write_samples(&mut self, samples: &Arc<[Sample]>) -> Result<(), String> {
+    pub fn write_samples(&mut self, samples: &Arc<[Sample]>) -> Result<(), LakeError> {
         // Consecutive samples mostly share a partition: look it up once per run.
         let mut i = 0;
         let mut first_error = None;
@@ -552,7 +551,7 @@ impl Lake {
         samples: &Arc<[Sample]>,
         run: Range<usize>,
         again: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), LakeError> {
         let first = &samples[run.start];
         let utc = Utc::from_ms(first.ts);
         let partition = self
@@ -579,7 +578,7 @@ impl Lake {
         }
     }
 
-    pub fn write_windows(&mut self, windows: &[WindowRow]) -> Result<(), String> {
+    pub fn write_windows(&mut self, windows: &[WindowRow]) -> Result<(), LakeError> {
         let mut first_error = None;
         for w in windows {
             if let Err(e) = self.write_window(Box::new(w.clone()), false) {
@@ -592,7 +591,7 @@ impl Lake {
         first_error.map_or(Ok(()), Err)
     }
 
-    fn write_window(&mut self, w: Box<WindowRow>, again: bool) -> Result<(), String> {
+    fn write_window(&mut self, w: Box<WindowRow>, again: bool) -> Result<(), LakeError> {
         let size = HumanDuration::from_millis(w.size_ms.max(0) as u64);
         let partition = self
             .dir
@@ -616,7 +615,7 @@ impl Lake {
 
     /// Keeps the rows held for open files and pending within [`MAX_HELD_ROWS`]: completes the
     /// oldest open files early while there are too many.
-    fn bound_held(&mut self) -> Result<(), String> {
+    fn bound_held(&mut self) -> Result<(), LakeError> {
         let mut first_error = None;
         loop {
             let open: u64 = self.open.values().map(|f| f.rows).sum();
@@ -638,7 +637,7 @@ impl Lake {
     }
 
     /// After a write to `partition`: encodes a full buffer, completes a full file.
-    fn settle(&mut self, partition: &Path) -> Result<(), String> {
+    fn settle(&mut self, partition: &Path) -> Result<(), LakeError> {
         let Some(file) = self.open.get_mut(partition) else {
             return Ok(());
         };
@@ -663,7 +662,7 @@ impl Lake {
         partition: &Path,
         first_ts: i64,
         samples: bool,
-    ) -> Result<&mut OpenFile, String> {
+    ) -> Result<&mut OpenFile, LakeError> {
         if !self.open.contains_key(partition) {
             if self.open.len() >= MAX_OPEN_FILES {
                 let oldest = self
@@ -675,8 +674,7 @@ impl Lake {
                 let file = self.open.remove(&oldest).expect("exists");
                 self.complete_file(file)?;
             }
-            fs::create_dir_all(partition)
-                .map_err(|e| format!("cannot create {}: {e}", partition.display()))?;
+            fs::create_dir_all(partition).map_err(LakeError::io("cannot create ", partition))?;
             self.seq += 1;
             let name = format!(
                 "part-{first_ts}-{}-{:06}.parquet",
@@ -689,10 +687,9 @@ impl Lake {
             } else {
                 (self.windows_schema.clone(), Buffer::windows())
             };
-            let out = File::create(&hidden)
-                .map_err(|e| format!("cannot create {}: {e}", hidden.display()))?;
+            let out = File::create(&hidden).map_err(LakeError::io("cannot create ", &hidden))?;
             let writer = ArrowWriter::try_new(out, schema.clone(), Some(self.properties.clone()))
-                .map_err(|e| format!("{}: {e}", hidden.display()))?;
+                .map_err(LakeError::parquet(&hidden))?;
             let now = Instant::now();
             self.open.insert(
                 partition.to_path_buf(),
@@ -717,7 +714,7 @@ impl Lake {
     }
 
     /// Completes files older than `roll_age`.
-    pub fn roll_aged(&mut self) -> Result<(), String> {
+    pub fn roll_aged(&mut self) -> Result<(), LakeError> {
         let age = self.options.roll_age;
         let aged: Vec<PathBuf> = self
             .open
@@ -736,7 +733,7 @@ impl Lake {
     }
 
     /// Completes every open file.
-    pub fn finish(&mut self) -> Result<(), String> {
+    pub fn finish(&mut self) -> Result<(), LakeError> {
         let mut first_error = None;
         let open: Vec<OpenFile> = self.open.drain().map(|(_, file)| file).collect();
         for file in open {

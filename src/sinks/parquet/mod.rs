@@ -21,6 +21,7 @@ use std::sync::atomic::Ordering;
 
 use super::{SinkMessage, SinkQueue, SinkStats};
 use crate::config::{HumanDuration, ParquetConfig, SinkCommon};
+use crate::lake::error::LakeError;
 use crate::lake::writer::{
     Lake, LakeOptions, STALE_MARGIN, default_writer_id, remove_stale_hidden,
 };
@@ -71,7 +72,7 @@ pub fn spawn(
 const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Writes the rows of failed files again, counting them as retried.
-fn retry(lake: &mut Lake, stats: &SinkStats) -> Result<(), String> {
+fn retry(lake: &mut Lake, stats: &SinkStats) -> Result<(), LakeError> {
     if lake.pending_rows() == 0 {
         return Ok(());
     }
@@ -120,7 +121,7 @@ fn run(mut lake: Lake, mut receiver: SinkQueue, stats: Arc<SinkStats>, name: &st
                     tracing::error!(sink = name, error = %e, "cannot write the lake; the rows of the failed files are held and written again every second, and the write-ahead log keeps them until they are");
                 }
                 failing = true;
-                stats.error(lost_rows, &e);
+                stats.error(lost_rows, &e.to_string());
             }
         }
     }
@@ -135,7 +136,7 @@ fn run(mut lake: Lake, mut receiver: SinkQueue, stats: Arc<SinkStats>, name: &st
     }
     if let Err(e) = finished {
         tracing::error!(sink = name, error = %e, "cannot complete the lake's open files; the write-ahead log keeps their rows for the next start");
-        stats.error(lake.take_lost(), &e);
+        stats.error(lake.take_lost(), &e.to_string());
         return false;
     }
     // Rows given up are still in the write-ahead log: it must stay for the next start.
