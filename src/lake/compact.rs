@@ -26,6 +26,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 
+use super::error::LakeError;
 use super::layout::{is_data_file, partitions};
 use super::row_set::RowSet;
 use crate::lake::writer::writer_properties;
@@ -77,16 +78,14 @@ fn sync_dir(dir: &Path) {
 }
 
 /// Finishes or rolls back a merge a crashed compaction left in `dir`.
-fn recover(dir: &Path) -> Result<(), String> {
+fn recover(dir: &Path) -> Result<(), LakeError> {
     let path = dir.join(JOURNAL);
     let Ok(text) = fs::read_to_string(&path) else {
         return Ok(());
     };
-    let journal: Journal = serde_json::from_str(&text).map_err(|e| {
-        format!(
-            "{}: unreadable journal ({e}); remove it by hand",
-            path.display()
-        )
+    let journal: Journal = serde_json::from_str(&text).map_err(|source| LakeError::Journal {
+        path: path.clone(),
+        source,
     })?;
     if dir.join(&journal.visible).exists() {
         for source in &journal.sources {
@@ -98,7 +97,7 @@ fn recover(dir: &Path) -> Result<(), String> {
         tracing::info!(dir = %dir.display(), "rolled back a merge an earlier compaction left half done");
     }
     sync_dir(dir);
-    fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))
+    fs::remove_file(&path).map_err(LakeError::io("", &path))
 }
 
 /// Compacts every closed partition of `lake`; `progress` hears each partition's path.
@@ -106,12 +105,9 @@ pub fn compact(
     lake: &Path,
     options: &CompactOptions,
     mut progress: impl FnMut(&str),
-) -> Result<CompactReport, String> {
+) -> Result<CompactReport, LakeError> {
     if !lake.join("samples").is_dir() && !lake.join("windows").is_dir() {
-        return Err(format!(
-            "{} has no samples/ or windows/ directory: is it a millstream lake?",
-            lake.display()
-        ));
+        return Err(LakeError::NotALake(lake.to_path_buf()));
     }
     let mut report = CompactReport::default();
     for partition in partitions(lake) {
@@ -128,10 +124,8 @@ pub fn compact(
         recover(&partition.dir)?;
         let mut files: Vec<(String, u64)> = Vec::new();
         let mut writing = false;
-        for entry in
-            fs::read_dir(&partition.dir).map_err(|e| format!("{}: {e}", partition.dir.display()))?
-        {
-            let entry = entry.map_err(|e| format!("{}: {e}", partition.dir.display()))?;
+        for entry in fs::read_dir(&partition.dir).map_err(LakeError::io("", &partition.dir))? {
+            let entry = entry.map_err(LakeError::io("", &partition.dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with(".part-") {
                 writing = true;
@@ -155,10 +149,10 @@ pub fn compact(
 }
 
 /// Writes `_SUCCESS` into a closed partition (for Spark and Hadoop tools).
-pub fn mark_success(dir: &Path) -> Result<(), String> {
+pub fn mark_success(dir: &Path) -> Result<(), LakeError> {
     let success = dir.join(SUCCESS);
     if !success.exists() {
-        File::create(&success).map_err(|e| format!("{}: {e}", success.display()))?;
+        File::create(&success).map_err(LakeError::io("", &success))?;
     }
     Ok(())
 }
@@ -174,11 +168,11 @@ pub fn is_being_written(dir: &Path) -> bool {
 
 /// Merges the small files of one closed partition (for the uploader, which compacts before
 /// it uploads).
-pub fn compact_partition(dir: &Path, target_bytes: u64) -> Result<CompactReport, String> {
+pub fn compact_partition(dir: &Path, target_bytes: u64) -> Result<CompactReport, LakeError> {
     let mut report = CompactReport::default();
     recover(dir)?;
     let mut files: Vec<(String, u64)> = fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .map_err(LakeError::io("", dir))?
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -203,7 +197,7 @@ fn merge_partition(
     files: Vec<(String, u64)>,
     target: u64,
     report: &mut CompactReport,
-) -> Result<(), String> {
+) -> Result<(), LakeError> {
     // Files already at half the target stay as they are.
     let mut group: Vec<(String, u64)> = Vec::new();
     let mut group_bytes = 0;
@@ -235,7 +229,7 @@ fn merge(
     group: &[(String, u64)],
     id: &str,
     report: &mut CompactReport,
-) -> Result<(), String> {
+) -> Result<(), LakeError> {
     // Readable sources only: a file that is not the lake's Parquet stays where it is.
     let mut readers = Vec::new();
     let mut sources = Vec::new();
@@ -273,10 +267,10 @@ fn merge(
     let visible = format!("part-{first}-{id}.parquet");
     let hidden = format!(".compact-{first}-{id}.parquet");
     let hidden_path = dir.join(&hidden);
-    let out = File::create(&hidden_path).map_err(|e| format!("{}: {e}", hidden_path.display()))?;
+    let out = File::create(&hidden_path).map_err(LakeError::io("", &hidden_path))?;
     let mut writer = ArrowWriter::try_new(out, schema, Some(writer_properties()))
-        .map_err(|e| format!("{}: {e}", hidden_path.display()))?;
-    let fail = |e: String, writer_path: &Path| {
+        .map_err(LakeError::parquet(&hidden_path))?;
+    let fail = |e: LakeError, writer_path: &Path| {
         let _ = fs::remove_file(writer_path);
         e
     };
@@ -285,24 +279,23 @@ fn merge(
         let reader = builder
             .with_batch_size(65_536)
             .build()
-            .map_err(|e| fail(format!("{}: {e}", path.display()), &hidden_path))?;
+            .map_err(|e| fail(LakeError::parquet(&path)(e), &hidden_path))?;
         for batch in reader {
             let batch =
-                batch.map_err(|e| fail(format!("{}: {e}", path.display()), &hidden_path))?;
+                batch.map_err(|e| fail(LakeError::in_file(&path)(e.into()), &hidden_path))?;
             let (batch, dropped) = seen
                 .keep_new(&batch)
-                .map_err(|e| fail(format!("{}: {e}", path.display()), &hidden_path))?;
+                .map_err(|e| fail(LakeError::in_file(&path)(e), &hidden_path))?;
             report.duplicates += dropped;
             writer
                 .write(&batch)
-                .map_err(|e| fail(format!("{}: {e}", hidden_path.display()), &hidden_path))?;
+                .map_err(|e| fail(LakeError::parquet(&hidden_path)(e), &hidden_path))?;
         }
     }
     let file = writer
         .into_inner()
-        .map_err(|e| fail(format!("{}: {e}", hidden_path.display()), &hidden_path))?;
-    file.sync_all()
-        .map_err(|e| format!("{}: {e}", hidden_path.display()))?;
+        .map_err(|e| fail(LakeError::parquet(&hidden_path)(e), &hidden_path))?;
+    file.sync_all().map_err(LakeError::io("", &hidden_path))?;
     let bytes_after = file.metadata().map(|m| m.len()).unwrap_or(0);
     drop(file);
 
@@ -312,24 +305,21 @@ fn merge(
         sources: sources.iter().map(|(n, _)| n.clone()).collect(),
     };
     let journal_path = dir.join(JOURNAL);
-    let mut out =
-        File::create(&journal_path).map_err(|e| format!("{}: {e}", journal_path.display()))?;
+    let mut out = File::create(&journal_path).map_err(LakeError::io("", &journal_path))?;
     out.write_all(
         serde_json::to_string(&journal)
             .expect("serializable")
             .as_bytes(),
     )
     .and_then(|_| out.sync_all())
-    .map_err(|e| format!("{}: {e}", journal_path.display()))?;
+    .map_err(LakeError::io("", &journal_path))?;
     sync_dir(dir);
-    fs::rename(&hidden_path, dir.join(&visible))
-        .map_err(|e| format!("{}: {e}", hidden_path.display()))?;
+    fs::rename(&hidden_path, dir.join(&visible)).map_err(LakeError::io("", &hidden_path))?;
     for (name, _) in &sources {
-        fs::remove_file(dir.join(name))
-            .map_err(|e| format!("{}: {e}", dir.join(name).display()))?;
+        fs::remove_file(dir.join(name)).map_err(LakeError::io("", &dir.join(name)))?;
     }
     sync_dir(dir);
-    fs::remove_file(&journal_path).map_err(|e| format!("{}: {e}", journal_path.display()))?;
+    fs::remove_file(&journal_path).map_err(LakeError::io("", &journal_path))?;
     report.files_merged += sources.len();
     report.files_written += 1;
     report.bytes_before += sources.iter().map(|(_, b)| b).sum::<u64>();

@@ -24,9 +24,29 @@ pub enum LakeError {
         #[source]
         source: ParquetError,
     },
-    /// Arrow could not build a record batch from the buffered rows.
+    /// Arrow could not build, read or filter a record batch.
     #[error("{0}")]
     Arrow(#[from] arrow_schema::ArrowError),
+    /// A column of a type the lake's files never have.
+    #[error("unexpected column type {0}")]
+    UnexpectedColumn(arrow_schema::DataType),
+    /// What went wrong with one file's rows.
+    #[error("{}: {source}", .path.display())]
+    InFile {
+        path: PathBuf,
+        #[source]
+        source: Box<LakeError>,
+    },
+    /// A compaction's journal a crash left behind cannot be read.
+    #[error("{}: unreadable journal ({source}); remove it by hand", .path.display())]
+    Journal {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The directory has neither `samples/` nor `windows/`.
+    #[error("{} has no samples/ or windows/ directory: is it a millstream lake?", .0.display())]
+    NotALake(PathBuf),
 }
 
 impl LakeError {
@@ -34,6 +54,15 @@ impl LakeError {
     pub(crate) fn io(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> LakeError {
         let path = path.to_path_buf();
         move |source| LakeError::Io { what, path, source }
+    }
+
+    /// For `map_err`: what went wrong with the rows of `path`.
+    pub(crate) fn in_file(path: &Path) -> impl FnOnce(LakeError) -> LakeError {
+        let path = path.to_path_buf();
+        move |source| LakeError::InFile {
+            path,
+            source: Box::new(source),
+        }
     }
 
     /// For `map_err`: the Parquet encoder failing on `path`.

@@ -138,11 +138,11 @@ impl ExistingRows {
             let read = builder
                 .with_batch_size(65_536)
                 .build()
-                .map_err(|e| e.to_string())
+                .map_err(super::error::LakeError::parquet(&path))
                 .and_then(|reader| {
                     reader
                         .into_iter()
-                        .try_for_each(|batch| rows.insert_all(&batch.map_err(|e| e.to_string())?))
+                        .try_for_each(|batch| rows.insert_all(&batch?))
                 });
             if let Err(e) = read {
                 tracing::warn!(file = %path.display(), error = %e, "cannot read every row; the rest of the file is not compared with the replay's");

@@ -5,6 +5,7 @@
 //! Two independent 64-bit hashes make a false match (a genuine row taken for a copy and
 //! dropped) as likely as a 128-bit collision: negligible at any lake size.
 
+use super::error::LakeError;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 
@@ -30,13 +31,13 @@ impl RowSet {
     }
 
     /// Remembers every row of `batch`.
-    pub fn insert_all(&mut self, batch: &RecordBatch) -> Result<(), String> {
+    pub fn insert_all(&mut self, batch: &RecordBatch) -> Result<(), LakeError> {
         self.seen.extend(fingerprints(batch)?);
         Ok(())
     }
 
     /// The rows of `batch` not seen before (and remembers them), and how many were dropped.
-    pub fn keep_new(&mut self, batch: &RecordBatch) -> Result<(RecordBatch, u64), String> {
+    pub fn keep_new(&mut self, batch: &RecordBatch) -> Result<(RecordBatch, u64), LakeError> {
         let keep: BooleanArray = fingerprints(batch)?
             .into_iter()
             .map(|f| Some(self.seen.insert(f)))
@@ -45,7 +46,7 @@ impl RowSet {
     }
 
     /// The rows of `batch` not in the set (which is left as it is), and how many were dropped.
-    pub fn drop_known(&self, batch: &RecordBatch) -> Result<(RecordBatch, u64), String> {
+    pub fn drop_known(&self, batch: &RecordBatch) -> Result<(RecordBatch, u64), LakeError> {
         let keep: BooleanArray = fingerprints(batch)?
             .into_iter()
             .map(|f| Some(!self.seen.contains(&f)))
@@ -54,18 +55,17 @@ impl RowSet {
     }
 }
 
-fn filter(batch: &RecordBatch, keep: BooleanArray) -> Result<(RecordBatch, u64), String> {
+fn filter(batch: &RecordBatch, keep: BooleanArray) -> Result<(RecordBatch, u64), LakeError> {
     let dropped = keep.false_count() as u64;
     if dropped == 0 {
         return Ok((batch.clone(), 0));
     }
-    let kept =
-        arrow_select::filter::filter_record_batch(batch, &keep).map_err(|e| e.to_string())?;
+    let kept = arrow_select::filter::filter_record_batch(batch, &keep)?;
     Ok((kept, dropped))
 }
 
 /// One 128-bit hash per row, over every column (a null differs from every value).
-fn fingerprints(batch: &RecordBatch) -> Result<Vec<u128>, String> {
+fn fingerprints(batch: &RecordBatch) -> Result<Vec<u128>, LakeError> {
     let rows = batch.num_rows();
     let mut hashers: Vec<(
         rustc_hash::FxHasher,
@@ -91,7 +91,7 @@ fn fingerprints(batch: &RecordBatch) -> Result<Vec<u128>, String> {
         } else if let Some(c) = any.downcast_ref::<TimestampMillisecondArray>() {
             (0..rows).for_each(|r| feed(r, &c.value(r).to_le_bytes(), c.is_valid(r)));
         } else {
-            return Err(format!("unexpected column type {}", column.data_type()));
+            return Err(LakeError::UnexpectedColumn(column.data_type().clone()));
         }
     }
     Ok(hashers

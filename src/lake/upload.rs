@@ -121,7 +121,7 @@ impl Uploader {
             writeln!(marker, "{name}")
                 .map_err(|e| format!("{}: {e}", dir.join(MARKER).display()))?;
         }
-        mark_success(dir)?;
+        mark_success(dir).map_err(|e| e.to_string())?;
         self.client
             .create(&format!("{relative}/_SUCCESS"), Vec::new())
             .await?;
