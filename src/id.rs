@@ -9,7 +9,7 @@
 //! pointer, so comparing them is one comparison.
 //!
 //! Interned strings are never freed, so the table is bounded: [`Id::intern`] refuses new ids
-//! beyond [`MAX_IDS`] (decoding dead-letters such messages as `too_many_ids`), while ids from
+//! beyond [`MAX_IDS`] (decoding dead-letters such messages as `overloaded`), while ids from
 //! trusted places (the pipeline file, the simulator, the engine's own spool and log) use
 //! [`Id::from`], which always succeeds. A plant of 10,000 machines with 1,000 item ids each
 //! needs 11,000.

@@ -1,5 +1,58 @@
-//! What the SQL sinks (SQLite, MySQL) share: the multi-row `VALUES` placeholders, and text cut
-//! to the schema's width. Every value is bound; only placeholders are formatted into SQL.
+//! What the SQL sinks (SQLite, MySQL) share: the multi-row `VALUES` placeholders, the binding
+//! of a sample's and a window's columns (generic over the sqlx database), and text cut to the
+//! schema's width. Every value is bound; only placeholders are formatted into SQL.
+
+use sqlx::query::Query;
+use sqlx::{Database, Encode, Type};
+
+use crate::sample::Sample;
+use crate::time::Utc;
+use crate::window::WindowRow;
+
+/// Binds a sample's columns in [`SAMPLE_COLUMNS`] order: device, item, time, value (a
+/// non-finite value as NULL), text (cut to [`MAX_TEXT`] characters).
+pub fn bind_sample<'q, DB>(
+    query: Query<'q, DB, DB::Arguments>,
+    s: &Sample,
+) -> Query<'q, DB, DB::Arguments>
+where
+    DB: Database,
+    for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<&'t str>: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<f64>: Encode<'t, DB> + Type<DB>,
+{
+    query
+        .bind(&*s.device)
+        .bind(&*s.item)
+        .bind(Utc::from_ms(s.ts).sql_fast())
+        .bind(s.value.filter(|v| v.is_finite()))
+        .bind(s.text.as_deref().map(|t| cut(t, MAX_TEXT)))
+}
+
+/// Binds a window's columns in [`window_columns`] order (a non-finite statistic as NULL).
+pub fn bind_window<'q, DB>(
+    query: Query<'q, DB, DB::Arguments>,
+    w: &WindowRow,
+) -> Query<'q, DB, DB::Arguments>
+where
+    DB: Database,
+    for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<f64>: Encode<'t, DB> + Type<DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+{
+    let mut query = query
+        .bind(&*w.device)
+        .bind(&*w.item)
+        .bind(w.size_ms)
+        .bind(Utc::from_ms(w.start).sql())
+        .bind(w.count as i64);
+    for v in w.stats() {
+        query = query.bind(v.is_finite().then_some(v));
+    }
+    query
+}
 
 /// Longest text kept (`VARCHAR(1024)` in both schemas).
 pub const MAX_TEXT: usize = 1024;

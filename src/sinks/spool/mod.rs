@@ -23,9 +23,12 @@
 //!   disk's, so it goes on without the disk; nothing is lost while the hold has room
 //!   ([`HOLD_LIMIT`]). Beyond it a push fails: those rows are only in the write-ahead log.
 //! - Durability: each batch is written whole (no buffer that a failure could half-write; a
-//!   failed write is cut back off the file), and the spool is synced at checkpoints
-//!   ([`Spool::sync`]): the write-ahead log lets go of data only once it is synced here or in
-//!   the store. A new segment's directory entry is synced when the segment is created.
+//!   failed write is cut back off the file). The spool protects the dataflow from a slow
+//!   store, not the data from a crash: the write-ahead log does that, and lets go of data only
+//!   once a checkpoint barrier that travelled behind it (through this spool, when the sink is
+//!   behind) comes back from the sink, i.e. once the store has it. So the spool is synced only
+//!   at shutdown ([`Spool::sync`]), when a backlog stays for the next start. A new segment's
+//!   directory entry is synced when the segment is created.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};

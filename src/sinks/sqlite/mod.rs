@@ -1,9 +1,10 @@
 //! SQLite through sqlx (`schemas/sqlite.sql`, created if missing): the embedded default for SQL.
 //!
 //! Rows are buffered and written in one transaction per batch (`batch_rows`, or `linger`) as
-//! multi-row inserts, by the shared write loop ([`super::writer`]: retries, rejected batches). Writes are idempotent on the primary keys: a re-delivered sample is
-//! ignored (`ON CONFLICT DO NOTHING`), a recomputed window replaces its row. Text longer than
-//! the schema's 1024 characters is cut at a character boundary.
+//! multi-row inserts, by the shared write loop ([`super::writer`]: retries, rejected rows).
+//! Writes are idempotent on the primary keys: a re-delivered sample is ignored (`ON CONFLICT
+//! DO NOTHING`), a recomputed window replaces its row. Text longer than the schema's 1024
+//! characters is cut at a character boundary.
 
 use std::sync::Arc;
 

@@ -10,10 +10,9 @@ use sqlx::sqlite::{
 use super::{ROWS_PER_STATEMENT, SCHEMA};
 use crate::sample::Sample;
 use crate::sinks::sql::{
-    MAX_TEXT, SAMPLE_COLUMNS, WINDOW_COLUMNS, cut, placeholders, window_columns,
+    SAMPLE_COLUMNS, WINDOW_COLUMNS, bind_sample, bind_window, placeholders, window_columns,
 };
 use crate::sinks::writer::{Batch, BatchWriter, WriteError};
-use crate::time::Utc;
 use crate::window::WindowRow;
 
 /// The store's side of the SQLite sink.
@@ -98,12 +97,7 @@ pub async fn write(
         // Only placeholders are formatted into the statement; every value is bound.
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for s in chunk {
-            query = query
-                .bind(&*s.device)
-                .bind(&*s.item)
-                .bind(Utc::from_ms(s.ts).sql_fast())
-                .bind(s.value)
-                .bind(s.text.as_deref().map(|t| cut(t, MAX_TEXT)));
+            query = bind_sample(query, s);
         }
         query.execute(&mut *tx).await?;
     }
@@ -116,16 +110,7 @@ pub async fn write(
         // Only placeholders are formatted into the statement; every value is bound.
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for w in chunk {
-            let finite = |v: f64| v.is_finite().then_some(v);
-            query = query
-                .bind(&*w.device)
-                .bind(&*w.item)
-                .bind(w.size_ms)
-                .bind(Utc::from_ms(w.start).sql())
-                .bind(w.count as i64);
-            for v in w.stats() {
-                query = query.bind(finite(v));
-            }
+            query = bind_window(query, w);
         }
         query.execute(&mut *tx).await?;
     }
