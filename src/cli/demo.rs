@@ -70,9 +70,7 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
         settings.workers = workers;
     }
     runtime(None)?.block_on(async move {
-        let engine = Engine::start(config, settings)
-            .await
-            .map_err(|e| Failure::Runtime(e.to_string()))?;
+        let engine = Engine::start(config, settings).await?;
         let mut options = SimOptions::new(url.clone(), args.devices);
         options.seed = args.seed;
         let sim = sim::start(options, None).map_err(Failure::Runtime)?;
@@ -105,10 +103,7 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
         report_until_interrupted(&engine).await;
         eprintln!("stopping: machines, then windows and sink writes…");
         sim.shutdown().await;
-        engine
-            .shutdown()
-            .await
-            .map_err(|e| Failure::Runtime(e.to_string()))?;
+        engine.shutdown().await?;
         eprintln!("stopped");
         Ok(())
     })

@@ -51,8 +51,7 @@ pub fn run(args: LakeArgs) -> Result<(), Failure> {
     };
     let report = compact(&args.dir, &options, |partition| {
         tracing::debug!(partition, "compacting");
-    })
-    .map_err(|e| Failure::Runtime(e.to_string()))?;
+    })?;
     for problem in &report.problems {
         eprintln!("skipped: {problem}");
     }

@@ -77,6 +77,23 @@ impl Failure {
     }
 }
 
+/// The engine, its dataflow and the lake fail while running (exit 1), with their message.
+macro_rules! runtime_failure {
+    ($($error:ty),*) => {$(
+        impl From<$error> for Failure {
+            fn from(e: $error) -> Failure {
+                Failure::Runtime(e.to_string())
+            }
+        }
+    )*};
+}
+
+runtime_failure!(
+    crate::engine::StartError,
+    crate::dataflow::DataflowError,
+    crate::lake::error::LakeError
+);
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {

@@ -88,9 +88,7 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
     let sinks: Vec<String> = config.sinks.iter().map(|s| s.name().to_string()).collect();
     runtime(None)?.block_on(async move {
         let started = Instant::now();
-        let mut engine = Engine::start(config, settings)
-            .await
-            .map_err(|e| Failure::Runtime(e.to_string()))?;
+        let mut engine = Engine::start(config, settings).await?;
         eprintln!(
             "replaying {} at speed {} into {} (HTTP API on http://{}/)",
             args.input,
@@ -119,10 +117,7 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
         if interrupted {
             eprintln!("interrupted: finishing windows and sink writes of what was replayed…");
         }
-        engine
-            .shutdown()
-            .await
-            .map_err(|e| Failure::Runtime(e.to_string()))?;
+        engine.shutdown().await?;
         print_summary(&state, &progress, started.elapsed(), interrupted);
         if interrupted {
             return Err(Failure::Runtime(

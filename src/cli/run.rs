@@ -45,9 +45,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     }
     let runtime = runtime(None)?;
     let outcome = runtime.block_on(async move {
-        let engine = Engine::start(config, settings.clone())
-            .await
-            .map_err(|e| Failure::Runtime(e.to_string()))?;
+        let engine = Engine::start(config, settings.clone()).await?;
         match &settings.cluster {
             Some(c) if !c.serves_api() => eprintln!(
                 "millstream is running as process {} of {}: http://{}/api/v1/health ; \
@@ -76,10 +74,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             }
         }
         eprintln!("stopping: finishing windows and sink writes…");
-        engine
-            .shutdown()
-            .await
-            .map_err(|e| Failure::Runtime(e.to_string()))?;
+        engine.shutdown().await?;
         eprintln!("stopped");
         Ok(())
     });

@@ -13,9 +13,10 @@
 //! 3. every sink has made all of that durable: a *barrier* goes down each sink's queue in
 //!    order with the data — through the spool too, when the sink is behind — and comes back
 //!    done once everything before it is written to the store (the lake: its open files
-//!    completed, with no row of a failed file still to be written again). A batch under retry, the in-memory queue and the spool
-//!    are not durable: during a store outage the log keeps what they hold, so a crash then
-//!    loses nothing, and the log lets go once the store has it.
+//!    completed, with no row of a failed file still to be written again). A batch under
+//!    retry, the in-memory queue and the spool are not durable: during a store outage the log
+//!    keeps what they hold, so a crash then loses nothing, and the log lets go once the store
+//!    has it.
 //!
 //! Segments left by a crash are replayed at start-up and then handled like cut ones.
 

@@ -363,7 +363,7 @@ async fn start_dataflow(
     let startup = mode.cluster().map(|_| options.holds.hold(0));
     let (input, dataflow) = tokio::task::spawn_blocking(move || dataflow::start(options, observer))
         .await
-        .map_err(|e| DataflowError::Worker(e.to_string()))??;
+        .map_err(|e| DataflowError::Start(e.to_string()))??;
     if mode.cluster().is_some() {
         tracing::info!("every process of the cluster is connected");
     }

@@ -300,19 +300,25 @@ impl Buffer {
     }
 }
 
-/// Rows given to an open file, kept until it is complete to write them again if it fails.
+/// Rows given to an open file — a range of a shared batch, all of one partition — kept until
+/// the file is complete, to write them again if it fails.
 #[derive(Debug, Clone)]
-enum Held {
-    Samples(Arc<[Sample]>, Range<usize>),
-    Window(Box<WindowRow>),
+struct Held {
+    rows: HeldRows,
+    range: Range<usize>,
+    /// Written before, into a file that failed (and counted as failed then).
+    again: bool,
+}
+
+#[derive(Debug, Clone)]
+enum HeldRows {
+    Samples(Arc<[Sample]>),
+    Windows(Arc<[WindowRow]>),
 }
 
 impl Held {
     fn rows(&self) -> u64 {
-        match self {
-            Held::Samples(_, range) => range.len() as u64,
-            Held::Window(_) => 1,
-        }
+        self.range.len() as u64
     }
 }
 
@@ -326,8 +332,6 @@ struct OpenFile {
     rows: u64,
     /// Its rows as given, to write again if the file fails.
     held: Vec<Held>,
-    /// Of its rows, those written again after an earlier failure (counted as failed then).
-    again: u64,
     /// Rows handed to the Parquet writer.
     written: u64,
     opened: Instant,
@@ -351,28 +355,26 @@ impl OpenFile {
     }
 
     /// Deletes the file (it failed); returns the rows it was given.
-    fn abandon(self) -> (Vec<Held>, u64) {
+    fn abandon(self) -> Vec<Held> {
         drop(self.writer);
         if let Err(e) = fs::remove_file(&self.hidden) {
             tracing::warn!(path = %self.hidden.display(), error = %e, "cannot remove an abandoned Parquet file");
         }
-        (self.held, self.again)
+        self.held
     }
 
     /// Finishes the file and makes it visible (`None`: it holds no row and is deleted). A file
     /// that cannot be finished is deleted, and the rows it was given are returned with the
     /// error.
-    #[allow(clippy::type_complexity)]
     fn complete(
         mut self,
         existing: Option<&mut ExistingRows>,
-    ) -> Result<Option<PathBuf>, (LakeError, Vec<Held>, u64)> {
+    ) -> Result<Option<PathBuf>, (LakeError, Vec<Held>)> {
         let held = std::mem::take(&mut self.held);
-        let again = self.again;
         let hidden = self.hidden.clone();
         self.finish(existing).map_err(|e| {
             let _ = fs::remove_file(&hidden);
-            (e, held, again)
+            (e, held)
         })
     }
 
@@ -469,11 +471,15 @@ impl Lake {
     }
 
     /// Rows of a failed file become pending (counted as failed the first time).
-    fn failed(&mut self, held: Vec<Held>, again: u64) {
-        let rows: u64 = held.iter().map(Held::rows).sum();
-        self.lost_rows += rows.saturating_sub(again);
-        self.pending_rows += rows;
-        self.pending.extend(held);
+    fn failed(&mut self, held: Vec<Held>) {
+        for mut h in held {
+            if !h.again {
+                self.lost_rows += h.rows();
+                h.again = true;
+            }
+            self.pending_rows += h.rows();
+            self.pending.push_back(h);
+        }
         self.bound_pending();
     }
 
@@ -496,8 +502,8 @@ impl Lake {
                 self.completed.extend(path);
                 Ok(())
             }
-            Err((e, held, again)) => {
-                self.failed(held, again);
+            Err((e, held)) => {
+                self.failed(held);
                 Err(e)
             }
         }
@@ -510,11 +516,7 @@ impl Lake {
         self.pending_rows = 0;
         let mut first_error = None;
         for held in pending {
-            let result = match held {
-                Held::Samples(samples, range) => self.write_run(&samples, range, true),
-                Held::Window(w) => self.write_window(w, true),
-            };
-            if let Err(e) = result {
+            if let Err(e) = self.write(held) {
                 first_error.get_or_insert(e);
             }
         }
@@ -525,7 +527,7 @@ impl Lake {
     }
 
     pub fn write_samples(&mut self, samples: &Arc<[Sample]>) -> Result<(), LakeError> {
-        // Consecutive samples mostly share a partition: look it up once per run.
+        // Consecutive samples mostly share a partition: one run of them goes at once.
         let mut i = 0;
         let mut first_error = None;
         while i < samples.len() {
@@ -534,7 +536,12 @@ impl Lake {
                 .iter()
                 .take_while(|s| s.ts.div_euclid(3_600_000) == hour)
                 .count();
-            if let Err(e) = self.write_run(samples, i..i + run, false) {
+            let held = Held {
+                rows: HeldRows::Samples(samples.clone()),
+                range: i..i + run,
+                again: false,
+            };
+            if let Err(e) = self.write(held) {
                 first_error.get_or_insert(e);
             }
             i += run;
@@ -545,43 +552,15 @@ impl Lake {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Writes samples of one hour (`again`: written before, into a file that failed).
-    fn write_run(
-        &mut self,
-        samples: &Arc<[Sample]>,
-        run: Range<usize>,
-        again: bool,
-    ) -> Result<(), LakeError> {
-        let first = &samples[run.start];
-        let utc = Utc::from_ms(first.ts);
-        let partition = self
-            .dir
-            .join("samples")
-            .join(format!("date={}", utc.date()))
-            .join(format!("hour={:02}", utc.hour));
-        let rows = run.len() as u64;
-        let held = Held::Samples(samples.clone(), run.clone());
-        match self.file(&partition, first.ts, true) {
-            Ok(file) => {
-                for s in &samples[run] {
-                    file.buffer.push_sample(s);
-                }
-                file.rows += rows;
-                file.again += if again { rows } else { 0 };
-                file.held.push(held);
-                self.settle(&partition)
-            }
-            Err(e) => {
-                self.failed(vec![held], if again { rows } else { 0 });
-                Err(e)
-            }
-        }
-    }
-
-    pub fn write_windows(&mut self, windows: &[WindowRow]) -> Result<(), LakeError> {
+    pub fn write_windows(&mut self, windows: &Arc<[WindowRow]>) -> Result<(), LakeError> {
         let mut first_error = None;
-        for w in windows {
-            if let Err(e) = self.write_window(Box::new(w.clone()), false) {
+        for i in 0..windows.len() {
+            let held = Held {
+                rows: HeldRows::Windows(windows.clone()),
+                range: i..i + 1,
+                again: false,
+            };
+            if let Err(e) = self.write(held) {
                 first_error.get_or_insert(e);
             }
         }
@@ -591,23 +570,46 @@ impl Lake {
         first_error.map_or(Ok(()), Err)
     }
 
-    fn write_window(&mut self, w: Box<WindowRow>, again: bool) -> Result<(), LakeError> {
-        let size = HumanDuration::from_millis(w.size_ms.max(0) as u64);
-        let partition = self
-            .dir
-            .join("windows")
-            .join(format!("size={size}"))
-            .join(format!("date={}", Utc::from_ms(w.start).date()));
-        match self.file(&partition, w.start, false) {
+    /// Writes rows of one partition into its open file, which then holds them.
+    fn write(&mut self, held: Held) -> Result<(), LakeError> {
+        let (partition, first_ts, samples) = match &held.rows {
+            HeldRows::Samples(samples) => {
+                let first = samples[held.range.start].ts;
+                let utc = Utc::from_ms(first);
+                let partition = self
+                    .dir
+                    .join("samples")
+                    .join(format!("date={}", utc.date()))
+                    .join(format!("hour={:02}", utc.hour));
+                (partition, first, true)
+            }
+            HeldRows::Windows(windows) => {
+                let w = &windows[held.range.start];
+                let size = HumanDuration::from_millis(w.size_ms.max(0) as u64);
+                let partition = self
+                    .dir
+                    .join("windows")
+                    .join(format!("size={size}"))
+                    .join(format!("date={}", Utc::from_ms(w.start).date()));
+                (partition, w.start, false)
+            }
+        };
+        match self.file(&partition, first_ts, samples) {
             Ok(file) => {
-                file.buffer.push_window(&w);
-                file.rows += 1;
-                file.again += u64::from(again);
-                file.held.push(Held::Window(w));
+                match &held.rows {
+                    HeldRows::Samples(samples) => samples[held.range.clone()]
+                        .iter()
+                        .for_each(|s| file.buffer.push_sample(s)),
+                    HeldRows::Windows(windows) => windows[held.range.clone()]
+                        .iter()
+                        .for_each(|w| file.buffer.push_window(w)),
+                }
+                file.rows += held.rows();
+                file.held.push(held);
                 self.settle(&partition)
             }
             Err(e) => {
-                self.failed(vec![Held::Window(w)], u64::from(again));
+                self.failed(vec![held]);
                 Err(e)
             }
         }
@@ -649,8 +651,7 @@ impl Lake {
         {
             // The file cannot be trusted any more: the next write opens a new one.
             let file = self.open.remove(partition).expect("present");
-            let (held, again) = file.abandon();
-            self.failed(held, again);
+            self.failed(file.abandon());
             return Err(e);
         }
         Ok(())
@@ -701,7 +702,6 @@ impl Lake {
                     buffer,
                     rows: 0,
                     held: Vec::new(),
-                    again: 0,
                     written: 0,
                     opened: now,
                     last_write: now,

@@ -689,6 +689,23 @@ impl Machines {
     }
 }
 
+/// A TCP proxy in front of the MySQL server (to cut it), and a pipeline's MySQL sink through
+/// it into `db` — queue of one, so batches spool at once — with 1 s checkpoints.
+async fn mysql_behind_a_proxy(db: &str) -> (crate::stores::Proxy, String) {
+    let target = crate::stores::mysql_server()
+        .trim_start_matches("mysql://")
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .to_string();
+    let proxy = crate::stores::Proxy::start(&target).await;
+    let sink = format!(
+        "[[sinks]]\nname = \"mysql\"\nkind = \"mysql\"\nurl = \"mysql://root@127.0.0.1:{}/{db}\"\nqueue = 1\nlinger = \"200ms\"\n[wal]\ncheckpoint = \"1s\"\n",
+        proxy.port
+    );
+    (proxy, sink)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Mosquitto and MariaDB (scripts/test)"]
 async fn a_mysql_outage_longer_than_a_checkpoint_then_kill_9_and_a_torn_spool_lose_nothing() {
@@ -700,17 +717,7 @@ async fn a_mysql_outage_longer_than_a_checkpoint_then_kill_9_and_a_torn_spool_lo
     let base = format!("http://127.0.0.1:{port}");
     let client_id = unique("attack-outage");
     let db = database("attack_outage");
-    let target = mysql_server()
-        .trim_start_matches("mysql://")
-        .rsplit('@')
-        .next()
-        .unwrap()
-        .to_string();
-    let proxy = Proxy::start(&target).await;
-    let sink = format!(
-        "[[sinks]]\nname = \"mysql\"\nkind = \"mysql\"\nurl = \"mysql://root@127.0.0.1:{}/{db}\"\nqueue = 1\nlinger = \"200ms\"\n[wal]\ncheckpoint = \"1s\"\n",
-        proxy.port
-    );
+    let (proxy, sink) = mysql_behind_a_proxy(&db).await;
     let config = pipeline(dir.path(), port, &client_id, "", &sink);
     let mut engine = Children(vec![start(&config)]);
     wait_for_http(&base, Duration::from_secs(20)).await;
@@ -721,14 +728,7 @@ async fn a_mysql_outage_longer_than_a_checkpoint_then_kill_9_and_a_torn_spool_lo
     // queue and spool hold what it has not written.
     proxy.cut();
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let s = status(&base).await;
-    let mysql_status = s["sinks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "mysql")
-        .unwrap()
-        .clone();
+    let mysql_status = sink_status(&base, "mysql").await;
     assert!(
         mysql_status["spooled_bytes"].as_u64().unwrap() > 0,
         "{mysql_status}"
@@ -1183,17 +1183,7 @@ async fn a_full_disk_under_the_spool_during_a_mysql_outage_loses_nothing_and_nee
     let base = format!("http://127.0.0.1:{port}");
     let client_id = unique("attack-spool-full");
     let db = database("attack_spool_full");
-    let target = mysql_server()
-        .trim_start_matches("mysql://")
-        .rsplit('@')
-        .next()
-        .unwrap()
-        .to_string();
-    let proxy = Proxy::start(&target).await;
-    let sink = format!(
-        "[[sinks]]\nname = \"mysql\"\nkind = \"mysql\"\nurl = \"mysql://root@127.0.0.1:{}/{db}\"\nqueue = 1\nlinger = \"200ms\"\n[wal]\ncheckpoint = \"1s\"\n",
-        proxy.port
-    );
+    let (proxy, sink) = mysql_behind_a_proxy(&db).await;
     let config = pipeline(dir.path(), port, &client_id, "", &sink);
     let mut engine = Children(vec![start(&config)]);
     wait_for_http(&base, Duration::from_secs(20)).await;

@@ -88,9 +88,9 @@ pub struct Spool {
     /// Barriers spooled in their place, by id, with the segment that holds them.
     barriers: std::collections::BTreeMap<u64, (u64, super::Barrier)>,
     next_barrier: u64,
-    /// Batches the disk refused, oldest first, with their encoded size: newer than
-    /// everything on disk.
-    held: VecDeque<(SinkMessage, u64)>,
+    /// Batches the disk refused, oldest first, each with its encoded rows (`None`: a
+    /// barrier) to write once it can: newer than everything on disk.
+    held: VecDeque<(SinkMessage, Option<Vec<u8>>)>,
     held_bytes: u64,
     hold_limit: u64,
 }
@@ -180,10 +180,10 @@ impl Spool {
             SinkMessage::Barrier(_) => None,
             _ => Some(rows_payload(message)?),
         };
-        let size = payload.as_ref().map_or(BARRIER_RECORD, |p| p.len() as u64);
+        let size = held_size(&payload);
         let dropped = self.write_held();
         if self.held.is_empty() {
-            match self.write(message, payload) {
+            match self.write(message, payload.as_deref()) {
                 Ok(n) => return Ok(dropped + n),
                 Err(e) => {
                     tracing::error!(spool = %self.dir.display(), error = %e, "the disk refuses the spool; batches are held in memory until it takes them again");
@@ -196,7 +196,7 @@ impl Spool {
                 self.held_bytes
             )));
         }
-        self.held.push_back((message.clone(), size));
+        self.held.push_back((message.clone(), payload));
         self.held_bytes += size;
         Ok(dropped)
     }
@@ -205,17 +205,15 @@ impl Spool {
     /// dropped to stay within the limit.
     fn write_held(&mut self) -> u64 {
         let mut dropped = 0;
-        while let Some((message, size)) = self.held.front() {
-            let (message, size) = (message.clone(), *size);
-            let payload = match &message {
-                SinkMessage::Barrier(_) => None,
-                _ => Some(rows_payload(&message).expect("encoded when it was held")),
-            };
-            match self.write(&message, payload) {
+        while let Some((message, payload)) = self.held.pop_front() {
+            let size = held_size(&payload);
+            match self.write(&message, payload.as_deref()) {
                 Ok(n) => dropped += n,
-                Err(_) => break,
+                Err(_) => {
+                    self.held.push_front((message, payload));
+                    break;
+                }
             }
-            self.held.pop_front();
             self.held_bytes -= size;
             if self.held.is_empty() {
                 tracing::info!(spool = %self.dir.display(), "the disk takes the spool again");
@@ -226,7 +224,7 @@ impl Spool {
 
     /// Writes a batch (its encoded rows, `None` for a barrier) to the last segment. Returns
     /// the rows dropped to stay within the limit. An error leaves the segment as it was.
-    fn write(&mut self, message: &SinkMessage, payload: Option<Vec<u8>>) -> io::Result<u64> {
+    fn write(&mut self, message: &SinkMessage, payload: Option<&[u8]>) -> io::Result<u64> {
         let barrier = match message {
             SinkMessage::Barrier(barrier) => {
                 self.next_barrier += 1;
@@ -234,12 +232,16 @@ impl Spool {
             }
             _ => None,
         };
+        let barrier_payload;
         let payload = match (&barrier, payload) {
-            (Some((id, _)), _) => codec::encode_barrier(*id),
+            (Some((id, _)), _) => {
+                barrier_payload = codec::encode_barrier(*id);
+                &barrier_payload[..]
+            }
             (None, Some(payload)) => payload,
             (None, None) => return Ok(0),
         };
-        let record = frame::encode(&payload);
+        let record = frame::encode(payload);
         let rows = message.rows().map_or(0, |r| r.len());
         if self.writer.is_none()
             || self
@@ -386,8 +388,8 @@ impl Spool {
 
     /// The oldest held batch (everything on disk has been read).
     fn pop_held(&mut self) -> Option<SinkMessage> {
-        let (message, size) = self.held.pop_front()?;
-        self.held_bytes -= size;
+        let (message, payload) = self.held.pop_front()?;
+        self.held_bytes -= held_size(&payload);
         Some(message)
     }
 
@@ -539,8 +541,10 @@ fn segment_number(path: &Path) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-/// What a held barrier counts for in the hold's bound.
-const BARRIER_RECORD: u64 = 32;
+/// What a held batch counts for in the hold's bound (a barrier: a few bytes).
+fn held_size(payload: &Option<Vec<u8>>) -> u64 {
+    payload.as_ref().map_or(32, |p| p.len() as u64)
+}
 
 /// A batch's rows as a spool record holds them, or why the format cannot hold them.
 fn rows_payload(message: &SinkMessage) -> io::Result<Vec<u8>> {
